@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Installs everything the test suite needs (Python, Debian and npm packages) and runs it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! command -v kcat >/dev/null 2>&1; then
+    (apt-get update -qq && apt-get install -y -qq kcat) >/dev/null
+fi
+if [ -f tests/js/package.json ] && [ ! -d tests/js/node_modules ]; then
+    (cd tests/js && npm ci --no-audit --no-fund --silent)
+fi
+python3 -m pip install -q --disable-pip-version-check -e '.[test]'
+exec python3 -m pytest "$@"

@@ -1,0 +1,274 @@
+"""Broker configuration with Kafka's names, types, defaults and validation.
+
+Sources, lowest precedence first: built-in defaults, a `server.properties` (or TOML) file,
+environment variables (`MOLDAU_LOG_DIRS=...` sets `log.dirs`), and `--override key=value` flags.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from moldau.errors import MoldauError
+
+LONG_MAX = 2**63 - 1
+INT_MAX = 2**31 - 1
+
+
+class ConfigError(MoldauError):
+    """A configuration value is unknown, malformed or out of its allowed range."""
+
+
+@dataclass(slots=True, frozen=True)
+class ConfigDef:
+    name: str
+    type: type
+    default: Any
+    doc: str
+    at_least: int | None = None
+    choices: tuple[str, ...] | None = None
+
+    def parse(self, raw: Any) -> Any:
+        try:
+            value = _coerce(self.type, raw)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"Invalid value {raw!r} for configuration {self.name}: {exc}") from None
+        if self.at_least is not None and value is not None and value < self.at_least:
+            raise ConfigError(
+                f"Invalid value {value} for configuration {self.name}: Value must be at least {self.at_least}"
+            )
+        if self.choices is not None and value not in self.choices:
+            raise ConfigError(
+                f"Invalid value {value!r} for configuration {self.name}: String must be one of: "
+                + ", ".join(self.choices)
+            )
+        return value
+
+
+def _coerce(kind: type, raw: Any) -> Any:
+    if raw is None:
+        return None
+    if kind is bool:
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text not in ("true", "false"):
+            raise ValueError("Expected value to be either true or false")
+        return text == "true"
+    if kind is int:
+        if isinstance(raw, bool):
+            raise ValueError("Expected an integer")
+        return int(str(raw).strip())
+    if kind is list:
+        if isinstance(raw, list):
+            return [str(x).strip() for x in raw]
+        return [part.strip() for part in str(raw).split(",") if part.strip()]
+    return str(raw).strip()
+
+
+def _defs(*defs: ConfigDef) -> dict[str, ConfigDef]:
+    return {d.name: d for d in defs}
+
+
+# Kafka's broker configs that Moldau implements. Defaults are Kafka's unless noted.
+BROKER_CONFIGS: dict[str, ConfigDef] = _defs(
+    ConfigDef("node.id", int, 1, "The node id of this broker (Kafka: no default; 1 for zero-setup use)", 0),
+    ConfigDef("broker.id", int, None, "Alias of node.id kept for older server.properties files"),
+    ConfigDef("cluster.id", str, None, "Cluster id; generated and stored in meta.properties when absent"),
+    ConfigDef("listeners", list, ["PLAINTEXT://localhost:9092"], "Listener URIs the broker binds"),
+    ConfigDef("advertised.listeners", list, None, "Listener URIs given to clients; defaults to listeners"),
+    ConfigDef("log.dirs", list, ["./moldau-data"], "Data directories (Kafka: /tmp/kafka-logs)"),
+    ConfigDef("log.dir", list, None, "Used when log.dirs is not set"),
+    ConfigDef("num.partitions", int, 1, "Default partition count of auto-created topics", 1),
+    ConfigDef("default.replication.factor", int, 1, "Default replication factor of auto-created topics", 1),
+    ConfigDef("auto.create.topics.enable", bool, True, "Create unknown topics on Metadata/Produce"),
+    ConfigDef("delete.topic.enable", bool, True, "Allow DeleteTopics"),
+    ConfigDef("socket.request.max.bytes", int, 104857600, "Largest request frame accepted", 1),
+    ConfigDef("connections.max.idle.ms", int, 600000, "Idle connections are closed after this"),
+    ConfigDef("message.max.bytes", int, 1048588, "Largest record batch accepted", 0),
+    ConfigDef("log.segment.bytes", int, 1073741824, "Segment size before a roll", 1048576),  # KIP-1030
+    ConfigDef("log.roll.ms", int, None, "Roll a segment after this many ms", 1),
+    ConfigDef("log.roll.hours", int, 168, "Roll a segment after this many hours", 1),
+    ConfigDef("log.index.size.max.bytes", int, 10485760, "Max size of an offset index", 4),
+    ConfigDef("log.index.interval.bytes", int, 4096, "Bytes between offset index entries", 0),
+    ConfigDef("log.flush.interval.messages", int, LONG_MAX, "fsync after this many messages", 1),
+    ConfigDef("log.flush.interval.ms", int, None, "fsync after this many ms"),
+    ConfigDef("log.flush.scheduler.interval.ms", int, LONG_MAX, "How often the flusher checks logs"),
+    ConfigDef("log.retention.ms", int, None, "Retention by time in ms"),
+    ConfigDef("log.retention.minutes", int, None, "Retention by time in minutes"),
+    ConfigDef("log.retention.hours", int, 168, "Retention by time in hours"),
+    ConfigDef("log.retention.bytes", int, -1, "Retention by size per partition"),
+    ConfigDef("log.retention.check.interval.ms", int, 300000, "How often retention runs", 1),
+    ConfigDef("log.message.timestamp.type", str, "CreateTime", "Record timestamp type",
+              choices=("CreateTime", "LogAppendTime")),
+    ConfigDef("num.io.threads", int, 8, "Accepted for compatibility; Moldau uses one event loop", 1),
+    ConfigDef("num.network.threads", int, 3, "Accepted for compatibility; Moldau uses one event loop", 1),
+    ConfigDef("moldau.event.loop", str, "asyncio", "Event loop implementation (see bench/)",
+              choices=("asyncio", "uvloop")),
+    ConfigDef("moldau.sendfile", bool, True, "Send fetched file regions with sendfile on plaintext sockets"),
+)
+
+
+@dataclass(slots=True, frozen=True)
+class Listener:
+    name: str
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, uri: str) -> Listener:
+        name, sep, rest = uri.partition("://")
+        if not sep or ":" not in rest:
+            raise ConfigError(f"Invalid listener {uri!r}: expected NAME://host:port")
+        host, _, port = rest.rpartition(":")
+        host = host.strip("[]")
+        try:
+            port_number = int(port)
+        except ValueError:
+            raise ConfigError(f"Invalid listener {uri!r}: port {port!r} is not a number") from None
+        return cls(name.upper(), host, port_number)
+
+
+class BrokerConfig:
+    """Validated broker configuration. Read values with `config["log.dirs"]` or the properties below."""
+
+    def __init__(self, values: Mapping[str, Any] | None = None) -> None:
+        self._values: dict[str, Any] = {}
+        self.originals: dict[str, str] = {}
+        for key, raw in (values or {}).items():
+            self.set(key, raw)
+
+    def set(self, key: str, raw: Any) -> None:
+        definition = BROKER_CONFIGS.get(key)
+        if definition is None:
+            # Kafka logs unknown configs and carries on; so do we, keeping them for DescribeConfigs.
+            self.originals[key] = str(raw)
+            return
+        self._values[key] = definition.parse(raw)
+        self.originals[key] = str(raw)
+
+    def __getitem__(self, key: str) -> Any:
+        if key in self._values:
+            return self._values[key]
+        return BROKER_CONFIGS[key].default
+
+    def is_set(self, key: str) -> bool:
+        return key in self._values
+
+    @property
+    def node_id(self) -> int:
+        if not self.is_set("node.id") and self["broker.id"] is not None:
+            return int(self["broker.id"])
+        return int(self["node.id"])
+
+    @property
+    def log_dirs(self) -> list[Path]:
+        dirs = self["log.dirs"] if self.is_set("log.dirs") or self["log.dir"] is None else self["log.dir"]
+        return [Path(d) for d in dirs]
+
+    @property
+    def listeners(self) -> list[Listener]:
+        return [Listener.parse(uri) for uri in self["listeners"]]
+
+    @property
+    def advertised_listeners(self) -> list[Listener]:
+        uris = self["advertised.listeners"] or self["listeners"]
+        return [Listener.parse(uri) for uri in uris]
+
+    @property
+    def log_roll_ms(self) -> int:
+        if self["log.roll.ms"] is not None:
+            return int(self["log.roll.ms"])
+        return int(self["log.roll.hours"]) * 3_600_000
+
+    @property
+    def log_retention_ms(self) -> int:
+        if self["log.retention.ms"] is not None:
+            return int(self["log.retention.ms"])
+        if self["log.retention.minutes"] is not None:
+            return int(self["log.retention.minutes"]) * 60_000
+        return int(self["log.retention.hours"]) * 3_600_000
+
+    @property
+    def log_flush_interval_ms(self) -> int:
+        value = self["log.flush.interval.ms"]
+        return LONG_MAX if value is None else int(value)
+
+
+def parse_properties(text: str) -> dict[str, str]:
+    """Parse Java `.properties` text: `key=value` or `key: value`, `#`/`!` comments, `\\` continuations."""
+    result: dict[str, str] = {}
+    pending = ""
+    for raw_line in text.splitlines():
+        line = raw_line.strip()
+        if not pending and (not line or line[0] in "#!"):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1]
+            continue
+        line, pending = pending + line, ""
+        for i, ch in enumerate(line):
+            if ch in "=:":
+                result[line[:i].strip()] = line[i + 1 :].strip()
+                break
+        else:
+            result[line] = ""
+    return result
+
+
+def load_file(path: Path) -> dict[str, Any]:
+    text = path.read_text()
+    if path.suffix == ".toml":
+        return _flatten_toml(tomllib.loads(text))
+    return dict(parse_properties(text))
+
+
+def _flatten_toml(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in table.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten_toml(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def from_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """`MOLDAU_LOG_DIRS=/data` → `log.dirs=/data` (the convention of Kafka's container images)."""
+    return {
+        key[len("MOLDAU_") :].lower().replace("_", "."): value
+        for key, value in environ.items()
+        if key.startswith("MOLDAU_") and key[len("MOLDAU_") :].lower().replace("_", ".") in BROKER_CONFIGS
+    }
+
+
+def parse_overrides(pairs: Iterable[str]) -> dict[str, str]:
+    result = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ConfigError(f"Invalid override {pair!r}: expected key=value")
+        result[key.strip()] = value.strip()
+    return result
+
+
+def load_config(
+    path: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    validate: Callable[[BrokerConfig], None] | None = None,
+) -> BrokerConfig:
+    merged: dict[str, Any] = {}
+    if path is not None:
+        merged.update(load_file(path))
+    merged.update(from_environment(os.environ if environ is None else environ))
+    merged.update(overrides or {})
+    config = BrokerConfig(merged)
+    if validate is not None:
+        validate(config)
+    return config

@@ -1,0 +1,201 @@
+"""One client connection: frames in, requests handled one at a time in order, responses out.
+
+Like Kafka's SocketServer, a connection has at most one request being handled at a time and
+responses leave in request order; further pipelined requests wait in a bounded queue (reading is
+paused while it is full). Malformed frames, unknown APIs and unsupported versions close the
+connection with a log line, as Kafka does (ApiVersions excepted, KIP-511).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from moldau.protocol import api
+from moldau.protocol.errors import ErrorCode, ProtocolError
+
+if TYPE_CHECKING:
+    from moldau.broker.server import Broker
+
+log = logging.getLogger(__name__)
+
+_SIZE = struct.Struct(">i")
+API_VERSIONS = 18
+MAX_QUEUED_REQUESTS = 64
+
+
+class CloseConnection(Exception):
+    """Raised by a handler to drop the connection (e.g. an acks=0 produce that failed)."""
+
+
+class KafkaConnection(asyncio.Protocol):
+    def __init__(self, broker: Broker, listener_name: str) -> None:
+        self.broker = broker
+        self.listener_name = listener_name
+        self.transport: asyncio.Transport | None = None
+        self.peer = "?"
+        self._buffer = bytearray()
+        self._frames: deque[bytes] = deque()
+        self._wakeup = asyncio.Event()
+        self._can_write = asyncio.Event()
+        self._can_write.set()
+        self._closed = False
+        self._reading_paused = False
+        self.task: asyncio.Task[None] | None = None
+        self._max_request = broker.config["socket.request.max.bytes"]
+        self.last_active = 0.0
+        self.sendfile_ok = False
+
+    # -- asyncio.Protocol ------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's transports are not subclasses
+        peer = transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        self.sendfile_ok = self.broker.config["moldau.sendfile"] and transport.get_extra_info("sslcontext") is None
+        self.last_active = self.broker.loop.time()
+        self.broker.connections.add(self)
+        self.task = self.broker.loop.create_task(self._process())
+
+    def data_received(self, data: bytes) -> None:
+        self.last_active = self.broker.loop.time()
+        buffer = self._buffer
+        buffer += data
+        start = 0
+        end = len(buffer)
+        while end - start >= 4:
+            (size,) = _SIZE.unpack_from(buffer, start)
+            if size < 0 or size > self._max_request:
+                log.warning("closing connection from %s: request size %d is outside [0, %d] "
+                            "(socket.request.max.bytes)", self.peer, size, self._max_request)
+                self.close()
+                return
+            if end - start - 4 < size:
+                break
+            self._frames.append(bytes(buffer[start + 4 : start + 4 + size]))
+            start += 4 + size
+        if start:
+            del buffer[:start]
+        if self._frames:
+            self._wakeup.set()
+            if len(self._frames) >= MAX_QUEUED_REQUESTS and not self._reading_paused:
+                self._reading_paused = True
+                self.transport.pause_reading()  # type: ignore[union-attr]
+
+    def eof_received(self) -> bool | None:
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        self._wakeup.set()
+        self._can_write.set()
+        self.broker.connections.discard(self)
+        if self.task is not None and not self.task.done():
+            # A request parked in a long poll has nobody left to answer.
+            self.task.cancel()
+
+    def pause_writing(self) -> None:
+        self._can_write.clear()
+
+    def resume_writing(self) -> None:
+        self._can_write.set()
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._wakeup.set()
+            if self.transport is not None:
+                self.transport.close()
+
+    # -- request processing ----------------------------------------------------------------------
+
+    async def _process(self) -> None:
+        try:
+            while not self._closed:
+                if not self._frames:
+                    self._wakeup.clear()
+                    await self._wakeup.wait()
+                    continue
+                frame = self._frames.popleft()
+                if self._reading_paused and len(self._frames) < MAX_QUEUED_REQUESTS // 2:
+                    self._reading_paused = False
+                    self.transport.resume_reading()  # type: ignore[union-attr]
+                await self._handle_frame(frame)
+        except CloseConnection:
+            self.close()
+        except (ConnectionError, asyncio.CancelledError):
+            self.close()
+        except Exception:
+            log.exception("closing connection from %s after an unexpected error", self.peer)
+            self.close()
+
+    async def _handle_frame(self, frame: bytes) -> None:
+        try:
+            header, offset = api.decode_request_header(frame)
+        except ProtocolError as exc:
+            log.warning("closing connection from %s: unreadable request header: %s", self.peer, exc)
+            raise CloseConnection from None
+        handler = self.broker.handlers.get(header.api_key)
+        supported = self.broker.supported_versions.get(header.api_key)
+        if handler is None or supported is None:
+            log.warning("closing connection from %s (client %s): unsupported api key %d",
+                        self.peer, header.client_id, header.api_key)
+            raise CloseConnection
+        if not supported[0] <= header.api_version <= supported[1]:
+            if header.api_key == API_VERSIONS:
+                await self._reply_api_versions_unsupported(header.correlation_id)
+                return
+            log.warning("closing connection from %s (client %s): unsupported version %d of api %d",
+                        self.peer, header.client_id, header.api_version, header.api_key)
+            raise CloseConnection
+        try:
+            request = api.decode_request(header.api_key, header.api_version, frame, offset)
+        except ProtocolError as exc:
+            log.warning("closing connection from %s (client %s): malformed %s v%d request: %s", self.peer,
+                        header.client_id, api.APIS[header.api_key].name, header.api_version, exc)
+            raise CloseConnection from None
+        response = await handler(self, header, request)
+        if response is None:
+            return
+        parts = api.encode_response(header.api_key, header.api_version, header.correlation_id, response)
+        await self.write_parts(parts)
+
+    async def _reply_api_versions_unsupported(self, correlation_id: int) -> None:
+        """KIP-511: answer in the v0 format with UNSUPPORTED_VERSION and our ApiVersions range."""
+        from moldau.protocol import messages
+
+        low, high = self.broker.supported_versions[API_VERSIONS]
+        body = messages.ApiVersionsResponse(
+            error_code=ErrorCode.UNSUPPORTED_VERSION,
+            api_keys=[messages.ApiVersionsResponse.ApiVersion(api_key=API_VERSIONS, min_version=low,
+                                                                max_version=high)],
+        )
+        await self.write_parts(api.encode_response(API_VERSIONS, 0, correlation_id, body))
+
+    async def write_parts(self, parts: list[Any]) -> None:
+        transport = self.transport
+        if transport is None or self._closed:
+            raise ConnectionError("connection closed")
+        for part in parts:
+            if isinstance(part, (bytes, bytearray, memoryview)):
+                transport.write(part)
+            else:
+                await self._write_region(part)
+        if not self._can_write.is_set():
+            await self._can_write.wait()
+            if self._closed:
+                raise ConnectionError("connection closed")
+
+    async def _write_region(self, region: Any) -> None:
+        """Send a stored file region: `sendfile` on plaintext sockets of the stdlib loop, else read+write."""
+        if self.sendfile_ok:
+            try:
+                await self.broker.loop.sendfile(self.transport, region.file, region.position, region.size,
+                                                fallback=False)
+                return
+            except (asyncio.SendfileNotAvailableError, NotImplementedError, RuntimeError):
+                self.sendfile_ok = False
+        self.transport.write(region.read_bytes())  # type: ignore[union-attr]

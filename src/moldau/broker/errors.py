@@ -1,0 +1,15 @@
+"""Errors a request handler answers with a Kafka error code instead of closing the connection."""
+
+from __future__ import annotations
+
+from moldau.errors import MoldauError
+from moldau.protocol.errors import ErrorCode
+
+
+class ApiError(MoldauError):
+    """A request failed with a Kafka error code; `message` goes into the response where the API has room."""
+
+    def __init__(self, error_code: ErrorCode, message: str | None = None) -> None:
+        super().__init__(message or error_code.name)
+        self.error_code = error_code
+        self.message = message

@@ -1,0 +1,39 @@
+"""ListOffsets (2): offsets by timestamp, plus earliest (-2), latest (-1), max timestamp (-3) and friends."""
+
+from __future__ import annotations
+
+from moldau.broker.errors import ApiError
+from moldau.protocol import messages
+from moldau.protocol.errors import ErrorCode
+
+API_KEY = 2
+LATEST = -1
+Response = messages.ListOffsetsResponse
+
+
+async def handle(conn, header, request: messages.ListOffsetsRequest) -> Response:
+    manager = conn.broker.replica_manager
+    topics = []
+    for topic in request.topics:
+        partitions = []
+        for p in topic.partitions:
+            result = Response.ListOffsetsPartitionResponse(partition_index=p.partition_index,
+                                                           error_code=ErrorCode.NONE, timestamp=-1, offset=-1)
+            try:
+                partition = manager.partition(topic.name, p.partition_index)
+                partition.check_leader_epoch(p.current_leader_epoch)
+                log = partition.log
+                if p.timestamp == LATEST:
+                    # A consumer's "latest" is the high watermark (the last stable offset when
+                    # read_committed); only a debugging replica id (-2) may see the log end offset.
+                    result.offset = log.log_end_offset if request.replica_id == -2 else log.high_watermark
+                    result.leader_epoch = partition.leader_epoch
+                else:
+                    found = log.fetch_offset_by_timestamp(p.timestamp)
+                    if found is not None:
+                        result.offset, result.timestamp, result.leader_epoch = found
+            except ApiError as exc:
+                result.error_code = exc.error_code
+            partitions.append(result)
+        topics.append(Response.ListOffsetsTopicResponse(name=topic.name, partitions=partitions))
+    return Response(throttle_time_ms=0, topics=topics)

@@ -1,0 +1,97 @@
+"""Metadata (3): brokers, cluster id, controller, and topics with their partitions' leaders."""
+
+from __future__ import annotations
+
+from moldau.broker.errors import ApiError
+from moldau.broker.replica_manager import Topic
+from moldau.broker.topic_config import validate_topic_name
+from moldau.protocol import messages
+from moldau.protocol.errors import ErrorCode
+
+API_KEY = 3
+
+# With no authorizer every operation is allowed; these are the AclOperation bits Kafka reports then.
+TOPIC_OPERATIONS = sum(1 << op for op in (3, 4, 5, 6, 7, 8, 10, 11))
+CLUSTER_OPERATIONS = sum(1 << op for op in (5, 7, 8, 9, 10, 11, 12, 13, 14))
+UNSET_OPERATIONS = -(2**31)
+
+Response = messages.MetadataResponse
+
+
+def topic_entry(topic: Topic, node_id: int, include_operations: bool) -> Response.MetadataResponseTopic:
+    return Response.MetadataResponseTopic(
+        error_code=ErrorCode.NONE,
+        name=topic.name,
+        topic_id=topic.topic_id,
+        is_internal=topic.metadata.is_internal,
+        partitions=[
+            Response.MetadataResponsePartition(
+                error_code=ErrorCode.NONE,
+                partition_index=p.index,
+                leader_id=node_id,
+                leader_epoch=p.leader_epoch,
+                replica_nodes=[node_id],
+                isr_nodes=[node_id],
+                offline_replicas=[],
+            )
+            for p in topic.partitions
+        ],
+        topic_authorized_operations=TOPIC_OPERATIONS if include_operations else UNSET_OPERATIONS,
+    )
+
+
+def error_entry(name: str | None, error: ErrorCode, topic_id=None) -> Response.MetadataResponseTopic:
+    entry = Response.MetadataResponseTopic(error_code=error, name=name, partitions=[])
+    if topic_id is not None:
+        entry.topic_id = topic_id
+    return entry
+
+
+async def handle(conn, header, request: messages.MetadataRequest) -> Response:
+    broker = conn.broker
+    manager = broker.replica_manager
+    version = header.api_version
+    include_operations = bool(request.include_topic_authorized_operations)
+    topics: list[Response.MetadataResponseTopic] = []
+    # v0: an empty list means all topics; v1+: null means all topics.
+    if request.topics is None or (version == 0 and not request.topics):
+        topics = [topic_entry(t, broker.node_id, include_operations) for t in manager.topics.values()]
+    else:
+        allow_auto_create = version < 4 or request.allow_auto_topic_creation
+        for wanted in request.topics:
+            topics.append(_lookup(manager, wanted, allow_auto_create, broker.node_id, include_operations))
+    return Response(
+        throttle_time_ms=0,
+        brokers=[
+            Response.MetadataResponseBroker(node_id=e.node_id, host=e.host, port=e.port, rack=e.rack)
+            for e in broker.endpoints(conn.listener_name)
+        ],
+        cluster_id=broker.cluster_id,
+        controller_id=broker.node_id,
+        topics=topics,
+        cluster_authorized_operations=(
+            CLUSTER_OPERATIONS if request.include_cluster_authorized_operations else UNSET_OPERATIONS
+        ),
+    )
+
+
+def _lookup(manager, wanted, allow_auto_create: bool, node_id: int, include_operations: bool):
+    name = wanted.name
+    if name is None:
+        topic = manager.topics_by_id.get(wanted.topic_id)
+        if topic is None:
+            return error_entry(None, ErrorCode.UNKNOWN_TOPIC_ID, wanted.topic_id)
+        return topic_entry(topic, node_id, include_operations)
+    topic = manager.topics.get(name)
+    if topic is None:
+        if validate_topic_name(name):
+            return error_entry(name, ErrorCode.INVALID_TOPIC_EXCEPTION)
+        if not allow_auto_create:
+            return error_entry(name, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+        try:
+            topic = manager.maybe_auto_create(name)
+        except ApiError as exc:
+            return error_entry(name, exc.error_code)
+        if topic is None:
+            return error_entry(name, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+    return topic_entry(topic, node_id, include_operations)

@@ -1,0 +1,65 @@
+"""Produce (0): validate and append one record batch per partition; acks 0, 1 and -1 (all)."""
+
+from __future__ import annotations
+
+import logging
+
+from moldau.broker.connection import CloseConnection
+from moldau.broker.errors import ApiError
+from moldau.protocol import messages
+from moldau.protocol.errors import ErrorCode
+
+API_KEY = 0
+# KAFKA-18659: Kafka 4.x rejects Produce v0-v2 yet advertises min 0, because librdkafka before 2.10
+# (kcat 1.7 included) enables gzip/snappy/lz4 only when Produce v0 appears in ApiVersions.
+ADVERTISED_MIN_VERSION = 0
+
+log = logging.getLogger(__name__)
+Response = messages.ProduceResponse
+
+
+async def handle(conn, header, request: messages.ProduceRequest) -> Response | None:
+    manager = conn.broker.replica_manager
+    version = header.api_version
+    acks = request.acks
+    by_id = version >= 13
+    responses = []
+    failed = False
+    for topic_data in request.topic_data:
+        partitions = []
+        for partition_data in topic_data.partition_data:
+            result = Response.PartitionProduceResponse(index=partition_data.index, base_offset=-1)
+            try:
+                if acks not in (0, 1, -1):
+                    raise ApiError(ErrorCode.INVALID_REQUIRED_ACKS)
+                if by_id:
+                    partition = manager.partition_by_id(topic_data.topic_id, partition_data.index)
+                else:
+                    partition = manager.partition(topic_data.name, partition_data.index)
+                records = partition_data.records
+                if not records:
+                    raise ApiError(ErrorCode.INVALID_RECORD, "Produce request has no record batch")
+                info = await manager.append(partition, records, acks)
+                result.error_code = ErrorCode.NONE
+                result.base_offset = info.first_offset
+                result.log_append_time_ms = info.log_append_time
+                result.log_start_offset = info.log_start_offset
+            except ApiError as exc:
+                failed = True
+                result.error_code = exc.error_code
+                result.error_message = exc.message
+                log.debug("produce to %s-%d by %s failed: %s", topic_data.name or topic_data.topic_id,
+                          partition_data.index, header.client_id, exc)
+            partitions.append(result)
+        topic_response = Response.TopicProduceResponse(partition_responses=partitions)
+        if by_id:
+            topic_response.topic_id = topic_data.topic_id
+        else:
+            topic_response.name = topic_data.name
+        responses.append(topic_response)
+    if acks == 0:
+        if failed:
+            # Kafka closes the connection so an acks=0 producer notices and refreshes its metadata.
+            raise CloseConnection
+        return None
+    return Response(responses=responses, throttle_time_ms=0)

@@ -1,0 +1,246 @@
+"""Topics, partitions and their logs on this broker: create, delete, append, read, wait for data.
+
+Named after Kafka's `ReplicaManager`. On a single broker every partition is led here with
+leader epoch 0 and the ISR is this broker alone, so the high watermark follows the log end offset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from moldau.broker.config import BrokerConfig, ConfigError
+from moldau.broker.errors import ApiError
+from moldau.broker.topic_config import (
+    topic_log_config,
+    validate_topic_configs,
+    validate_topic_name,
+)
+from moldau.cluster.metadata_store import MetadataStore, TopicMetadata
+from moldau.protocol.errors import ErrorCode
+from moldau.protocol.records import InvalidRecordError
+from moldau.storage.log import AppendInfo, Log
+from moldau.storage.log_manager import LogManager
+
+log = logging.getLogger(__name__)
+
+INTERNAL_TOPICS = frozenset({"__consumer_offsets", "__transaction_state"})
+
+
+@dataclass(slots=True, eq=False)
+class Partition:
+    topic: str
+    index: int
+    topic_id: uuid.UUID
+    log: Log
+    leader_epoch: int = 0
+    waiters: set[asyncio.Future[None]] = field(default_factory=set)
+
+    def notify_waiters(self) -> None:
+        for waiter in self.waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self.waiters.clear()
+
+    def check_leader_epoch(self, requested: int) -> None:
+        """KIP-320: a client that knows a newer epoch than ours is ahead of us; an older one is fenced."""
+        if requested == -1 or requested == self.leader_epoch:
+            return
+        if requested > self.leader_epoch:
+            raise ApiError(ErrorCode.UNKNOWN_LEADER_EPOCH)
+        raise ApiError(ErrorCode.FENCED_LEADER_EPOCH)
+
+
+@dataclass(slots=True, eq=False)
+class Topic:
+    metadata: TopicMetadata
+    partitions: list[Partition]
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    @property
+    def topic_id(self) -> uuid.UUID:
+        return self.metadata.topic_id
+
+
+class ReplicaManager:
+    def __init__(self, config: BrokerConfig, log_manager: LogManager, store: MetadataStore) -> None:
+        self.config = config
+        self.log_manager = log_manager
+        self.store = store
+        self.default_log_config = log_manager.default_config
+        self.topics: dict[str, Topic] = {}
+        self.topics_by_id: dict[uuid.UUID, Topic] = {}
+        self._flush_locks: dict[int, asyncio.Lock] = {}
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Open the log of every partition of every known topic (after `LogManager.startup`)."""
+        for metadata in self.store.topics().values():
+            self._open_topic(metadata)
+
+    def _open_topic(self, metadata: TopicMetadata) -> Topic:
+        log_config = topic_log_config(self.default_log_config, metadata.configs)
+        partitions = [
+            Partition(metadata.name, index, metadata.topic_id,
+                      self.log_manager.get_or_create_log(metadata.name, index, log_config))
+            for index in range(metadata.num_partitions)
+        ]
+        for partition in partitions:
+            # One replica, so the ISR is just us: everything appended is committed.
+            partition.log.update_high_watermark(partition.log.log_end_offset)
+        topic = Topic(metadata, partitions)
+        self.topics[metadata.name] = topic
+        self.topics_by_id[metadata.topic_id] = topic
+        return topic
+
+    # -- topics ----------------------------------------------------------------------------------
+
+    def create_topic(
+        self,
+        name: str,
+        num_partitions: int = -1,
+        replication_factor: int = -1,
+        configs: dict[str, str | None] | None = None,
+        *,
+        validate_only: bool = False,
+    ) -> TopicMetadata:
+        problem = validate_topic_name(name)
+        if problem:
+            raise ApiError(ErrorCode.INVALID_TOPIC_EXCEPTION, problem)
+        if name in self.topics:
+            raise ApiError(ErrorCode.TOPIC_ALREADY_EXISTS, f"Topic '{name}' already exists.")
+        if num_partitions == -1:
+            num_partitions = self.config["num.partitions"]
+        if replication_factor == -1:
+            replication_factor = self.config["default.replication.factor"]
+        if num_partitions <= 0:
+            raise ApiError(ErrorCode.INVALID_PARTITIONS, "Number of partitions must be larger than 0.")
+        if replication_factor <= 0:
+            raise ApiError(ErrorCode.INVALID_REPLICATION_FACTOR, "Replication factor must be larger than 0.")
+        if replication_factor > 1:
+            raise ApiError(
+                ErrorCode.INVALID_REPLICATION_FACTOR,
+                f"Unable to replicate the partition {replication_factor} time(s): The target replication "
+                "factor of 1 cannot be reached because only 1 broker(s) are registered.",
+            )
+        try:
+            checked = validate_topic_configs(configs or {})
+        except ConfigError as exc:
+            raise ApiError(ErrorCode.INVALID_CONFIG, str(exc)) from None
+        metadata = TopicMetadata(
+            name=name,
+            topic_id=uuid.uuid4(),
+            num_partitions=num_partitions,
+            replication_factor=replication_factor,
+            configs=checked,
+            is_internal=name in INTERNAL_TOPICS,
+        )
+        if validate_only:
+            return metadata
+        self.store.create_topic(metadata)
+        self._open_topic(metadata)
+        log.info("created topic %s with %d partition(s), id %s", name, num_partitions, metadata.topic_id)
+        return metadata
+
+    def delete_topic(self, name: str) -> TopicMetadata:
+        topic = self.topics.get(name)
+        if topic is None:
+            raise ApiError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, "This server does not host this topic.")
+        if not self.config["delete.topic.enable"]:
+            raise ApiError(ErrorCode.TOPIC_DELETION_DISABLED, "Topic deletion is disabled.")
+        self.store.delete_topic(name)
+        del self.topics[name]
+        del self.topics_by_id[topic.topic_id]
+        for partition in topic.partitions:
+            partition.notify_waiters()
+            self.log_manager.delete_log(name, partition.index)
+        log.info("deleted topic %s (id %s)", name, topic.topic_id)
+        return topic.metadata
+
+    def maybe_auto_create(self, name: str) -> Topic | None:
+        """Kafka's `auto.create.topics.enable`: Metadata for an unknown topic creates it."""
+        if not self.config["auto.create.topics.enable"] or validate_topic_name(name) or name in INTERNAL_TOPICS:
+            return None
+        self.create_topic(name)
+        return self.topics[name]
+
+    def partition(self, topic: str, index: int) -> Partition:
+        entry = self.topics.get(topic)
+        if entry is None or not 0 <= index < len(entry.partitions):
+            raise ApiError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, "This server does not host this topic-partition.")
+        return entry.partitions[index]
+
+    def partition_by_id(self, topic_id: uuid.UUID, index: int) -> Partition:
+        entry = self.topics_by_id.get(topic_id)
+        if entry is None:
+            raise ApiError(ErrorCode.UNKNOWN_TOPIC_ID, "This server does not host this topic ID.")
+        if not 0 <= index < len(entry.partitions):
+            raise ApiError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, "This server does not host this topic-partition.")
+        return entry.partitions[index]
+
+    # -- produce ---------------------------------------------------------------------------------
+
+    async def append(self, partition: Partition, records: bytes | memoryview, acks: int) -> AppendInfo:
+        """Append a produced batch as leader; returns after fsync when the flush policy asks for it."""
+        topic = self.topics.get(partition.topic)
+        if acks == -1 and topic is not None:
+            min_isr = int(topic.metadata.configs.get("min.insync.replicas", 1))
+            if min_isr > 1:
+                # One broker means an ISR of one (Kafka: NotEnoughReplicasException).
+                raise ApiError(ErrorCode.NOT_ENOUGH_REPLICAS,
+                               f"The size of the current ISR 1 is insufficient to satisfy the min.isr "
+                               f"requirement of {min_isr} for partition {partition.topic}-{partition.index}")
+        partition_log = partition.log
+        try:
+            info = partition_log.append_as_leader(
+                records, leader_epoch=partition.leader_epoch, now_ms=int(time.time() * 1000)
+            )
+        except InvalidRecordError as exc:
+            raise ApiError(ErrorCode(int(exc.error_code)), str(exc)) from None
+        if partition_log.unflushed_messages >= partition_log.config.flush_messages:
+            await self.flush(partition)
+        partition_log.update_high_watermark(partition_log.log_end_offset)
+        partition.notify_waiters()
+        return info
+
+    async def flush(self, partition: Partition) -> None:
+        """fsync a partition's log in a worker thread; concurrent callers share one fsync (group commit)."""
+        lock = self._flush_locks.setdefault(id(partition), asyncio.Lock())
+        target = partition.log.log_end_offset
+        async with lock:
+            if partition.log.recovery_point >= target:
+                return
+            await asyncio.to_thread(partition.log.flush)
+
+    async def flush_due(self, now_ms: int) -> None:
+        """Kafka's `flush.ms` / `log.flush.interval.ms`: flush logs whose oldest unflushed data is too old."""
+        for topic in list(self.topics.values()):
+            for partition in topic.partitions:
+                log_ = partition.log
+                if log_.unflushed_messages and now_ms - log_.last_flush_ms >= log_.config.flush_ms:
+                    await self.flush(partition)
+
+    # -- fetch -----------------------------------------------------------------------------------
+
+    async def wait_for_data(self, partitions: Iterable[Partition], timeout_s: float) -> None:
+        """Wake on the first append to any of `partitions`, or after `timeout_s`."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        watched = list(partitions)
+        for partition in watched:
+            partition.waiters.add(waiter)
+        try:
+            await asyncio.wait_for(waiter, timeout_s)
+        except TimeoutError:
+            pass
+        finally:
+            for partition in watched:
+                partition.waiters.discard(waiter)

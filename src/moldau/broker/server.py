@@ -1,0 +1,166 @@
+"""The broker process: storage, metadata and listeners on one asyncio event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import time
+import uuid
+from base64 import urlsafe_b64encode
+from dataclasses import dataclass
+
+from moldau.broker.config import BrokerConfig, Listener
+from moldau.broker.connection import KafkaConnection
+from moldau.broker.fetch_session import FetchSessionCache
+from moldau.broker.handlers import HANDLERS, supported_versions
+from moldau.broker.replica_manager import ReplicaManager
+from moldau.broker.topic_config import broker_default_log_config
+from moldau.cluster.metadata_store import LocalMetadataStore
+from moldau.storage.log_manager import LogManager
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_INTERVAL_S = 60.0  # Kafka's log.flush.offset.checkpoint.interval.ms
+
+
+@dataclass(slots=True, frozen=True)
+class BrokerEndpoint:
+    node_id: int
+    host: str
+    port: int
+    rack: str | None = None
+
+
+def new_cluster_id() -> str:
+    """Kafka's `Uuid.randomUuid().toString()`: 22 characters of URL-safe base64."""
+    return urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+class Broker:
+    """A single Kafka-compatible broker. `await start()`, then `await stop()`."""
+
+    def __init__(self, config: BrokerConfig) -> None:
+        self.config = config
+        self.node_id = config.node_id
+        self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
+        self.connections: set[KafkaConnection] = set()
+        self.handlers = HANDLERS
+        self.supported_versions = supported_versions()
+        self.fetch_sessions = FetchSessionCache()
+        self.servers: list[asyncio.base_events.Server] = []
+        self.bound: dict[str, tuple[str, int]] = {}
+        self._background: list[asyncio.Task[None]] = []
+        self._stopped = asyncio.Event()
+        self.started_at = time.time()
+        log_dirs = config.log_dirs
+        self.store = LocalMetadataStore(log_dirs[0])
+        self.log_manager = LogManager(log_dirs, broker_default_log_config(config))
+        self.replica_manager = ReplicaManager(config, self.log_manager, self.store)
+
+    @property
+    def cluster_id(self) -> str:
+        return self.store.cluster_id
+
+    def endpoints(self, listener_name: str) -> list[BrokerEndpoint]:
+        """The brokers of the cluster as clients on `listener_name` should reach them."""
+        for listener in self.config.advertised_listeners:
+            if listener.name == listener_name:
+                host, port = listener.host, listener.port
+                if port == 0 and listener_name in self.bound:
+                    port = self.bound[listener_name][1]
+                if host in ("", "0.0.0.0", "::"):
+                    host = socket.gethostname()
+                return [BrokerEndpoint(self.node_id, host, port)]
+        host, port = self.bound.get(listener_name, ("localhost", 9092))
+        return [BrokerEndpoint(self.node_id, host, port)]
+
+    async def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        started = time.monotonic()
+        if not self.store.cluster_id:
+            self.store.set_cluster_id(self.config["cluster.id"] or new_cluster_id())
+        await asyncio.to_thread(self.log_manager.startup)
+        self.replica_manager.load()
+        for listener in self.config.listeners:
+            await self._listen(listener)
+        self._background.append(self.loop.create_task(self._housekeeping()))
+        log.info("broker %d of cluster %s started in %.0f ms, listening on %s", self.node_id,
+                 self.cluster_id, (time.monotonic() - started) * 1000,
+                 ", ".join(f"{name}://{h}:{p}" for name, (h, p) in self.bound.items()))
+
+    async def _listen(self, listener: Listener) -> None:
+        server = await self.loop.create_server(
+            lambda: KafkaConnection(self, listener.name),
+            host=listener.host or None,
+            port=listener.port,
+            reuse_address=True,
+            backlog=1024,
+        )
+        for sock in server.sockets:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        host, port = server.sockets[0].getsockname()[:2]
+        self.bound[listener.name] = (listener.host or host, port)
+        self.servers.append(server)
+
+    async def _housekeeping(self) -> None:
+        """Time-based flush (`log.flush.interval.ms`), recovery-point checkpoints, idle connections."""
+        last_checkpoint = time.monotonic()
+        idle_limit = self.config["connections.max.idle.ms"] / 1000
+        while True:
+            await asyncio.sleep(0.5)
+            try:
+                await self.replica_manager.flush_due(int(time.time() * 1000))
+                if time.monotonic() - last_checkpoint >= CHECKPOINT_INTERVAL_S:
+                    await asyncio.to_thread(self.log_manager.checkpoint)
+                    last_checkpoint = time.monotonic()
+                now = self.loop.time()
+                for connection in list(self.connections):
+                    if now - connection.last_active > idle_limit:
+                        log.info("closing idle connection from %s (connections.max.idle.ms)", connection.peer)
+                        connection.close()
+            except Exception:
+                log.exception("housekeeping failed; retrying")
+
+    async def stop(self) -> None:
+        """Graceful shutdown: stop accepting, close connections, flush and checkpoint every log."""
+        for task in self._background:
+            task.cancel()
+        for server in self.servers:
+            server.close()
+        tasks = [c.task for c in self.connections if c.task is not None]
+        for connection in list(self.connections):
+            connection.close()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for server in self.servers:
+            await server.wait_closed()
+        await asyncio.to_thread(self.log_manager.shutdown)
+        self._stopped.set()
+        log.info("broker %d stopped", self.node_id)
+
+    async def serve_forever(self) -> None:
+        """Run until SIGTERM or SIGINT, then shut down cleanly."""
+        await self.start()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self.loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("received shutdown signal")
+        await self.stop()
+
+
+def run_broker(config: BrokerConfig) -> None:
+    """Run a broker in this process until it is told to stop."""
+    if config["moldau.event.loop"] == "uvloop":
+        import uvloop
+
+        runner = uvloop.run
+    else:
+        runner = asyncio.run
+    for directory in config.log_dirs:
+        os.makedirs(directory, exist_ok=True)
+    runner(Broker(config).serve_forever())

@@ -1,0 +1,128 @@
+"""Cluster metadata: which topics exist, their ids, partitions and configs.
+
+`MetadataStore` is the interface (DESIGN §8); `LocalMetadataStore` is the embedded, file-backed
+implementation a single broker uses by default: one JSON document written atomically
+(temp file, fsync, rename) in the first log dir.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from moldau.errors import MoldauError
+
+
+class TopicExistsError(MoldauError):
+    pass
+
+
+class UnknownTopicError(MoldauError):
+    pass
+
+
+@dataclass(slots=True)
+class TopicMetadata:
+    name: str
+    topic_id: uuid.UUID
+    num_partitions: int
+    replication_factor: int = 1
+    configs: dict[str, str] = field(default_factory=dict)
+    is_internal: bool = False
+
+
+class MetadataStore(Protocol):
+    cluster_id: str
+
+    def topics(self) -> dict[str, TopicMetadata]: ...
+
+    def create_topic(self, topic: TopicMetadata) -> None: ...
+
+    def delete_topic(self, name: str) -> TopicMetadata: ...
+
+    def update_topic(self, topic: TopicMetadata) -> None: ...
+
+
+class LocalMetadataStore:
+    """File-backed metadata for a one-broker cluster."""
+
+    FILE_NAME = "__moldau_metadata.json"
+
+    def __init__(self, directory: Path) -> None:
+        self._path = directory / self.FILE_NAME
+        self._topics: dict[str, TopicMetadata] = {}
+        self.cluster_id = ""
+        directory.mkdir(parents=True, exist_ok=True)
+        if self._path.exists():
+            self._load()
+
+    def _load(self) -> None:
+        document = json.loads(self._path.read_text())
+        self.cluster_id = document.get("cluster_id", "")
+        for entry in document.get("topics", []):
+            topic = TopicMetadata(
+                name=entry["name"],
+                topic_id=uuid.UUID(entry["topic_id"]),
+                num_partitions=entry["num_partitions"],
+                replication_factor=entry.get("replication_factor", 1),
+                configs=dict(entry.get("configs", {})),
+                is_internal=entry.get("is_internal", False),
+            )
+            self._topics[topic.name] = topic
+
+    def _save(self) -> None:
+        document = {
+            "cluster_id": self.cluster_id,
+            "topics": [
+                {
+                    "name": t.name,
+                    "topic_id": str(t.topic_id),
+                    "num_partitions": t.num_partitions,
+                    "replication_factor": t.replication_factor,
+                    "configs": t.configs,
+                    "is_internal": t.is_internal,
+                }
+                for t in self._topics.values()
+            ],
+        }
+        tmp = self._path.with_suffix(".tmp")
+        with open(tmp, "w") as f:
+            json.dump(document, f, indent=1, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self._path)
+        dir_fd = os.open(self._path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    def set_cluster_id(self, cluster_id: str) -> None:
+        self.cluster_id = cluster_id
+        self._save()
+
+    def topics(self) -> dict[str, TopicMetadata]:
+        return self._topics
+
+    def create_topic(self, topic: TopicMetadata) -> None:
+        if topic.name in self._topics:
+            raise TopicExistsError(f"Topic '{topic.name}' already exists.")
+        self._topics[topic.name] = topic
+        self._save()
+
+    def delete_topic(self, name: str) -> TopicMetadata:
+        topic = self._topics.pop(name, None)
+        if topic is None:
+            raise UnknownTopicError(f"Topic '{name}' does not exist.")
+        self._save()
+        return topic
+
+    def update_topic(self, topic: TopicMetadata) -> None:
+        if topic.name not in self._topics:
+            raise UnknownTopicError(f"Topic '{topic.name}' does not exist.")
+        self._topics[topic.name] = topic
+        self._save()
