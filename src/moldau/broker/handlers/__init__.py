@@ -1,40 +1,33 @@
 """One module per Kafka API: each exports `API_KEY`, optional `VERSIONS` caps, and `async def handle`.
 
 A handler is a function from a decoded request (plus the connection, which leads to the broker)
-to a response object, or None when the API sends no response (Produce with acks=0).
+to a response object, or None when the API sends no response (Produce with acks=0). Every module
+in this package that defines `API_KEY` is served; adding an API is adding a module.
 """
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from collections.abc import Awaitable, Callable
 from types import ModuleType
 from typing import Any
 
-from moldau.broker.handlers import (
-    api_versions,
-    create_topics,
-    delete_topics,
-    describe_cluster,
-    fetch,
-    list_offsets,
-    metadata,
-    produce,
-)
 from moldau.protocol import api
 
 Handler = Callable[[Any, Any, Any], Awaitable[Any]]
 
-MODULES: tuple[ModuleType, ...] = (
-    api_versions,
-    create_topics,
-    delete_topics,
-    describe_cluster,
-    fetch,
-    list_offsets,
-    metadata,
-    produce,
-)
 
+def _discover() -> tuple[ModuleType, ...]:
+    modules = []
+    for info in pkgutil.iter_modules(__path__):
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        if hasattr(module, "API_KEY") and hasattr(module, "handle"):
+            modules.append(module)
+    return tuple(sorted(modules, key=lambda m: m.API_KEY))
+
+
+MODULES = _discover()
 HANDLERS: dict[int, Handler] = {module.API_KEY: module.handle for module in MODULES}
 
 
