@@ -9,7 +9,9 @@ connection with a log line, as Kafka does (ApiVersions excepted, KIP-511).
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import os
 import struct
 from collections import deque
 from typing import TYPE_CHECKING, Any
@@ -48,6 +50,7 @@ class KafkaConnection(asyncio.Protocol):
         self._max_request = broker.config["socket.request.max.bytes"]
         self.last_active = 0.0
         self.sendfile_ok = False
+        self._socket_fd = -1
 
     # -- asyncio.Protocol ------------------------------------------------------------------------
 
@@ -55,7 +58,10 @@ class KafkaConnection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]  # uvloop's transports are not subclasses
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
-        self.sendfile_ok = self.broker.config["moldau.sendfile"] and transport.get_extra_info("sslcontext") is None
+        sock = transport.get_extra_info("socket")
+        self._socket_fd = sock.fileno() if sock is not None else -1
+        self.sendfile_ok = (self.broker.config["moldau.sendfile"] and self._socket_fd >= 0
+                            and transport.get_extra_info("sslcontext") is None)
         self.last_active = self.broker.loop.time()
         self.broker.connections.add(self)
         self.task = self.broker.loop.create_task(self._process())
@@ -190,12 +196,34 @@ class KafkaConnection(asyncio.Protocol):
                 raise ConnectionError("connection closed")
 
     async def _write_region(self, region: Any) -> None:
-        """Send a stored file region: `sendfile` on plaintext sockets of the stdlib loop, else read+write."""
-        if self.sendfile_ok:
+        """Send a stored file region without copying it through Python where possible.
+
+        When the transport has nothing buffered, the socket is ours to write: `os.sendfile` goes
+        straight from the page cache to the socket, on either event loop. Whatever the socket does not
+        take at once (a full send buffer) is read and handed to the transport, which keeps order.
+        """
+        transport = self.transport
+        position, remaining = region.position, region.size
+        if self.sendfile_ok and transport.get_write_buffer_size() == 0:  # type: ignore[union-attr]
             try:
-                await self.broker.loop.sendfile(self.transport, region.file, region.position, region.size,
-                                                fallback=False)
-                return
-            except (asyncio.SendfileNotAvailableError, NotImplementedError, RuntimeError):
-                self.sendfile_ok = False
-        self.transport.write(region.read_bytes())  # type: ignore[union-attr]
+                file_fd = region.file.fileno()
+                while remaining:
+                    sent = os.sendfile(self._socket_fd, file_fd, position, remaining)
+                    if sent == 0:
+                        break
+                    position += sent
+                    remaining -= sent
+            except (BlockingIOError, InterruptedError):
+                pass
+            except OSError as exc:
+                if exc.errno in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+                    self.sendfile_ok = False  # not a socket/file pair sendfile supports
+                else:
+                    raise ConnectionError(f"sendfile to {self.peer} failed: {exc}") from exc
+        if remaining:
+            data = os.pread(region.file.fileno(), remaining, position)
+            if len(data) != remaining:
+                # The segment shrank under us (truncation or deletion): the frame can't be completed.
+                log.warning("closing connection from %s: stored region shrank while being sent", self.peer)
+                raise CloseConnection
+            transport.write(data)  # type: ignore[union-attr]
