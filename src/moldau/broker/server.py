@@ -163,4 +163,9 @@ def run_broker(config: BrokerConfig) -> None:
         runner = asyncio.run
     for directory in config.log_dirs:
         os.makedirs(directory, exist_ok=True)
-    runner(Broker(config).serve_forever())
+    try:
+        runner(Broker(config).serve_forever())
+    except OSError as exc:
+        # Most often a port already in use: one readable line, not a traceback.
+        log.error("broker failed to start: %s", exc)
+        raise SystemExit(1) from None

@@ -33,7 +33,8 @@ def produce(
         raise typer.Exit(2)
     headers = [(k, v.encode()) for k, v in parse_pairs(header, "header").items()]
     with connect(bootstrap_server) as client:
-        partitions = client.partitions_of(topic)
+        # Like Kafka's producers: an unknown topic is created if the broker allows auto-creation.
+        partitions = client.partitions_of(topic, auto_create=True)
         pending: dict[int, list[Record]] = {}
         sent = 0
         round_robin = 0

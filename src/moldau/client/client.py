@@ -97,8 +97,8 @@ class Client:
         wanted = None if topics is None else [request_type.MetadataRequestTopic(name=t) for t in topics]
         return self.send(3, request_type(topics=wanted, allow_auto_topic_creation=auto_create))
 
-    def partitions_of(self, topic: str) -> list[int]:
-        for entry in self.metadata([topic]).topics:
+    def partitions_of(self, topic: str, auto_create: bool = False) -> list[int]:
+        for entry in self.metadata([topic], auto_create=auto_create).topics:
             if entry.error_code:
                 raise ClientError(entry.error_code, f"Topic {topic}")
             return sorted(p.partition_index for p in entry.partitions)
