@@ -8,5 +8,8 @@ fi
 if [ -f tests/js/package.json ] && [ ! -d tests/js/node_modules ]; then
     (cd tests/js && npm ci --no-audit --no-fund --silent)
 fi
+if command -v javac >/dev/null 2>&1; then
+    bash scripts/java-client-setup.sh >/dev/null  # the Java client's jars, for tests/integration/test_java_client.py
+fi
 python3 -m pip install -q --disable-pip-version-check -e '.[test]'
 exec python3 -m pytest "$@"
