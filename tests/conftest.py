@@ -1,1 +1,1 @@
-from tests.fixtures import broker, broker_process  # noqa: F401  (pytest fixtures)
+from tests.fixtures import broker, broker_process, group_broker  # noqa: F401  (pytest fixtures)

@@ -103,3 +103,21 @@ def broker_process(tmp_path):
 
 def unique_topic(prefix: str = "t") -> str:
     return f"{prefix}-{os.getpid()}-{time.monotonic_ns()}"
+
+
+# Group tests run with short timers: Kafka's 3 s initial rebalance delay and 6 s minimum session timeout
+# would make each rebalance scenario take many seconds. Few __consumer_offsets partitions keep startup quick.
+GROUP_TEST_OVERRIDES = {
+    "group.initial.rebalance.delay.ms": 100,
+    "group.min.session.timeout.ms": 500,
+    "offsets.topic.num.partitions": 5,
+}
+
+
+@pytest.fixture
+def group_broker():
+    """An in-process broker tuned for consumer-group tests (6 default partitions, fast rebalances)."""
+    from moldau.testing import running_broker
+
+    with running_broker(num_partitions=6, **{k.replace(".", "_"): v for k, v in GROUP_TEST_OVERRIDES.items()}) as b:
+        yield b

@@ -167,7 +167,6 @@ def test_replay_from_offset_and_timestamp(broker, classpath):
     assert sorted(replayed, key=lambda r: r.value) == sorted(later, key=lambda r: r.value)
 
 
-@pytest.mark.xfail(strict=False, reason="needs InitProducerId (issue 6)")
 def test_default_idempotent_producer(broker, classpath):
     bootstrap, topic = broker.bootstrap_servers, unique_topic("java-idempotent")
     create_topic(classpath, bootstrap, topic)
@@ -177,7 +176,6 @@ def test_default_idempotent_producer(broker, classpath):
     assert {(s["partition"], s["offset"]) for s in sent} == {(r.partition, r.offset) for r in received}
 
 
-@pytest.mark.xfail(strict=False, reason="needs consumer groups (issue 4)")
 def test_group_subscriber_gets_every_partition_and_commits(broker, classpath):
     bootstrap, topic = broker.bootstrap_servers, unique_topic("java-group")
     create_topic(classpath, bootstrap, topic)

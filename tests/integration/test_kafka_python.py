@@ -53,9 +53,8 @@ def consume(bootstrap: str, topic: str, expected: int, start: dict[int, int] | N
 def test_keyed_records_with_headers_round_trip(broker, compression):
     topic = unique_topic(compression)
     create_topic(broker.bootstrap_servers, topic)
-    # kafka-python 3 turns idempotence on by default; InitProducerId arrives with issue 6.
+    # kafka-python 3 turns idempotence on by default: this goes through InitProducerId.
     producer = KafkaProducer(bootstrap_servers=broker.bootstrap_servers, acks="all", linger_ms=5,
-                             enable_idempotence=False,
                              compression_type=None if compression == "none" else compression)
     try:
         futures = [

@@ -132,7 +132,6 @@ def test_replay_from_offset_and_timestamp(broker):
         (r.partition, r.offset) for rs in per_partition.values() for r in rs if r.timestamp >= cutoff)
 
 
-@pytest.mark.xfail(reason="needs consumer groups (issue 4)", strict=False)
 def test_group_consumer_reads_everything_from_beginning(broker):
     topic = unique_topic("kafkajs-group")
     sent = records_to_send()

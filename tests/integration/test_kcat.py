@@ -92,11 +92,7 @@ def by_partition(received: list[Received]) -> dict[int, list[Received]]:
 
 # librdkafka 2.0.2 compresses with LZ4 only for a broker that lists FindCoordinator v0 in ApiVersions
 # (its stand-in for "Kafka >= 0.8.2"), which comes with consumer groups.
-KCAT_COMPRESSIONS = [
-    pytest.param(c, marks=pytest.mark.xfail(reason="kcat lz4 needs FindCoordinator (issue 4)", strict=False))
-    if c == "lz4" else c
-    for c in COMPRESSIONS
-]
+KCAT_COMPRESSIONS = list(COMPRESSIONS)
 
 
 @pytest.mark.parametrize("compression", KCAT_COMPRESSIONS)

@@ -63,6 +63,8 @@ def _coerce(kind: type, raw: Any) -> Any:
         if isinstance(raw, bool):
             raise ValueError("Expected an integer")
         return int(str(raw).strip())
+    if kind is float:
+        return float(str(raw).strip())
     if kind is list:
         if isinstance(raw, list):
             return [str(x).strip() for x in raw]
@@ -105,11 +107,42 @@ BROKER_CONFIGS: dict[str, ConfigDef] = _defs(
     ConfigDef("log.retention.check.interval.ms", int, 300000, "How often retention runs", 1),
     ConfigDef("log.message.timestamp.type", str, "CreateTime", "Record timestamp type",
               choices=("CreateTime", "LogAppendTime")),
+    ConfigDef("group.initial.rebalance.delay.ms", int, 3000, "Wait for more members before a new group's "
+              "first rebalance", 0),
+    ConfigDef("group.min.session.timeout.ms", int, 6000, "Smallest session timeout a member may ask for", 0),
+    ConfigDef("group.max.session.timeout.ms", int, 1800000, "Largest session timeout a member may ask for", 0),
+    ConfigDef("group.max.size", int, INT_MAX, "Most members of one classic group", 1),
+    ConfigDef("offsets.topic.num.partitions", int, 50, "Partitions of __consumer_offsets", 1),
+    ConfigDef("offsets.topic.replication.factor", int, 1, "Replication factor of __consumer_offsets "
+              "(Kafka: 3; one broker by default here)", 1),
+    ConfigDef("offsets.retention.minutes", int, 10080, "Keep the offsets of an empty group this long", 1),
+    ConfigDef("offsets.retention.check.interval.ms", int, 600000, "How often offsets expire", 1),
+    ConfigDef("offset.metadata.max.bytes", int, 4096, "Largest metadata string of a committed offset", 0),
     ConfigDef("num.io.threads", int, 8, "Accepted for compatibility; Moldau uses one event loop", 1),
     ConfigDef("num.network.threads", int, 3, "Accepted for compatibility; Moldau uses one event loop", 1),
     ConfigDef("moldau.event.loop", str, "asyncio", "Event loop implementation (see bench/)",
               choices=("asyncio", "uvloop")),
     ConfigDef("moldau.sendfile", bool, True, "Send fetched file regions with sendfile on plaintext sockets"),
+    # Topic-config defaults and the log cleaner (see broker/topic_config.py for the topic-level names).
+    ConfigDef("log.message.timestamp.before.max.ms", int, LONG_MAX, "How far in the past a timestamp may be", 0),
+    ConfigDef("log.message.timestamp.after.max.ms", int, 3600000, "How far in the future a timestamp may be", 0),
+    ConfigDef("log.cleanup.policy", list, ["delete"], "Default cleanup.policy: delete and/or compact"),
+    ConfigDef("log.segment.delete.delay.ms", int, 60000, "Delay before a deleted segment's files go", 0),
+    ConfigDef("log.preallocate", bool, False, "Accepted for compatibility; segments are not preallocated"),
+    ConfigDef("compression.type", str, "producer", "Default compression.type of topics",
+              choices=("uncompressed", "zstd", "lz4", "snappy", "gzip", "producer")),
+    ConfigDef("min.insync.replicas", int, 1, "Default min.insync.replicas of topics", 1),
+    ConfigDef("unclean.leader.election.enable", bool, False, "Default unclean.leader.election.enable"),
+    ConfigDef("log.cleaner.enable", bool, True, "Run the log cleaner for compacted topics"),
+    ConfigDef("log.cleaner.threads", int, 1, "Log cleaner threads", 0),
+    ConfigDef("log.cleaner.backoff.ms", int, 15000, "Sleep when there is no log to clean", 0),
+    ConfigDef("log.cleaner.dedupe.buffer.size", int, 134217728, "Memory for log cleaner deduplication"),
+    ConfigDef("log.cleaner.delete.retention.ms", int, 86400000, "Default delete.retention.ms", 0),
+    ConfigDef("log.cleaner.min.compaction.lag.ms", int, 0, "Default min.compaction.lag.ms", 0),
+    ConfigDef("log.cleaner.max.compaction.lag.ms", int, LONG_MAX, "Default max.compaction.lag.ms", 1),
+    ConfigDef("log.cleaner.min.cleanable.ratio", float, 0.5, "Default min.cleanable.dirty.ratio", 0),
+    ConfigDef("producer.id.expiration.ms", int, 86400000, "Forget an idle idempotent producer after this", 1),
+    ConfigDef("producer.id.expiration.check.interval.ms", int, 600000, "How often producer ids expire", 1),
 )
 
 
@@ -138,6 +171,7 @@ class BrokerConfig:
 
     def __init__(self, values: Mapping[str, Any] | None = None) -> None:
         self._values: dict[str, Any] = {}
+        self._dynamic: dict[str, Any] = {}
         self.originals: dict[str, str] = {}
         for key, raw in (values or {}).items():
             self.set(key, raw)
@@ -151,7 +185,13 @@ class BrokerConfig:
         self._values[key] = definition.parse(raw)
         self.originals[key] = str(raw)
 
+    def set_dynamic(self, values: Mapping[str, Any]) -> None:
+        """Replace the layer of dynamic configs (AlterConfigs), which wins over the static values."""
+        self._dynamic = {key: BROKER_CONFIGS[key].parse(raw) for key, raw in values.items() if key in BROKER_CONFIGS}
+
     def __getitem__(self, key: str) -> Any:
+        if key in self._dynamic:
+            return self._dynamic[key]
         if key in self._values:
             return self._values[key]
         return BROKER_CONFIGS[key].default

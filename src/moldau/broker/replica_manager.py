@@ -11,10 +11,11 @@ import logging
 import time
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from moldau.broker.config import BrokerConfig, ConfigError
 from moldau.broker.errors import ApiError
+from moldau.broker.recompression import PRODUCER, recompress
 from moldau.broker.topic_config import (
     topic_log_config,
     validate_topic_configs,
@@ -23,6 +24,9 @@ from moldau.broker.topic_config import (
 from moldau.cluster.metadata_store import MetadataStore, TopicMetadata
 from moldau.protocol.errors import ErrorCode
 from moldau.protocol.records import InvalidRecordError
+from moldau.storage.cleaner import validate_compacted_keys
+from moldau.storage.config import LogConfig
+from moldau.storage.errors import InvalidProducerEpochError, OutOfOrderSequenceError
 from moldau.storage.log import AppendInfo, Log
 from moldau.storage.log_manager import LogManager
 
@@ -88,17 +92,39 @@ class ReplicaManager:
 
     def _open_topic(self, metadata: TopicMetadata) -> Topic:
         log_config = topic_log_config(self.default_log_config, metadata.configs)
-        partitions = [
-            Partition(metadata.name, index, metadata.topic_id,
-                      self.log_manager.get_or_create_log(metadata.name, index, log_config))
-            for index in range(metadata.num_partitions)
-        ]
-        for partition in partitions:
-            # One replica, so the ISR is just us: everything appended is committed.
-            partition.log.update_high_watermark(partition.log.log_end_offset)
+        partitions = [self._open_partition(metadata, index, log_config) for index in range(metadata.num_partitions)]
         topic = Topic(metadata, partitions)
         self.topics[metadata.name] = topic
         self.topics_by_id[metadata.topic_id] = topic
+        return topic
+
+    def _open_partition(self, metadata: TopicMetadata, index: int, log_config: LogConfig) -> Partition:
+        partition_log = self.log_manager.get_or_create_log(metadata.name, index, log_config)
+        if partition_log.config != log_config:  # opened at startup with the broker defaults
+            partition_log.update_config(log_config)
+        # One replica, so the ISR is just us: everything appended is committed.
+        partition_log.update_high_watermark(partition_log.log_end_offset)
+        return Partition(metadata.name, index, metadata.topic_id, partition_log)
+
+    def add_partitions(self, name: str, count: int, *, validate_only: bool = False) -> Topic:
+        """CreatePartitions: grow a topic to `count` partitions (never shrink)."""
+        topic = self.topics.get(name)
+        if topic is None:
+            raise ApiError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"The topic '{name}' does not exist.")
+        current = len(topic.partitions)
+        if count < current:
+            raise ApiError(ErrorCode.INVALID_PARTITIONS, f"Topic currently has {current} partitions, which is "
+                                                         f"higher than the requested {count}.")
+        if count == current:
+            raise ApiError(ErrorCode.INVALID_PARTITIONS, f"Topic already has {current} partitions.")
+        if validate_only:
+            return topic
+        metadata = replace(topic.metadata, num_partitions=count)
+        self.store.update_topic(metadata)
+        topic.metadata = metadata
+        log_config = topic_log_config(self.default_log_config, metadata.configs)
+        topic.partitions.extend(self._open_partition(metadata, index, log_config) for index in range(current, count))
+        log.info("added partitions to topic %s: %d -> %d", name, current, count)
         return topic
 
     # -- topics ----------------------------------------------------------------------------------
@@ -192,19 +218,27 @@ class ReplicaManager:
         """Append a produced batch as leader; returns after fsync when the flush policy asks for it."""
         topic = self.topics.get(partition.topic)
         if acks == -1 and topic is not None:
-            min_isr = int(topic.metadata.configs.get("min.insync.replicas", 1))
+            min_isr = int(topic.metadata.configs.get("min.insync.replicas", self.config["min.insync.replicas"]))
             if min_isr > 1:
                 # One broker means an ISR of one (Kafka: NotEnoughReplicasException).
                 raise ApiError(ErrorCode.NOT_ENOUGH_REPLICAS,
                                f"The size of the current ISR 1 is insufficient to satisfy the min.isr "
                                f"requirement of {min_isr} for partition {partition.topic}-{partition.index}")
         partition_log = partition.log
+        compression_type = self.config["compression.type"] if topic is None else \
+            topic.metadata.configs.get("compression.type", self.config["compression.type"])
         try:
+            if compression_type != PRODUCER:  # only then are records decoded: "producer" stays zero-copy
+                records = recompress(records, compression_type, partition_log.config.max_message_bytes)
+            if partition_log.config.compact:
+                validate_compacted_keys(records, f"{partition.topic}-{partition.index}")
             info = partition_log.append_as_leader(
                 records, leader_epoch=partition.leader_epoch, now_ms=int(time.time() * 1000)
             )
         except InvalidRecordError as exc:
             raise ApiError(ErrorCode(int(exc.error_code)), str(exc)) from None
+        except (OutOfOrderSequenceError, InvalidProducerEpochError) as exc:
+            raise ApiError(exc.error_code, str(exc)) from None
         if partition_log.unflushed_messages >= partition_log.config.flush_messages:
             await self.flush(partition)
         partition_log.update_high_watermark(partition_log.log_end_offset)

@@ -14,11 +14,16 @@ from dataclasses import dataclass
 
 from moldau.broker.config import BrokerConfig, Listener
 from moldau.broker.connection import KafkaConnection
+from moldau.broker.dynamic_config import ConfigManager
 from moldau.broker.fetch_session import FetchSessionCache
 from moldau.broker.handlers import HANDLERS, supported_versions
+from moldau.broker.log_retention import LogRetention
+from moldau.broker.producer_id_manager import ProducerIdManager
 from moldau.broker.replica_manager import ReplicaManager
 from moldau.broker.topic_config import broker_default_log_config
 from moldau.cluster.metadata_store import LocalMetadataStore
+from moldau.coordinator.service import Coordinator
+from moldau.storage.log_cleaner import CleanerConfig, LogCleaner
 from moldau.storage.log_manager import LogManager
 
 log = logging.getLogger(__name__)
@@ -59,6 +64,20 @@ class Broker:
         self.store = LocalMetadataStore(log_dirs[0])
         self.log_manager = LogManager(log_dirs, broker_default_log_config(config))
         self.replica_manager = ReplicaManager(config, self.log_manager, self.store)
+        self.producer_id_manager = ProducerIdManager(log_dirs[0])
+        self.log_cleaner = LogCleaner(
+            CleanerConfig(
+                num_threads=config["log.cleaner.threads"],
+                dedupe_buffer_size=config["log.cleaner.dedupe.buffer.size"],
+                backoff_ms=config["log.cleaner.backoff.ms"],
+                enable_cleaner=config["log.cleaner.enable"],
+            ),
+            log_dirs,
+            self.log_manager.all_logs,
+        )
+        self.config_manager = ConfigManager(config, self.replica_manager)
+        self.log_retention = LogRetention(config, self.log_manager)
+        self.group_coordinator = Coordinator(config, self.replica_manager)
 
     @property
     def cluster_id(self) -> str:
@@ -82,11 +101,17 @@ class Broker:
         started = time.monotonic()
         if not self.store.cluster_id:
             self.store.set_cluster_id(self.config["cluster.id"] or new_cluster_id())
+        self.config_manager.load()  # dynamic broker configs, before the logs take their defaults
         await asyncio.to_thread(self.log_manager.startup)
         self.replica_manager.load()
+        self.log_cleaner.startup()  # compaction threads (log.cleaner.enable)
+        self.group_coordinator.load()  # replay __consumer_offsets before serving
         for listener in self.config.listeners:
             await self._listen(listener)
         self._background.append(self.loop.create_task(self._housekeeping()))
+        self._background.append(self.loop.create_task(self._expire_producer_ids()))
+        self._background.append(self.loop.create_task(self.log_retention.run()))
+        self._background.append(self.loop.create_task(self.group_coordinator.run_expiry()))
         log.info("broker %d of cluster %s started in %.0f ms, listening on %s", self.node_id,
                  self.cluster_id, (time.monotonic() - started) * 1000,
                  ", ".join(f"{name}://{h}:{p}" for name, (h, p) in self.bound.items()))
@@ -124,10 +149,23 @@ class Broker:
             except Exception:
                 log.exception("housekeeping failed; retrying")
 
+    async def _expire_producer_ids(self) -> None:
+        """Kafka's PeriodicProducerExpirationCheck: forget producers idle for `producer.id.expiration.ms`."""
+        while True:
+            await asyncio.sleep(self.config["producer.id.expiration.check.interval.ms"] / 1000)
+            now_ms = int(time.time() * 1000)
+            expiration_ms = self.config["producer.id.expiration.ms"]
+            for partition_log in self.log_manager.all_logs():
+                expired = partition_log.remove_expired_producers(now_ms, expiration_ms)
+                if expired:
+                    log.info("expired %d producer id(s) of %s", expired, partition_log.dir.name)
+
     async def stop(self) -> None:
         """Graceful shutdown: stop accepting, close connections, flush and checkpoint every log."""
         for task in self._background:
             task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)  # retention finishes its deletes
+        self.group_coordinator.shutdown()
         for server in self.servers:
             server.close()
         tasks = [c.task for c in self.connections if c.task is not None]
@@ -138,6 +176,7 @@ class Broker:
         await asyncio.gather(*tasks, return_exceptions=True)
         for server in self.servers:
             await server.wait_closed()
+        await asyncio.to_thread(self.log_cleaner.shutdown)
         await asyncio.to_thread(self.log_manager.shutdown)
         self._stopped.set()
         log.info("broker %d stopped", self.node_id)

@@ -1,9 +1,15 @@
-"""Topic-level configs: Kafka's names, their broker-level defaults, validation, and the `LogConfig` they make."""
+"""Topic-level configs: Kafka's names, their broker-level synonyms, validation, and the `LogConfig` they make.
+
+Each topic config has broker-level synonyms (Kafka's `ServerTopicConfigSynonyms`): `retention.ms` falls back
+to `log.retention.ms`, then `log.retention.minutes`, then `log.retention.hours`. A topic without an override
+gets the broker's effective value, which DescribeConfigs reports with the synonym's source.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
 from moldau.broker.config import LONG_MAX, BrokerConfig, ConfigError
@@ -15,44 +21,102 @@ MIN_SEGMENT_BYTES = 1024 * 1024
 LEGAL_TOPIC_CHARS = re.compile(r"^[a-zA-Z0-9._-]+$")
 MAX_TOPIC_NAME_LENGTH = 249
 
+COMPRESSION_TYPES = ("uncompressed", "zstd", "lz4", "snappy", "gzip", "producer")
+_LOG_CONFIG_FIELDS = frozenset(f.name for f in dataclasses.fields(LogConfig))
+
 
 @dataclass(slots=True, frozen=True)
 class TopicConfigDef:
     name: str
-    kind: str  # "int", "str", "list", "bool", "float"
+    kind: str  # "int", "long", "str", "list", "bool", "float"
     log_field: str | None  # the LogConfig field it sets, if storage uses it
     at_least: float | None = None
     choices: tuple[str, ...] | None = None
+    synonyms: tuple[str, ...] = ()  # broker configs, highest precedence first
+    doc: str = ""
+    at_most: float | None = None
+    # The broker-level effective value when it is not simply `broker[synonyms[0]]`.
+    broker_value: Callable[[BrokerConfig], object] | None = None
+
+    def default_from(self, broker: BrokerConfig) -> object:
+        if self.broker_value is not None:
+            return self.broker_value(broker)
+        return broker[self.synonyms[0]] if self.synonyms else None
+
+
+def _def(name: str, kind: str, log_field: str | None, at_least: float | None = None,
+         choices: tuple[str, ...] | None = None, *, synonyms: tuple[str, ...], doc: str,
+         at_most: float | None = None, broker_value: Callable[[BrokerConfig], object] | None = None
+         ) -> TopicConfigDef:
+    return TopicConfigDef(name, kind, log_field, at_least, choices, synonyms, doc, at_most, broker_value)
 
 
 TOPIC_CONFIGS: dict[str, TopicConfigDef] = {
     d.name: d
     for d in (
-        TopicConfigDef("segment.bytes", "int", "segment_bytes", MIN_SEGMENT_BYTES),
-        TopicConfigDef("segment.ms", "int", "segment_ms", 1),
-        TopicConfigDef("segment.index.bytes", "int", "segment_index_bytes", 4),
-        TopicConfigDef("index.interval.bytes", "int", "index_interval_bytes", 0),
-        TopicConfigDef("flush.messages", "int", "flush_messages", 1),
-        TopicConfigDef("flush.ms", "int", "flush_ms", 0),
-        TopicConfigDef("retention.ms", "int", "retention_ms", -1),
-        TopicConfigDef("retention.bytes", "int", "retention_bytes"),
-        TopicConfigDef("max.message.bytes", "int", "max_message_bytes", 0),
-        TopicConfigDef("message.timestamp.type", "str", "message_timestamp_type", None,
-                       ("CreateTime", "LogAppendTime")),
-        TopicConfigDef("cleanup.policy", "list", None, None, ("delete", "compact")),
-        TopicConfigDef("compression.type", "str", None, None,
-                       ("uncompressed", "zstd", "lz4", "snappy", "gzip", "producer")),
-        TopicConfigDef("min.insync.replicas", "int", None, 1),
-        TopicConfigDef("delete.retention.ms", "int", None, 0),
-        TopicConfigDef("min.compaction.lag.ms", "int", None, 0),
-        TopicConfigDef("max.compaction.lag.ms", "int", None, 1),
-        TopicConfigDef("min.cleanable.dirty.ratio", "float", None, 0),
-        TopicConfigDef("message.timestamp.before.max.ms", "int", None, 0),
-        TopicConfigDef("message.timestamp.after.max.ms", "int", None, 0),
-        TopicConfigDef("file.delete.delay.ms", "int", "file_delete_delay_ms", 0),
-        TopicConfigDef("preallocate", "bool", "preallocate"),
-        TopicConfigDef("unclean.leader.election.enable", "bool", None),
+        _def("segment.bytes", "int", "segment_bytes", MIN_SEGMENT_BYTES, synonyms=("log.segment.bytes",),
+             doc="The segment file size of the log; retention and compaction work a segment at a time."),
+        _def("segment.ms", "long", "segment_ms", 1, synonyms=("log.roll.ms", "log.roll.hours"),
+             doc="Roll a new segment after this many ms even if the segment is not full.",
+             broker_value=lambda b: b.log_roll_ms),
+        _def("segment.index.bytes", "int", "segment_index_bytes", 4, synonyms=("log.index.size.max.bytes",),
+             doc="The size of the index that maps offsets to file positions."),
+        _def("index.interval.bytes", "int", "index_interval_bytes", 0, synonyms=("log.index.interval.bytes",),
+             doc="How often an index entry is added to the offset index."),
+        _def("flush.messages", "long", "flush_messages", 1, synonyms=("log.flush.interval.messages",),
+             doc="fsync the log after this many messages."),
+        _def("flush.ms", "long", "flush_ms", 0,
+             synonyms=("log.flush.interval.ms", "log.flush.scheduler.interval.ms"),
+             doc="fsync the log after this many ms.", broker_value=lambda b: b.log_flush_interval_ms),
+        _def("retention.ms", "long", "retention_ms", -1,
+             synonyms=("log.retention.ms", "log.retention.minutes", "log.retention.hours"),
+             doc="Delete old segments after this many ms (cleanup.policy=delete); -1 means no time limit.",
+             broker_value=lambda b: b.log_retention_ms),
+        _def("retention.bytes", "long", "retention_bytes", synonyms=("log.retention.bytes",),
+             doc="Delete old segments when a partition grows beyond this size; -1 means no size limit."),
+        _def("max.message.bytes", "int", "max_message_bytes", 0, synonyms=("message.max.bytes",),
+             doc="The largest record batch size allowed."),
+        _def("message.timestamp.type", "str", "message_timestamp_type", None, ("CreateTime", "LogAppendTime"),
+             synonyms=("log.message.timestamp.type",), doc="CreateTime or LogAppendTime."),
+        _def("message.timestamp.before.max.ms", "long", "message_timestamp_before_max_ms", 0,
+             synonyms=("log.message.timestamp.before.max.ms",),
+             doc="How far a CreateTime timestamp may lie in the past (KIP-937)."),
+        _def("message.timestamp.after.max.ms", "long", "message_timestamp_after_max_ms", 0,
+             synonyms=("log.message.timestamp.after.max.ms",),
+             doc="How far a CreateTime timestamp may lie in the future (KIP-937)."),
+        _def("cleanup.policy", "list", "cleanup_policy", None, ("delete", "compact"),
+             synonyms=("log.cleanup.policy",), doc="delete, compact, or both (comma-separated)."),
+        _def("compression.type", "str", None, None, COMPRESSION_TYPES, synonyms=("compression.type",),
+             doc="Final compression of the topic's data; producer keeps the producer's codec."),
+        _def("min.insync.replicas", "int", None, 1, synonyms=("min.insync.replicas",),
+             doc="Replicas that must acknowledge a write with acks=all."),
+        _def("delete.retention.ms", "long", "delete_retention_ms", 0,
+             synonyms=("log.cleaner.delete.retention.ms",),
+             doc="How long delete tombstones are kept in compacted topics."),
+        _def("min.compaction.lag.ms", "long", "min_compaction_lag_ms", 0,
+             synonyms=("log.cleaner.min.compaction.lag.ms",),
+             doc="The minimum time a message stays uncompacted."),
+        _def("max.compaction.lag.ms", "long", "max_compaction_lag_ms", 1,
+             synonyms=("log.cleaner.max.compaction.lag.ms",),
+             doc="The maximum time a message stays ineligible for compaction."),
+        _def("min.cleanable.dirty.ratio", "float", "min_cleanable_dirty_ratio", 0,
+             synonyms=("log.cleaner.min.cleanable.ratio",), at_most=1,
+             doc="The dirty fraction of the log that makes it eligible for cleaning."),
+        _def("file.delete.delay.ms", "long", "file_delete_delay_ms", 0, synonyms=("log.segment.delete.delay.ms",),
+             doc="How long a deleted segment's files stay on disk (renamed *.deleted)."),
+        _def("preallocate", "bool", "preallocate", synonyms=("log.preallocate",),
+             doc="Accepted for compatibility; segments are never preallocated."),
+        _def("unclean.leader.election.enable", "bool", None, synonyms=("unclean.leader.election.enable",),
+             doc="Whether a replica outside the ISR may become leader."),
     )
+}
+
+# Kafka's ConfigType (DescribeConfigs v3+).
+CONFIG_TYPES = {"bool": 1, "str": 2, "int": 3, "long": 5, "float": 6, "list": 7}
+
+# The topic config each broker synonym stands for: lets broker-level values reuse the topic validation.
+TOPIC_CONFIG_OF_SYNONYM: dict[str, TopicConfigDef] = {
+    synonym: d for d in TOPIC_CONFIGS.values() for synonym in d.synonyms
 }
 
 
@@ -70,18 +134,21 @@ def validate_topic_name(name: str | None) -> str | None:
     return None
 
 
-def parse_topic_config(name: str, raw: str | None) -> object:
-    """Validate one topic config value; raise ConfigError naming what is wrong."""
-    definition = TOPIC_CONFIGS.get(name)
-    if definition is None:
-        raise ConfigError(f"Unknown topic config name: {name}")
-    if raw is None:
-        raise ConfigError(f"Null value not supported for topic configs: {name}")
+def _number(bound: float) -> str:
+    return str(int(bound)) if float(bound).is_integer() else str(bound)
+
+
+def parse_value(definition: TopicConfigDef, name: str, raw: str) -> object:
+    """Parse and range-check `raw` by `definition`'s rules; `name` is what the error message calls it."""
     text = raw.strip()
     value: object
     try:
-        if definition.kind == "int":
+        if definition.kind in ("int", "long"):
             value = int(text)
+            if definition.kind == "int" and not -(2**31) <= value < 2**31:
+                raise ValueError("Not a number of type INT")
+            if not -(2**63) <= value < 2**63:
+                raise ValueError("Not a number of type LONG")
         elif definition.kind == "float":
             value = float(text)
         elif definition.kind == "bool":
@@ -94,9 +161,13 @@ def parse_topic_config(name: str, raw: str | None) -> object:
             value = text
     except ValueError as exc:
         raise ConfigError(f"Invalid value {raw} for configuration {name}: {exc}") from None
-    if definition.at_least is not None and isinstance(value, (int, float)) and value < definition.at_least:
-        raise ConfigError(f"Invalid value {raw} for configuration {name}: Value must be at least "
-                          f"{definition.at_least:g}")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if definition.at_least is not None and value < definition.at_least:
+            raise ConfigError(f"Invalid value {raw} for configuration {name}: Value must be at least "
+                              f"{_number(definition.at_least)}")
+        if definition.at_most is not None and value > definition.at_most:
+            raise ConfigError(f"Invalid value {raw} for configuration {name}: Value must be no more than "
+                              f"{_number(definition.at_most)}")
     if definition.choices is not None:
         items = value if isinstance(value, list) else [value]
         for item in items:
@@ -106,33 +177,58 @@ def parse_topic_config(name: str, raw: str | None) -> object:
     return value
 
 
+def parse_topic_config(name: str, raw: str | None) -> object:
+    """Validate one topic config value; raise ConfigError naming what is wrong."""
+    definition = TOPIC_CONFIGS.get(name)
+    if definition is None:
+        raise ConfigError(f"Unknown topic config name: {name}")
+    if raw is None:
+        raise ConfigError(f"Null value not supported for topic configs: {name}")
+    return parse_value(definition, name, raw)
+
+
 def validate_topic_configs(configs: Mapping[str, str | None]) -> dict[str, str]:
-    for name, raw in configs.items():
-        parse_topic_config(name, raw)
-    return {name: str(raw) for name, raw in configs.items()}
+    """Check every value and the rules between them (Kafka's `LogConfig.validate`); return them as strings."""
+    parsed = {name: parse_topic_config(name, raw) for name, raw in configs.items()}
+    min_lag, max_lag = parsed.get("min.compaction.lag.ms"), parsed.get("max.compaction.lag.ms")
+    if isinstance(min_lag, int) and isinstance(max_lag, int) and min_lag > max_lag:
+        raise ConfigError(f"conflict topic config setting min.compaction.lag.ms ({min_lag}) > "
+                          f"max.compaction.lag.ms ({max_lag})")
+    return {name: str(raw).strip() for name, raw in configs.items()}
+
+
+def format_value(value: object) -> str | None:
+    """A config value as DescribeConfigs shows it (Kafka's `ConfigDef.convertToString`)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    return str(value)
 
 
 def broker_default_log_config(broker: BrokerConfig) -> LogConfig:
-    """The LogConfig a topic without overrides gets, from the broker's `log.*` settings."""
-    flush_ms = broker.log_flush_interval_ms
-    return LogConfig(
-        segment_bytes=broker["log.segment.bytes"],
-        segment_ms=broker.log_roll_ms,
-        segment_index_bytes=broker["log.index.size.max.bytes"],
-        index_interval_bytes=broker["log.index.interval.bytes"],
-        flush_messages=broker["log.flush.interval.messages"],
-        flush_ms=flush_ms if flush_ms is not None else LONG_MAX,
-        retention_ms=broker.log_retention_ms,
-        retention_bytes=broker["log.retention.bytes"],
-        max_message_bytes=broker["message.max.bytes"],
-        message_timestamp_type=broker["log.message.timestamp.type"],
-    )
+    """The LogConfig a topic without overrides gets, from the broker's effective `log.*` settings."""
+    values: dict[str, object] = {}
+    for definition in TOPIC_CONFIGS.values():
+        field = definition.log_field
+        if field is None or field not in _LOG_CONFIG_FIELDS:
+            continue
+        value = definition.default_from(broker)
+        if value is None:
+            continue
+        values[field] = format_value(value) if definition.kind == "list" else value
+    if values.get("flush_ms") is None:
+        values["flush_ms"] = LONG_MAX
+    return LogConfig(**values)  # type: ignore[arg-type]
 
 
 def topic_log_config(defaults: LogConfig, overrides: Mapping[str, str]) -> LogConfig:
-    values = {}
+    values: dict[str, object] = {}
     for name, raw in overrides.items():
         definition = TOPIC_CONFIGS.get(name)
-        if definition is not None and definition.log_field is not None:
-            values[definition.log_field] = parse_topic_config(name, raw)
-    return replace(defaults, **values) if values else defaults
+        if definition is not None and definition.log_field in _LOG_CONFIG_FIELDS:
+            value = parse_topic_config(name, raw)
+            values[definition.log_field] = format_value(value) if definition.kind == "list" else value
+    return replace(defaults, **values) if values else defaults  # type: ignore[arg-type]

@@ -76,3 +76,99 @@ def delete(name: str, bootstrap_server: Bootstrap = DEFAULT_BOOTSTRAP) -> None:
     with connect(bootstrap_server) as client:
         client.delete_topic(name)
     typer.echo(f"Deleted topic {name}.")
+
+
+TOPIC_RESOURCE = 2
+SOURCES = {1: "topic", 2: "broker", 3: "cluster-default", 4: "static", 5: "default"}
+
+
+@app.command("describe-config")
+def describe_config(
+    name: str,
+    only_overrides: Annotated[bool, typer.Option("--overrides", help="only the topic's own overrides")] = False,
+    bootstrap_server: Bootstrap = DEFAULT_BOOTSTRAP,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Show a topic's configs: value and where it comes from (topic, broker, cluster-default, static, default)."""
+    with connect(bootstrap_server) as client:
+        result = client.describe_configs(TOPIC_RESOURCE, name, synonyms=True)
+    rows = [{"name": c.name, "value": c.value, "source": SOURCES.get(c.config_source, "unknown"),
+             "synonyms": [{"name": s.name, "value": s.value, "source": SOURCES.get(s.source, "unknown")}
+                          for s in c.synonyms]}
+            for c in result.configs if not only_overrides or c.config_source == 1]
+    if as_json:
+        typer.echo(json.dumps({"topic": name, "configs": rows}))
+        return
+    table = Table(title=f"configs of {name}")
+    for column in ("name", "value", "source"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row["name"], str(row["value"]), row["source"])
+    Console().print(table)
+
+
+@app.command("alter-config")
+def alter_config(
+    name: str,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="key=value to set")] = None,
+    delete_: Annotated[list[str] | None, typer.Option("--delete", help="key to reset to its default")] = None,
+    append: Annotated[list[str] | None, typer.Option("--append", help="key=value to add to a list")] = None,
+    subtract: Annotated[list[str] | None, typer.Option("--subtract", help="key=value to remove from a list")]
+    = None,
+    validate_only: Annotated[bool, typer.Option("--validate-only")] = False,
+    bootstrap_server: Bootstrap = DEFAULT_BOOTSTRAP,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Change a topic's configs at run time (IncrementalAlterConfigs); takes effect without a restart."""
+    ops: list[tuple[str, int, str | None]] = [(k, 0, v) for k, v in parse_pairs(set_, "--set").items()]
+    ops += [(k, 1, None) for k in delete_ or []]
+    ops += [(k, 2, v) for k, v in parse_pairs(append, "--append").items()]
+    ops += [(k, 3, v) for k, v in parse_pairs(subtract, "--subtract").items()]
+    if not ops:
+        typer.echo("error: nothing to change: give --set, --delete, --append or --subtract", err=True)
+        raise typer.Exit(2)
+    with connect(bootstrap_server) as client:
+        client.incremental_alter_configs(TOPIC_RESOURCE, name, ops, validate_only)
+    verb = "Validated" if validate_only else "Altered"
+    if as_json:
+        typer.echo(json.dumps({"topic": name, "validate_only": validate_only,
+                               "operations": [{"name": n, "op": ("SET", "DELETE", "APPEND", "SUBTRACT")[op],
+                                               "value": v} for n, op, v in ops]}))
+        return
+    typer.echo(f"{verb} {len(ops)} config(s) of topic {name}.")
+
+
+@app.command("add-partitions")
+def add_partitions(
+    name: str,
+    count: Annotated[int, typer.Option("--count", "-c", help="the new total number of partitions")],
+    validate_only: Annotated[bool, typer.Option("--validate-only")] = False,
+    bootstrap_server: Bootstrap = DEFAULT_BOOTSTRAP,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Grow a topic to --count partitions (partitions can never be removed)."""
+    with connect(bootstrap_server) as client:
+        client.create_partitions(name, count, validate_only)
+    if as_json:
+        typer.echo(json.dumps({"topic": name, "partitions": count, "validate_only": validate_only}))
+    else:
+        typer.echo(f"{'Validated' if validate_only else 'Topic'} {name} now has {count} partition(s).")
+
+
+@app.command("delete-records")
+def delete_records(
+    name: str,
+    offset: Annotated[int, typer.Option("--offset", help="delete records before this offset; -1 = all")],
+    partition: Annotated[list[int] | None, typer.Option("--partition", "-p", help="default: all")] = None,
+    bootstrap_server: Bootstrap = DEFAULT_BOOTSTRAP,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Delete the records of partitions below an offset (moves their log start offset)."""
+    with connect(bootstrap_server) as client:
+        partitions = partition or client.partitions_of(name)
+        low_watermarks = client.delete_records(name, {p: offset for p in partitions})
+    if as_json:
+        typer.echo(json.dumps({"topic": name, "low_watermarks": {str(p): o for p, o in low_watermarks.items()}}))
+        return
+    for p, low in sorted(low_watermarks.items()):
+        typer.echo(f"{name}-{p}: log start offset is now {low}")

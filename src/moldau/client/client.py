@@ -168,3 +168,103 @@ class Client:
         if result.error_code:
             raise ClientError(result.error_code, f"Fetch {topic}-{partition} at offset {offset}")
         return result
+
+    # -- admin: configs, partitions, records, log dirs -----------------------------------------------
+
+    def describe_configs(self, resource_type: int, name: str, keys: list[str] | None = None,
+                         synonyms: bool = False, documentation: bool = False) -> Any:
+        """DescribeConfigs of one resource (2 = topic, 4 = broker); returns its result entry."""
+        request_type = messages.DescribeConfigsRequest
+        request = request_type(
+            resources=[request_type.DescribeConfigsResource(resource_type=resource_type, resource_name=name,
+                                                            configuration_keys=keys)],
+            include_synonyms=synonyms, include_documentation=documentation,
+        )
+        result = self.send(32, request).results[0]
+        if result.error_code:
+            raise ClientError(result.error_code, f"Describe configs of {name!r}: {result.error_message or ''}")
+        return result
+
+    def incremental_alter_configs(self, resource_type: int, name: str,
+                                  ops: list[tuple[str, int, str | None]], validate_only: bool = False) -> None:
+        """IncrementalAlterConfigs: `ops` are (config name, 0 SET | 1 DELETE | 2 APPEND | 3 SUBTRACT, value)."""
+        request_type = messages.IncrementalAlterConfigsRequest
+        resource = request_type.AlterConfigsResource(
+            resource_type=resource_type, resource_name=name,
+            configs=[request_type.AlterableConfig(name=n, config_operation=op, value=v) for n, op, v in ops],
+        )
+        result = self.send(44, request_type(resources=[resource], validate_only=validate_only)).responses[0]
+        if result.error_code:
+            raise ClientError(result.error_code, f"Alter configs of {name!r}: {result.error_message or ''}")
+
+    def create_partitions(self, topic: str, count: int, validate_only: bool = False) -> None:
+        request_type = messages.CreatePartitionsRequest
+        request = request_type(topics=[request_type.CreatePartitionsTopic(name=topic, count=count, assignments=None)],
+                               timeout_ms=30000, validate_only=validate_only)
+        result = self.send(37, request).results[0]
+        if result.error_code:
+            raise ClientError(result.error_code, f"Create partitions of {topic}: {result.error_message or ''}")
+
+    def delete_records(self, topic: str, offsets: dict[int, int]) -> dict[int, int]:
+        """DeleteRecords: {partition: offset (-1 = high watermark)} -> {partition: new low watermark}."""
+        request_type = messages.DeleteRecordsRequest
+        request = request_type(topics=[request_type.DeleteRecordsTopic(name=topic, partitions=[
+            request_type.DeleteRecordsPartition(partition_index=p, offset=o) for p, o in offsets.items()])],
+            timeout_ms=30000)
+        low_watermarks = {}
+        for result in self.send(21, request).topics[0].partitions:
+            if result.error_code:
+                raise ClientError(result.error_code, f"Delete records of {topic}-{result.partition_index}")
+            low_watermarks[result.partition_index] = result.low_watermark
+        return low_watermarks
+
+    def describe_log_dirs(self) -> Any:
+        request_type = messages.DescribeLogDirsRequest
+        return self.send(35, request_type(topics=None)).results
+
+    # -- groups (the bootstrap broker is the coordinator of every group on a single broker) ---------
+
+    def list_groups(self, states: list[str] | None = None) -> list[Any]:
+        request = messages.ListGroupsRequest(states_filter=states or [], types_filter=[])
+        response = self.send(16, request)
+        if response.error_code:
+            raise ClientError(response.error_code, "ListGroups")
+        return list(response.groups)
+
+    def describe_group(self, group_id: str) -> Any:
+        result = self.send(15, messages.DescribeGroupsRequest(groups=[group_id])).groups[0]
+        if result.error_code:
+            raise ClientError(result.error_code, f"Describe group {group_id}")
+        return result
+
+    def delete_group(self, group_id: str) -> None:
+        result = self.send(42, messages.DeleteGroupsRequest(groups_names=[group_id])).results[0]
+        if result.error_code:
+            raise ClientError(result.error_code, f"Delete group {group_id}")
+
+    def fetch_offsets(self, group_id: str) -> dict[tuple[str, int], tuple[int, str]]:
+        """Every committed offset of a group: (topic, partition) -> (offset, metadata)."""
+        request_type = messages.OffsetFetchRequest
+        version = min(self.version_for(9), 9)  # topics by name
+        request = request_type(groups=[request_type.OffsetFetchRequestGroup(group_id=group_id, topics=None)],
+                               require_stable=True)
+        group = self.send(9, request, version).groups[0]
+        if group.error_code:
+            raise ClientError(group.error_code, f"Fetch offsets of group {group_id}")
+        return {(t.name, p.partition_index): (p.committed_offset, p.metadata)
+                for t in group.topics for p in t.partitions if p.committed_offset >= 0}
+
+    def commit_offsets(self, group_id: str, offsets: dict[tuple[str, int], int]) -> None:
+        """A simple (non-member, generation -1) commit, as an admin's offset reset does."""
+        request_type = messages.OffsetCommitRequest
+        by_topic: dict[str, list[Any]] = {}
+        for (topic, partition), offset in sorted(offsets.items()):
+            by_topic.setdefault(topic, []).append(request_type.OffsetCommitRequestPartition(
+                partition_index=partition, committed_offset=offset, committed_metadata=""))
+        request = request_type(group_id=group_id, generation_id_or_member_epoch=-1, member_id="", topics=[
+            request_type.OffsetCommitRequestTopic(name=t, partitions=ps) for t, ps in by_topic.items()])
+        version = min(self.version_for(8), 9)
+        for topic in self.send(8, request, version).topics:
+            for p in topic.partitions:
+                if p.error_code:
+                    raise ClientError(p.error_code, f"Commit offset of {topic.name}-{p.partition_index}")

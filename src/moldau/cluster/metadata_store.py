@@ -46,6 +46,10 @@ class MetadataStore(Protocol):
 
     def update_topic(self, topic: TopicMetadata) -> None: ...
 
+    def broker_configs(self) -> dict[str, dict[str, str]]: ...
+
+    def set_broker_configs(self, resource: str, configs: dict[str, str]) -> None: ...
+
 
 class LocalMetadataStore:
     """File-backed metadata for a one-broker cluster."""
@@ -55,6 +59,8 @@ class LocalMetadataStore:
     def __init__(self, directory: Path) -> None:
         self._path = directory / self.FILE_NAME
         self._topics: dict[str, TopicMetadata] = {}
+        # Dynamic broker configs: "" is the cluster-wide default, "<node id>" one broker (Kafka's layout).
+        self._broker_configs: dict[str, dict[str, str]] = {}
         self.cluster_id = ""
         directory.mkdir(parents=True, exist_ok=True)
         if self._path.exists():
@@ -63,6 +69,7 @@ class LocalMetadataStore:
     def _load(self) -> None:
         document = json.loads(self._path.read_text())
         self.cluster_id = document.get("cluster_id", "")
+        self._broker_configs = {k: dict(v) for k, v in document.get("broker_configs", {}).items()}
         for entry in document.get("topics", []):
             topic = TopicMetadata(
                 name=entry["name"],
@@ -77,6 +84,7 @@ class LocalMetadataStore:
     def _save(self) -> None:
         document = {
             "cluster_id": self.cluster_id,
+            "broker_configs": self._broker_configs,
             "topics": [
                 {
                     "name": t.name,
@@ -125,4 +133,14 @@ class LocalMetadataStore:
         if topic.name not in self._topics:
             raise UnknownTopicError(f"Topic '{topic.name}' does not exist.")
         self._topics[topic.name] = topic
+        self._save()
+
+    def broker_configs(self) -> dict[str, dict[str, str]]:
+        return self._broker_configs
+
+    def set_broker_configs(self, resource: str, configs: dict[str, str]) -> None:
+        if configs:
+            self._broker_configs[resource] = dict(configs)
+        else:
+            self._broker_configs.pop(resource, None)
         self._save()

@@ -280,7 +280,12 @@ def build_spec(doc: dict) -> MessageSpec:
 def all_specs(directory: Path = SCHEMA_DIR) -> dict[str, MessageSpec]:
     """Every schema in ``directory``, by message name (``ProduceRequest``, ``RequestHeader``, ...)."""
     specs = {}
-    for path in sorted(directory.glob("*.json")):
+    paths = sorted(directory.glob("*.json"))
+    if directory == SCHEMA_DIR:
+        # The group coordinator's record schemas (``coordinator-key``/``coordinator-value``), from Kafka's
+        # group-coordinator module; they are not RPCs, so ``api.APIS`` ignores them.
+        paths += sorted((directory / "group-coordinator").glob("*.json"))
+    for path in paths:
         spec = build_spec(read_json(path))
         specs[spec.name] = spec
     return specs

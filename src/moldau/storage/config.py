@@ -36,6 +36,12 @@ class LogConfig:
     preallocate: bool = False  # accepted for compatibility; segments are never preallocated
     # "delete", "compact" or "compact,delete"; retention by time and size only with "delete".
     cleanup_policy: str = "delete"
+    # Compaction (Kafka's LogCleaner): how long tombstones stay, how old records must be (min) or may get
+    # (max) before they are cleaned, and the dirty fraction that makes a log worth cleaning.
+    delete_retention_ms: int = 86400000
+    min_compaction_lag_ms: int = 0
+    max_compaction_lag_ms: int = LONG_MAX
+    min_cleanable_dirty_ratio: float = 0.5
 
     def __post_init__(self) -> None:
         if self.message_timestamp_type not in (CREATE_TIME, LOG_APPEND_TIME):
@@ -60,3 +66,8 @@ class LogConfig:
     def delete(self) -> bool:
         """Whether retention deletes old segments (``cleanup.policy`` contains ``delete``)."""
         return "delete" in self.cleanup_policy.split(",")
+
+    @property
+    def compact(self) -> bool:
+        """Whether the log cleaner compacts this log (``cleanup.policy`` contains ``compact``)."""
+        return "compact" in self.cleanup_policy.split(",")

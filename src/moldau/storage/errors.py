@@ -32,3 +32,17 @@ class CorruptIndexError(StorageError):
 class UnexpectedAppendOffsetError(StorageError):
     """A follower append whose first offset is below the log end offset (Kafka's
     UnexpectedAppendOffsetException)."""
+
+
+class OutOfOrderSequenceError(StorageError):
+    """An idempotent batch does not continue its producer's sequence (Kafka's
+    OutOfOrderSequenceException)."""
+
+    error_code = ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER
+
+
+class InvalidProducerEpochError(StorageError):
+    """A batch carries an epoch older than its producer's latest (Kafka's InvalidProducerEpochException,
+    which replaced ProducerFencedException on the produce path in 2.7)."""
+
+    error_code = ErrorCode.INVALID_PRODUCER_EPOCH

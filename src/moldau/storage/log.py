@@ -48,8 +48,12 @@ from moldau.storage.errors import KafkaStorageError, OffsetOutOfRangeError, Unex
 from moldau.storage.fetch_data_info import FetchDataInfo
 from moldau.storage.leader_epoch_file_cache import LEADER_EPOCH_CHECKPOINT_FILENAME, LeaderEpochFileCache
 from moldau.storage.log_loader import LogLoader
+from moldau.storage.producer_state_entry import BatchMetadata, ProducerStateEntry
+from moldau.storage.producer_state_manager import AppendOrigin, ProducerAppendInfo, ProducerStateManager
 from moldau.storage.segment import (
+    CLEANED_FILE_SUFFIX,
     DELETED_FILE_SUFFIX,
+    SWAP_FILE_SUFFIX,
     LogSegment,
     log_file,
     offset_index_file,
@@ -57,6 +61,8 @@ from moldau.storage.segment import (
 )
 
 log = logging.getLogger(__name__)
+
+PRODUCER_STATE_REBUILD_READ_BYTES = 1 << 20
 
 # ListOffsets special timestamps (Kafka's ListOffsetsRequest).
 LATEST_TIMESTAMP = -1
@@ -115,6 +121,9 @@ class Log:
         self._truncations = 0  # a flush that straddles a truncation must not move the recovery point
         self._closed = False
         self.leader_epoch_cache = leader_epoch_cache
+        self.producer_state = ProducerStateManager(dir)
+        self.producer_state.remove_stray_snapshots(s.base_offset for s in self._segments)
+        self._rebuild_producer_state()
 
     @classmethod
     def open(
@@ -224,6 +233,10 @@ class Log:
         return self._log_end_offset - self._recovery_point
 
     @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
     def last_flush_ms(self) -> int:
         """When the last :meth:`flush` finished (Kafka's ``lastFlushTime``), by the log's clock."""
         return self._last_flush_ms
@@ -287,6 +300,13 @@ class Log:
         with self._lock, self._storage_errors("appending"):
             self._check_open()
             first_offset = offset = self._log_end_offset
+            producer_appends = None
+            if any(header.producer_id >= 0 for _, header in batches):
+                producer_appends, duplicate = self._analyze_producer_state(batches, first_offset)
+                if duplicate is not None:
+                    # A producer's retry: Kafka answers with the original batch's offsets and no error.
+                    return AppendInfo(duplicate.first_offset, duplicate.last_offset, duplicate.timestamp,
+                                      self._log_start_offset, 0)
             max_timestamp, offset_of_max_timestamp, num_messages = -1, -1, 0
             for pos, header in batches:
                 assign_offsets(buf, pos, offset, leader_epoch, log_append_time)
@@ -299,6 +319,10 @@ class Log:
             if leader_epoch >= 0:
                 self.leader_epoch_cache.assign(leader_epoch, first_offset)
             self._write(buf, first_offset, offset - 1, max_timestamp, offset_of_max_timestamp, now_ms)
+            if producer_appends:
+                for producer_append in producer_appends.values():
+                    self.producer_state.update(producer_append)
+            self.producer_state.update_map_end_offset(offset)
             return AppendInfo(
                 first_offset=first_offset,
                 last_offset=offset - 1,
@@ -337,6 +361,8 @@ class Log:
                     self.leader_epoch_cache.assign(header.partition_leader_epoch, header.base_offset)
             data = memoryview(records)[:valid_bytes]
             self._write(data, first, last, max_timestamp, offset_of_max_timestamp, now)
+            self.producer_state.load_from_batches(header for _, header in headers)
+            self.producer_state.update_map_end_offset(last + 1)
             return AppendInfo(
                 first_offset=first,
                 last_offset=last,
@@ -346,6 +372,45 @@ class Log:
                 max_timestamp=max_timestamp,
                 valid_bytes=valid_bytes,
             )
+
+    def _analyze_producer_state(
+        self, batches: list[tuple[int, RecordBatchHeader]], first_offset: int
+    ) -> tuple[dict[int, ProducerAppendInfo], BatchMetadata | None]:
+        with_offsets = []
+        offset = first_offset
+        for _, header in batches:
+            with_offsets.append((header, offset))
+            offset += header.last_offset_delta + 1
+        return self.producer_state.analyze(with_offsets, AppendOrigin.CLIENT)
+
+    def _rebuild_producer_state(self) -> None:
+        """Reload the producer state from the latest snapshot at or below the log end and replay the
+        batches after it (Kafka's ``rebuildProducerState``), then snapshot at the log end."""
+        state = self.producer_state
+        end = self._log_end_offset
+        state.truncate_and_reload(self._log_start_offset, end)
+        offset = max(state.map_end_offset, self._log_start_offset)
+        while offset < end:
+            info = self.read(offset, PRODUCER_STATE_REBUILD_READ_BYTES, max_offset=end)
+            if info.records is None:
+                break
+            headers = [h for _, h in iter_batches(info.records.read_bytes()) if h.last_offset >= offset]
+            if not headers:
+                break
+            state.load_from_batches(headers)
+            offset = headers[-1].last_offset + 1
+        state.update_map_end_offset(end)
+        state.take_snapshot()
+
+    def active_producers(self) -> list[ProducerStateEntry]:
+        """Copies of the producers this partition knows (DescribeProducers)."""
+        with self._lock:
+            return [entry.copy() for entry in self.producer_state.active_producers.values()]
+
+    def remove_expired_producers(self, now_ms: int, expiration_ms: int) -> int:
+        """Forget producers idle longer than ``producer.id.expiration.ms``; returns how many."""
+        with self._lock:
+            return len(self.producer_state.remove_expired_producers(now_ms, expiration_ms))
 
     def _check_fits_segment(self, size: int) -> None:
         if size > self._config.segment_bytes:
@@ -407,6 +472,9 @@ class Log:
                 log.warning("log.roll deleting existing file of the new segment path=%s", path)
                 path.unlink()
         active.on_become_inactive_segment()
+        # Kafka snapshots the producer state at every new segment's base offset, so recovery starts there.
+        self.producer_state.update_map_end_offset(new_offset)
+        self.producer_state.take_snapshot()
         segment = LogSegment(self.dir, new_offset, self._config, time_ms=self._time_ms)
         self._set_segments((*self._segments, segment))
         log.info("log.roll topic_partition=%s new_segment=%d", self.dir.name, new_offset)
@@ -524,6 +592,7 @@ class Log:
                 first = max(bisect_right(bases, recovery_point) - 1, 0)
                 to_flush = [s for s in segments[first:] if s.base_offset < offset]
                 new_segments = any(s.base_offset >= recovery_point for s in to_flush)
+                snapshots = self.producer_state.unflushed_snapshots(offset)
             with self._storage_errors("flushing"):
                 for segment in to_flush:
                     try:
@@ -533,6 +602,7 @@ class Log:
                             raise
                         # deleted or truncated away while we were flushing: nothing to make durable
                 self.leader_epoch_cache.flush()
+                ProducerStateManager.flush_snapshots(snapshots)
                 if new_segments:
                     fsync_dir(self.dir)
             with self._lock:
@@ -563,6 +633,7 @@ class Log:
             self.leader_epoch_cache.truncate_from_end(target_offset)
             self._log_start_offset = min(target_offset, self._log_start_offset)
             self._high_watermark = min(self._high_watermark, target_offset)
+            self._rebuild_producer_state()
             return True
 
     def truncate_fully_and_start_at(self, new_offset: int, log_start_offset: int | None = None) -> None:
@@ -579,6 +650,7 @@ class Log:
         self.leader_epoch_cache.clear_and_flush()
         self._log_start_offset = new_offset if log_start_offset is None else log_start_offset
         self._high_watermark = new_offset
+        self.producer_state.truncate_fully_and_start_at(new_offset)
 
     def maybe_increment_log_start_offset(self, new_log_start_offset: int) -> bool:
         """Move the log start offset forward (DeleteRecords); it may not pass the high watermark.
@@ -594,6 +666,7 @@ class Log:
             self._log_start_offset = new_log_start_offset
             self._recovery_point = max(self._recovery_point, new_log_start_offset)
             self.leader_epoch_cache.truncate_from_start(new_log_start_offset)
+            self.producer_state.on_log_start_offset_incremented(new_log_start_offset)
             log.info("log.log_start_offset topic_partition=%s offset=%d", self.dir.name, new_log_start_offset)
             return True
 
@@ -661,7 +734,10 @@ class Log:
             self._log_start_offset = new_start
             self._recovery_point = max(self._recovery_point, new_start)
             self.leader_epoch_cache.truncate_from_start(new_start)
+            self.producer_state.on_log_start_offset_incremented(new_start)
         self._remove_and_delete_segments(deletable, now_ms=now_ms)
+        for segment in deletable:
+            self.producer_state.delete_snapshot(segment.base_offset)
         log.info(
             "log.delete_segments topic_partition=%s segments=%s log_start_offset=%d",
             self.dir.name,
@@ -688,6 +764,42 @@ class Log:
         if self._config.file_delete_delay_ms <= 0:
             self._reap_deleted_segments(deadline, force=True)
 
+    def replace_segments(
+        self, new_segment: LogSegment, old_segments: list[LogSegment], old_sizes: list[int]
+    ) -> bool:
+        """Compaction (Kafka's ``replaceSegments``): put ``new_segment`` (files ``*.cleaned``, flushed) in
+        place of ``old_segments`` in one step for readers.
+
+        Crash-safe by file names: the new files become ``*.swap`` (a restart completes the swap, see
+        :class:`LogLoader`), the old ones ``*.deleted`` (removed ``file.delete.delay.ms`` later, so fetches
+        in flight keep reading them), then the swap files drop their suffix. Returns False, touching
+        nothing, if the log changed under the cleaner: closed, or an old segment deleted or truncated
+        (``old_sizes`` are their sizes when the cleaner read them).
+        """
+        with self._lock, self._storage_errors("replacing cleaned segments"):
+            current = self._segments
+            present = set(map(id, current))
+            if (
+                self._closed
+                or not old_segments
+                or any(id(s) not in present for s in old_segments)
+                or any(s.size != size for s, size in zip(old_segments, old_sizes, strict=True))
+                or old_segments[-1] is current[-1]
+            ):
+                return False
+            new_segment.change_file_suffixes(CLEANED_FILE_SUFFIX, SWAP_FILE_SUFFIX)
+            fsync_dir(self.dir)
+            doomed = set(map(id, old_segments))
+            self._set_segments([s for s in current if id(s) not in doomed] + [new_segment])
+            deadline = self._time_ms() + self._config.file_delete_delay_ms
+            for segment in old_segments:
+                segment.change_file_suffixes("", DELETED_FILE_SUFFIX)
+                self._pending_deletes.append((deadline, segment))
+            new_segment.change_file_suffixes(SWAP_FILE_SUFFIX, "")
+        if self._config.file_delete_delay_ms <= 0:
+            self._reap_deleted_segments(deadline, force=False)
+        return True
+
     def _reap_deleted_segments(self, now_ms: int, *, force: bool) -> None:
         with self._lock:
             due = [(t, s) for t, s in self._pending_deletes if force or t <= now_ms]
@@ -706,9 +818,18 @@ class Log:
             if self._closed:
                 return
             self._closed = True
+            self._snapshot_producer_state_on_close()
             for segment in self._segments:
                 segment.close()
         self._reap_deleted_segments(0, force=True)
+
+    def _snapshot_producer_state_on_close(self) -> None:
+        """Kafka's ``UnifiedLog.close``: a synced snapshot at the log end, so a clean restart replays nothing."""
+        self.producer_state.update_map_end_offset(self._log_end_offset)
+        try:
+            self.producer_state.take_snapshot(sync=True)
+        except OSError as exc:
+            log.warning("log.producer_snapshot_failed topic_partition=%s error=%s", self.dir.name, exc)
 
     def delete(self) -> None:
         """Close the log and remove its directory."""

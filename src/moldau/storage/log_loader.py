@@ -126,9 +126,10 @@ class LogLoader:
             max_offset = high if max_offset is None else max(max_offset, high)
         if min_offset is not None and max_offset is not None:
             for path in self.dir.iterdir():
+                # Only segment files: producer snapshots and other per-offset files are not replaced.
                 replaced = (
                     path.is_file()
-                    and not path.name.endswith(SWAP_FILE_SUFFIX)
+                    and path.name.endswith((LOG_FILE_SUFFIX, INDEX_FILE_SUFFIX, TIME_INDEX_FILE_SUFFIX))
                     and path.name[:20].isdigit()
                     and min_offset <= offset_from_file(path) < max_offset
                 )

@@ -1,0 +1,195 @@
+"""Dynamic configs: validate, persist and apply topic and broker config changes without a restart.
+
+Topic overrides live in the topic's metadata; dynamic broker configs in the metadata store under ""
+(the cluster-wide default) or the node id, as Kafka keeps them. Applying a change updates the live
+`Log` configs at once; nothing restarts. Invalid values are refused with INVALID_CONFIG before anything
+is stored (Kafka's `ConfigurationControlManager`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from moldau.broker.config import BROKER_CONFIGS, BrokerConfig, ConfigError
+from moldau.broker.errors import ApiError
+from moldau.broker.topic_config import (
+    TOPIC_CONFIG_OF_SYNONYM,
+    TOPIC_CONFIGS,
+    broker_default_log_config,
+    format_value,
+    parse_value,
+    topic_log_config,
+    validate_topic_configs,
+)
+from moldau.protocol.errors import ErrorCode
+
+if TYPE_CHECKING:
+    from moldau.broker.replica_manager import ReplicaManager
+
+log = logging.getLogger(__name__)
+
+TOPIC, BROKER = 2, 4  # Kafka's ConfigResource.Type ids
+SET, DELETE, APPEND, SUBTRACT = 0, 1, 2, 3  # IncrementalAlterConfigs' OpType
+OP_NAMES = {SET: "SET", DELETE: "DELETE", APPEND: "APPEND", SUBTRACT: "SUBTRACT"}
+CLUSTER_DEFAULT = ""
+
+# Broker configs that can change at run time (Kafka's DynamicBrokerConfig: DynamicLogConfig, the log
+# cleaner's reconfigurable configs, DynamicThreadPool); every other broker config is read-only.
+DYNAMIC_BROKER_CONFIGS = frozenset(TOPIC_CONFIG_OF_SYNONYM) | {
+    "message.max.bytes", "log.cleaner.threads", "log.cleaner.backoff.ms", "log.cleaner.dedupe.buffer.size",
+    "num.io.threads", "num.network.threads",
+}
+
+
+def broker_resource(name: str | None, node_id: int) -> str:
+    """The store key of a BROKER resource name: "" (cluster default) or this node's id."""
+    if not name:
+        return CLUSTER_DEFAULT
+    try:
+        requested = int(name)
+    except ValueError:
+        raise ApiError(ErrorCode.INVALID_REQUEST, f"Broker id must be an integer, but it is: {name}") from None
+    if requested != node_id:
+        raise ApiError(ErrorCode.INVALID_REQUEST,
+                       f"Unexpected broker id, expected {node_id} or empty string, but received {name}")
+    return str(node_id)
+
+
+def parse_broker_config(name: str, raw: str | None) -> object:
+    """Validate a dynamic broker config value; broker synonyms of topic configs follow the topic rules."""
+    definition = BROKER_CONFIGS.get(name)
+    if definition is None:
+        raise ConfigError(f"Unknown broker config name: {name}")
+    if name not in DYNAMIC_BROKER_CONFIGS:
+        raise ConfigError(f"Cannot update these configs dynamically: {name}")
+    if raw is None:
+        raise ConfigError(f"Null value not supported for broker config: {name}")
+    topic_def = TOPIC_CONFIG_OF_SYNONYM.get(name)
+    if topic_def is not None and name not in ("log.roll.hours", "log.retention.hours", "log.retention.minutes"):
+        parse_value(topic_def, name, raw)
+    return definition.parse(raw)
+
+
+def _is_list(resource_type: int, name: str) -> bool:
+    if resource_type == TOPIC:
+        definition = TOPIC_CONFIGS.get(name)
+        return definition is not None and definition.kind == "list"
+    broker_def = BROKER_CONFIGS.get(name)
+    return broker_def is not None and broker_def.type is list
+
+
+def apply_incremental(resource_type: int, current: Mapping[str, str], defaults: Mapping[str, str | None],
+                      ops: list[tuple[str, int, str | None]]) -> dict[str, str]:
+    """The new override set after IncrementalAlterConfigs' SET/DELETE/APPEND/SUBTRACT on `current`."""
+    names = [name for name, _, _ in ops]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ApiError(ErrorCode.INVALID_REQUEST, f"Error due to duplicate config keys: {', '.join(duplicates)}")
+    result = dict(current)
+    for name, op, value in ops:
+        if op == SET:
+            if value is None:
+                raise ApiError(ErrorCode.INVALID_REQUEST, f"Null value not supported for : {name}")
+            result[name] = value
+        elif op == DELETE:
+            result.pop(name, None)
+        elif op in (APPEND, SUBTRACT):
+            if not _is_list(resource_type, name):
+                raise ApiError(ErrorCode.INVALID_CONFIG,
+                               f"Can't {OP_NAMES[op]} to key {name} because its type is not LIST.")
+            base = result.get(name, defaults.get(name)) or ""
+            parts = [p.strip() for p in base.split(",") if p.strip()]
+            changes = [p.strip() for p in (value or "").split(",") if p.strip()]
+            if op == APPEND:
+                parts += [c for c in changes if c not in parts]
+            else:
+                parts = [p for p in parts if p not in changes]
+            result[name] = ",".join(parts)
+        else:
+            raise ApiError(ErrorCode.INVALID_REQUEST, f"Unknown config operation {op} for {name}")
+    return result
+
+
+class ConfigManager:
+    """Alters topic and broker configs; reads the layers DescribeConfigs reports."""
+
+    def __init__(self, config: BrokerConfig, replica_manager: ReplicaManager) -> None:
+        self.config = config
+        self.replica_manager = replica_manager
+        self.store = replica_manager.store
+        self.node_id = config.node_id
+
+    def load(self) -> None:
+        """Apply the persisted dynamic broker configs (call before the logs are opened)."""
+        self._apply_broker_layers()
+
+    # -- layers --------------------------------------------------------------------------------------------
+
+    def cluster_defaults(self) -> dict[str, str]:
+        return self.store.broker_configs().get(CLUSTER_DEFAULT, {})
+
+    def node_configs(self) -> dict[str, str]:
+        return self.store.broker_configs().get(str(self.node_id), {})
+
+    def topic_defaults(self) -> dict[str, str | None]:
+        """Each topic config's broker-level effective value, as a string (for APPEND/SUBTRACT)."""
+        return {name: format_value(d.default_from(self.config)) for name, d in TOPIC_CONFIGS.items()}
+
+    def broker_values(self) -> dict[str, str | None]:
+        return {name: format_value(self.config[name]) for name in BROKER_CONFIGS}
+
+    # -- topics --------------------------------------------------------------------------------------------
+
+    def alter_topic(self, name: str, configs: dict[str, str], validate_only: bool) -> None:
+        """Replace the topic's overrides with `configs` (already merged for incremental alters)."""
+        topic = self.replica_manager.topics.get(name)
+        if topic is None:
+            raise ApiError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+                           f"The topic '{name}' does not exist.")
+        try:
+            checked = validate_topic_configs(configs)
+        except ConfigError as exc:
+            raise ApiError(ErrorCode.INVALID_CONFIG, str(exc)) from None
+        if validate_only:
+            return
+        metadata = replace(topic.metadata, configs=checked)
+        self.store.update_topic(metadata)
+        topic.metadata = metadata
+        log_config = topic_log_config(self.replica_manager.default_log_config, checked)
+        for partition in topic.partitions:
+            partition.log.update_config(log_config)
+        log.info("altered configs of topic %s: %s", name, checked)
+
+    # -- brokers -------------------------------------------------------------------------------------------
+
+    def alter_broker(self, resource_name: str | None, configs: dict[str, str], validate_only: bool) -> None:
+        resource = broker_resource(resource_name, self.node_id)
+        try:
+            for key, raw in configs.items():
+                parse_broker_config(key, raw)
+        except ConfigError as exc:
+            raise ApiError(ErrorCode.INVALID_CONFIG, str(exc)) from None
+        if validate_only:
+            return
+        self.store.set_broker_configs(resource, configs)
+        self._apply_broker_layers()
+        log.info("altered dynamic broker configs of %s: %s", resource or "<cluster default>", configs)
+
+    def _apply_broker_layers(self) -> None:
+        layers = {**self.cluster_defaults(), **self.node_configs()}
+        try:
+            self.config.set_dynamic(layers)
+        except ConfigError as exc:  # a store written by another version; keep the static values
+            log.error("ignoring invalid dynamic broker configs %s: %s", layers, exc)
+            self.config.set_dynamic({})
+        defaults = broker_default_log_config(self.config)
+        manager = self.replica_manager
+        manager.default_log_config = defaults
+        manager.log_manager.default_config = defaults
+        for topic in manager.topics.values():
+            log_config = topic_log_config(defaults, topic.metadata.configs)
+            for partition in topic.partitions:
+                partition.log.update_config(log_config)

@@ -1,0 +1,41 @@
+"""DescribeGroups (15): state, protocol and members of classic groups (metadata and assignment when Stable)."""
+
+from __future__ import annotations
+
+from moldau.broker.errors import ApiError
+from moldau.coordinator.classic_group import GroupState
+from moldau.protocol import messages
+from moldau.protocol.errors import ErrorCode
+
+API_KEY = 15
+Response = messages.DescribeGroupsResponse
+AUTHORIZED_OPERATIONS_OMITTED = -2147483648  # Kafka's Integer.MIN_VALUE
+
+
+def _describe(conn, group_id: str, version: int):
+    result = Response.DescribedGroup(group_id=group_id, error_code=ErrorCode.NONE, group_state="Dead",
+                                     protocol_type="", protocol_data="",
+                                     authorized_operations=AUTHORIZED_OPERATIONS_OMITTED)
+    try:
+        group = conn.broker.group_coordinator.describe_group(group_id)
+    except ApiError as exc:
+        result.error_code = exc.error_code
+        return result
+    if group is None or group.is_in(GroupState.DEAD):
+        if version >= 6:
+            result.error_code = ErrorCode.GROUP_ID_NOT_FOUND
+            result.error_message = f"Group {group_id} not found."
+        return result
+    stable = group.is_in(GroupState.STABLE)
+    result.group_state = group.state.value
+    result.protocol_type = group.protocol_type or ""
+    result.protocol_data = (group.protocol_name or "") if stable else ""
+    result.members = [Response.DescribedGroupMember(
+        member_id=m.member_id, group_instance_id=m.group_instance_id, client_id=m.client_id,
+        client_host=m.client_host, member_metadata=m.metadata(group.protocol_name) if stable else b"",
+        member_assignment=m.assignment if stable else b"") for m in group.members.values()]
+    return result
+
+
+async def handle(conn, header, request: messages.DescribeGroupsRequest) -> Response:
+    return Response(throttle_time_ms=0, groups=[_describe(conn, g, header.api_version) for g in request.groups])

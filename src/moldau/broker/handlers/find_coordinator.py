@@ -1,0 +1,52 @@
+"""FindCoordinator (10): this broker coordinates every group; v4+ answers a batch of `coordinator_keys`.
+
+Like Kafka, the first lookup of a group creates `__consumer_offsets`. Transaction coordinators (key
+type 1) do not exist yet, so they are answered with COORDINATOR_NOT_AVAILABLE (retriable).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from moldau.broker.errors import ApiError
+from moldau.protocol import messages
+from moldau.protocol.errors import ErrorCode
+
+API_KEY = 10
+KEY_TYPE_GROUP, KEY_TYPE_TRANSACTION = 0, 1
+Response = messages.FindCoordinatorResponse
+
+log = logging.getLogger(__name__)
+
+
+def _lookup(conn, key: str, key_type: int) -> tuple[ErrorCode, str | None]:
+    if key_type == KEY_TYPE_TRANSACTION:
+        return ErrorCode.COORDINATOR_NOT_AVAILABLE, "There is no transaction coordinator yet"
+    if key_type != KEY_TYPE_GROUP:
+        return ErrorCode.INVALID_REQUEST, f"Unknown coordinator key type {key_type}"
+    if not key:
+        return ErrorCode.INVALID_REQUEST, "The group id must not be empty"
+    try:
+        conn.broker.group_coordinator.log.ensure_topic()
+    except ApiError as exc:
+        log.warning("cannot create __consumer_offsets: %s", exc)
+        return ErrorCode.COORDINATOR_NOT_AVAILABLE, exc.message
+    return ErrorCode.NONE, None
+
+
+async def handle(conn, header, request: messages.FindCoordinatorRequest) -> Response:
+    endpoint = conn.broker.endpoints(conn.listener_name)[0]
+    if header.api_version < 4:
+        error, message = _lookup(conn, request.key, request.key_type)
+        found = error == ErrorCode.NONE
+        return Response(throttle_time_ms=0, error_code=error, error_message=message,
+                        node_id=endpoint.node_id if found else -1, host=endpoint.host if found else "",
+                        port=endpoint.port if found else -1)
+    coordinators = []
+    for key in request.coordinator_keys:
+        error, message = _lookup(conn, key, request.key_type)
+        found = error == ErrorCode.NONE
+        coordinators.append(Response.Coordinator(
+            key=key, node_id=endpoint.node_id if found else -1, host=endpoint.host if found else "",
+            port=endpoint.port if found else -1, error_code=error, error_message=message))
+    return Response(throttle_time_ms=0, coordinators=coordinators)

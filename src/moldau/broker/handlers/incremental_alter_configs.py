@@ -1,0 +1,53 @@
+"""IncrementalAlterConfigs (44): SET, DELETE, APPEND and SUBTRACT single configs of a topic or broker."""
+
+from __future__ import annotations
+
+import logging
+
+from moldau.broker.dynamic_config import BROKER, TOPIC, apply_incremental, broker_resource
+from moldau.broker.errors import ApiError
+from moldau.broker.handlers.alter_configs import alter, duplicate_resources
+from moldau.protocol import messages
+from moldau.protocol.errors import ErrorCode
+
+API_KEY = 44
+Response = messages.IncrementalAlterConfigsResponse
+
+log = logging.getLogger(__name__)
+
+
+def _merged(broker, resource) -> dict[str, str]:
+    manager = broker.config_manager
+    ops = [(c.name, c.config_operation, c.value) for c in resource.configs]
+    if resource.resource_type == TOPIC:
+        topic = broker.replica_manager.topics.get(resource.resource_name)
+        if topic is None:
+            raise ApiError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+                           f"The topic '{resource.resource_name}' does not exist.")
+        return apply_incremental(TOPIC, topic.metadata.configs, manager.topic_defaults(), ops)
+    if resource.resource_type == BROKER:
+        key = broker_resource(resource.resource_name, broker.node_id)
+        current = manager.store.broker_configs().get(key, {})
+        return apply_incremental(BROKER, current, manager.broker_values(), ops)
+    raise ApiError(ErrorCode.INVALID_REQUEST, f"Unsupported resource type: {resource.resource_type}")
+
+
+async def handle(conn, header, request: messages.IncrementalAlterConfigsRequest) -> Response:
+    broker = conn.broker
+    duplicates = duplicate_resources(request.resources)
+    responses = []
+    for resource in request.resources:
+        result = Response.AlterConfigsResourceResponse(error_code=ErrorCode.NONE, error_message=None,
+                                                       resource_type=resource.resource_type,
+                                                       resource_name=resource.resource_name)
+        try:
+            if (resource.resource_type, resource.resource_name) in duplicates:
+                raise ApiError(ErrorCode.INVALID_REQUEST, "Duplicate resource in the request")
+            alter(broker.config_manager, resource.resource_type, resource.resource_name,
+                  _merged(broker, resource), request.validate_only)
+        except ApiError as exc:
+            result.error_code, result.error_message = exc.error_code, exc.message
+            log.info("incremental alter configs of %d:%r failed: %s", resource.resource_type,
+                     resource.resource_name, exc)
+        responses.append(result)
+    return Response(throttle_time_ms=0, responses=responses)

@@ -1,0 +1,23 @@
+"""ListGroups (16): every group this coordinator knows; v4 filters by state, v5 by type (all are classic)."""
+
+from __future__ import annotations
+
+from moldau.coordinator.service import GROUP_TYPE_CLASSIC
+from moldau.protocol import messages
+from moldau.protocol.errors import ErrorCode
+
+API_KEY = 16
+Response = messages.ListGroupsResponse
+
+
+async def handle(conn, header, request: messages.ListGroupsRequest) -> Response:
+    coordinator = conn.broker.group_coordinator
+    if not coordinator.loaded:
+        return Response(throttle_time_ms=0, error_code=ErrorCode.COORDINATOR_LOAD_IN_PROGRESS, groups=[])
+    version = header.api_version
+    groups = coordinator.list_groups(request.states_filter if version >= 4 else [],
+                                     request.types_filter if version >= 5 else [])
+    return Response(throttle_time_ms=0, error_code=ErrorCode.NONE, groups=[
+        Response.ListedGroup(group_id=g.group_id, protocol_type=g.protocol_type or "", group_state=g.state.value,
+                             group_type=GROUP_TYPE_CLASSIC)
+        for g in sorted(groups, key=lambda g: g.group_id)])
