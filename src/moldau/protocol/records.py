@@ -77,12 +77,12 @@ DELETE_HORIZON_MASK = 0x40
 COMPRESSION_NONE, COMPRESSION_GZIP, COMPRESSION_SNAPPY, COMPRESSION_LZ4, COMPRESSION_ZSTD = range(5)
 TIMESTAMP_CREATE_TIME, TIMESTAMP_LOG_APPEND_TIME = 0, 1
 
-_HEADER = struct.Struct(">qiibIhiqqqhii")
+BATCH_HEADER_STRUCT = struct.Struct(">qiibIhiqqqhii")
 _INT64 = struct.Struct(">q")
 _INT32 = struct.Struct(">i")
 _UINT32 = struct.Struct(">I")
 _INT16 = struct.Struct(">h")
-assert _HEADER.size == HEADER_SIZE
+assert BATCH_HEADER_STRUCT.size == HEADER_SIZE
 
 
 class InvalidRecordError(MoldauError):
@@ -152,7 +152,7 @@ class RecordBatchHeader:
 
 def read_batch_header(buf: bytes | bytearray | memoryview, pos: int = 0) -> RecordBatchHeader:
     """Unpack the batch header at ``pos``; the caller makes sure 61 bytes are there."""
-    return RecordBatchHeader(*_HEADER.unpack_from(buf, pos))
+    return RecordBatchHeader(*BATCH_HEADER_STRUCT.unpack_from(buf, pos))
 
 
 def batch_crc(buf: bytes | bytearray | memoryview, pos: int, end: int) -> int:
@@ -394,7 +394,7 @@ def _read_bytes(buf: bytes | memoryview, pos: int) -> tuple[bytes | None, int]:
     return bytes(buf[pos:end]), end
 
 
-def _encode_record(out: bytearray, record: Record, offset_delta: int, timestamp_delta: int) -> None:
+def encode_record(out: bytearray, record: Record, offset_delta: int, timestamp_delta: int) -> None:
     body = bytearray(b"\x00")  # attributes: unused
     _write_varint(body, timestamp_delta)
     _write_varint(body, offset_delta)
@@ -479,7 +479,7 @@ def _lz4_compress(data: bytes) -> bytes:
     return bytes(compressor.finish())
 
 
-def _compress(codec: int, data: bytes) -> bytes:
+def compress(codec: int, data: bytes) -> bytes:
     if codec == COMPRESSION_NONE:
         return data
     if codec == COMPRESSION_GZIP:
@@ -495,7 +495,7 @@ def _compress(codec: int, data: bytes) -> bytes:
     )
 
 
-def _decompress(codec: int, data: bytes) -> bytes:
+def decompress(codec: int, data: bytes) -> bytes:
     try:
         if codec == COMPRESSION_GZIP:
             return bytes(cramjam.gzip.decompress(data))
@@ -547,8 +547,8 @@ def build_batch(
                 f"record offsets must increase from base_offset {base_offset}: got {record.offset}"
             )
         last_delta = delta
-        _encode_record(body, record, delta, record.timestamp - base_timestamp)
-    payload = _compress(compression, bytes(body))
+        encode_record(body, record, delta, record.timestamp - base_timestamp)
+    payload = compress(compression, bytes(body))
     attributes = (
         compression
         | (TIMESTAMP_TYPE_MASK if timestamp_type == TIMESTAMP_LOG_APPEND_TIME else 0)
@@ -556,7 +556,7 @@ def build_batch(
         | (CONTROL_MASK if is_control else 0)
     )
     header = bytearray(
-        _HEADER.pack(
+        BATCH_HEADER_STRUCT.pack(
             base_offset,
             HEADER_SIZE - LOG_OVERHEAD + len(payload),
             partition_leader_epoch,
@@ -602,7 +602,7 @@ def decode_batch(
         raise _refuse(ErrorCode.CORRUPT_MESSAGE, f"record batch is corrupt (stored crc = {header.crc})")
     payload = bytes(buf[pos + HEADER_SIZE : end])
     if header.compression != COMPRESSION_NONE:
-        payload = _decompress(header.compression, payload)
+        payload = decompress(header.compression, payload)
     log_append_time = header.max_timestamp if header.timestamp_type == TIMESTAMP_LOG_APPEND_TIME else None
     return _decode_records(
         payload, header.records_count, header.base_offset, header.base_timestamp, log_append_time

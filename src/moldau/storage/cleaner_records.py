@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 from moldau.protocol.errors import ErrorCode
 from moldau.protocol.records import (
-    _HEADER,
+    BATCH_HEADER_STRUCT,
     COMPRESSION_MASK,
     COMPRESSION_NONE,
     CRC_OFFSET,
@@ -30,10 +30,10 @@ from moldau.protocol.records import (
     InvalidRecordError,
     Record,
     RecordBatchHeader,
-    _compress,
-    _decompress,
-    _encode_record,
     batch_crc,
+    compress,
+    decompress,
+    encode_record,
 )
 
 _UINT32 = struct.Struct(">I")
@@ -58,7 +58,7 @@ def batch_payload(data: bytes, header: RecordBatchHeader) -> bytes:
         raise _corrupt(f"record batch at offset {header.base_offset} is corrupt (stored crc = {header.crc})")
     payload = data[HEADER_SIZE:]
     if header.compression != COMPRESSION_NONE:
-        payload = _decompress(header.compression, payload)
+        payload = decompress(header.compression, payload)
     return payload
 
 
@@ -106,7 +106,7 @@ def scan_records(payload: bytes, count: int) -> list[ScannedRecord]:
 
 
 def _finish(header_fields: tuple[object, ...], payload: bytes) -> bytes:
-    batch = bytearray(_HEADER.pack(*header_fields)) + payload
+    batch = bytearray(BATCH_HEADER_STRUCT.pack(*header_fields)) + payload
     _UINT32.pack_into(batch, CRC_OFFSET, batch_crc(batch, 0, len(batch)))
     return bytes(batch)
 
@@ -119,7 +119,7 @@ def copy_retained_records(header: RecordBatchHeader, payload: bytes, retained: l
         max_timestamp = header.max_timestamp
     else:
         max_timestamp = header.base_timestamp + max(r.timestamp_delta for r in retained)
-    compressed = _compress(header.compression, body)
+    compressed = compress(header.compression, body)
     return _finish(
         (header.base_offset, HEADER_SIZE - LOG_OVERHEAD + len(compressed), header.partition_leader_epoch, 2, 0,
          header.attributes, retained[-1].offset_delta, header.base_timestamp, max_timestamp,
@@ -147,8 +147,8 @@ def build_retained_batch(header: RecordBatchHeader, records: list[Record], horiz
     base_timestamp = horizon_ms if horizon_ms is not None else records[0].timestamp
     body = bytearray()
     for record in records:
-        _encode_record(body, record, record.offset - header.base_offset, record.timestamp - base_timestamp)
-    compressed = _compress(header.compression, bytes(body))
+        encode_record(body, record, record.offset - header.base_offset, record.timestamp - base_timestamp)
+    compressed = compress(header.compression, bytes(body))
     if header.timestamp_type == TIMESTAMP_LOG_APPEND_TIME:
         max_timestamp = header.max_timestamp
     else:
