@@ -9,6 +9,7 @@ is stored (Kafka's `ConfigurationControlManager`).
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -193,3 +194,35 @@ class ConfigManager:
             log_config = topic_log_config(defaults, topic.metadata.configs)
             for partition in topic.partitions:
                 partition.log.update_config(log_config)
+
+
+def duplicate_resources(resources) -> set[tuple[int, str]]:
+    counts = Counter((r.resource_type, r.resource_name) for r in resources)
+    return {key for key, count in counts.items() if count > 1}
+
+
+def alter(manager, resource_type: int, resource_name: str, configs: dict[str, str], validate_only: bool) -> None:
+    if resource_type == TOPIC:
+        manager.alter_topic(resource_name, configs, validate_only)
+    elif resource_type == BROKER:
+        manager.alter_broker(resource_name, configs, validate_only)
+    else:
+        raise ApiError(ErrorCode.INVALID_REQUEST, f"Unsupported resource type: {resource_type}")
+
+
+def alter_resources(manager, resources, new_configs, validate_only: bool, result_type, what: str) -> list:
+    """AlterConfigs and IncrementalAlterConfigs alike: each resource gets `new_configs(resource)` or an error."""
+    duplicates = duplicate_resources(resources)
+    results = []
+    for resource in resources:
+        result = result_type(error_code=ErrorCode.NONE, error_message=None,
+                             resource_type=resource.resource_type, resource_name=resource.resource_name)
+        try:
+            if (resource.resource_type, resource.resource_name) in duplicates:
+                raise ApiError(ErrorCode.INVALID_REQUEST, "Duplicate resource in the request")
+            alter(manager, resource.resource_type, resource.resource_name, new_configs(resource), validate_only)
+        except ApiError as exc:
+            result.error_code, result.error_message = exc.error_code, exc.message
+            log.info("%s of %d:%r failed: %s", what, resource.resource_type, resource.resource_name, exc)
+        results.append(result)
+    return results

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from moldau.broker.dynamic_config import BROKER, TOPIC, apply_incremental, broker_resource
+from moldau.broker.dynamic_config import BROKER, TOPIC, alter_resources, apply_incremental, broker_resource
 from moldau.broker.errors import ApiError
-from moldau.broker.handlers.alter_configs import alter, duplicate_resources
 from moldau.protocol import messages
 from moldau.protocol.errors import ErrorCode
 
@@ -34,20 +33,7 @@ def _merged(broker, resource) -> dict[str, str]:
 
 async def handle(conn, header, request: messages.IncrementalAlterConfigsRequest) -> Response:
     broker = conn.broker
-    duplicates = duplicate_resources(request.resources)
-    responses = []
-    for resource in request.resources:
-        result = Response.AlterConfigsResourceResponse(error_code=ErrorCode.NONE, error_message=None,
-                                                       resource_type=resource.resource_type,
-                                                       resource_name=resource.resource_name)
-        try:
-            if (resource.resource_type, resource.resource_name) in duplicates:
-                raise ApiError(ErrorCode.INVALID_REQUEST, "Duplicate resource in the request")
-            alter(broker.config_manager, resource.resource_type, resource.resource_name,
-                  _merged(broker, resource), request.validate_only)
-        except ApiError as exc:
-            result.error_code, result.error_message = exc.error_code, exc.message
-            log.info("incremental alter configs of %d:%r failed: %s", resource.resource_type,
-                     resource.resource_name, exc)
-        responses.append(result)
+    responses = alter_resources(broker.config_manager, request.resources, lambda r: _merged(broker, r),
+                                request.validate_only, Response.AlterConfigsResourceResponse,
+                                "incremental alter configs")
     return Response(throttle_time_ms=0, responses=responses)
