@@ -182,7 +182,11 @@ class BrokerConfig:
             # Kafka logs unknown configs and carries on; so do we, keeping them for DescribeConfigs.
             self.originals[key] = str(raw)
             return
-        self._values[key] = definition.parse(raw)
+        value = definition.parse(raw)
+        if key in ("listeners", "advertised.listeners") and value is not None:
+            for uri in value:
+                Listener.parse(uri)  # refuse a malformed listener now, not when the broker binds
+        self._values[key] = value
         self.originals[key] = str(raw)
 
     def set_dynamic(self, values: Mapping[str, Any]) -> None:

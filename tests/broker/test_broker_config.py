@@ -1,0 +1,44 @@
+"""Broker configuration: Kafka's names, file < environment < overrides, and invalid values refused."""
+
+from __future__ import annotations
+
+import pytest
+
+from moldau.broker.config import ConfigError, load_config, parse_properties
+
+
+def test_properties_syntax():
+    text = "# comment\n! also a comment\nlog.dirs = /a,/b\nnum.partitions: 4\nlisteners=PLAINTEXT://h:1\\\n234\n"
+    assert parse_properties(text) == {"log.dirs": "/a,/b", "num.partitions": "4",
+                                      "listeners": "PLAINTEXT://h:1234"}
+
+
+def test_precedence_file_then_environment_then_overrides(tmp_path):
+    path = tmp_path / "server.properties"
+    path.write_text("num.partitions=2\nlog.dirs=/from-file\nauto.create.topics.enable=false\n")
+    config = load_config(path, {"num.partitions": "8"},
+                         environ={"MOLDAU_NUM_PARTITIONS": "5", "MOLDAU_LOG_DIRS": "/from-env"})
+    assert config["num.partitions"] == 8
+    assert [str(d) for d in config.log_dirs] == ["/from-env"]
+    assert config["auto.create.topics.enable"] is False
+
+
+def test_toml_file(tmp_path):
+    path = tmp_path / "moldau.toml"
+    path.write_text('[log]\ndirs = "/data"\n[num]\npartitions = 3\n')
+    config = load_config(path, environ={})
+    assert config["num.partitions"] == 3 and [str(d) for d in config.log_dirs] == ["/data"]
+
+
+@pytest.mark.parametrize("key,value", [
+    ("num.partitions", "zero"),
+    ("num.partitions", "0"),
+    ("log.segment.bytes", "1000"),  # KIP-1030: at least 1 MiB
+    ("auto.create.topics.enable", "maybe"),
+    ("log.message.timestamp.type", "WallClock"),
+    ("listeners", "localhost:9092"),
+])
+def test_invalid_values_are_refused(key, value):
+    with pytest.raises(ConfigError) as info:
+        load_config(None, {key: value}, environ={})
+    assert key in str(info.value) or "listener" in str(info.value)
