@@ -112,12 +112,26 @@ BROKER_CONFIGS: dict[str, ConfigDef] = _defs(
     ConfigDef("group.min.session.timeout.ms", int, 6000, "Smallest session timeout a member may ask for", 0),
     ConfigDef("group.max.session.timeout.ms", int, 1800000, "Largest session timeout a member may ask for", 0),
     ConfigDef("group.max.size", int, INT_MAX, "Most members of one classic group", 1),
+    ConfigDef("group.consumer.heartbeat.interval.ms", int, 5000, "KIP-848: heartbeat interval of consumer "
+              "group members", 1),
+    ConfigDef("group.consumer.session.timeout.ms", int, 45000, "KIP-848: session timeout of consumer group "
+              "members", 1),
+    ConfigDef("group.consumer.assignors", list, ["uniform", "range"], "KIP-848 server assignors, the first is "
+              "the default (Kafka takes class names; short names here)"),
+    ConfigDef("group.consumer.max.size", int, INT_MAX, "Most members of one consumer group", 1),
     ConfigDef("offsets.topic.num.partitions", int, 50, "Partitions of __consumer_offsets", 1),
     ConfigDef("offsets.topic.replication.factor", int, 1, "Replication factor of __consumer_offsets "
               "(Kafka: 3; one broker by default here)", 1),
     ConfigDef("offsets.retention.minutes", int, 10080, "Keep the offsets of an empty group this long", 1),
     ConfigDef("offsets.retention.check.interval.ms", int, 600000, "How often offsets expire", 1),
     ConfigDef("offset.metadata.max.bytes", int, 4096, "Largest metadata string of a committed offset", 0),
+    ConfigDef("transaction.state.log.num.partitions", int, 50, "Partitions of __transaction_state", 1),
+    ConfigDef("transaction.state.log.replication.factor", int, 1, "Replication factor of __transaction_state "
+              "(Kafka: 3; one broker by default here)", 1),
+    ConfigDef("transaction.max.timeout.ms", int, 900000, "Largest transaction.timeout.ms a producer may ask for",
+              1),
+    ConfigDef("transaction.abort.timed.out.transaction.cleanup.interval.ms", int, 10000,
+              "How often transactions past their timeout are aborted", 1),
     ConfigDef("num.io.threads", int, 8, "Accepted for compatibility; Moldau uses one event loop", 1),
     ConfigDef("num.network.threads", int, 3, "Accepted for compatibility; Moldau uses one event loop", 1),
     ConfigDef("moldau.event.loop", str, "asyncio", "Event loop implementation (see bench/)",

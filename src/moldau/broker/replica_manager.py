@@ -29,6 +29,7 @@ from moldau.storage.config import LogConfig
 from moldau.storage.errors import InvalidProducerEpochError, OutOfOrderSequenceError
 from moldau.storage.log import AppendInfo, Log
 from moldau.storage.log_manager import LogManager
+from moldau.storage.producer_state_manager import InvalidTxnStateError
 
 log = logging.getLogger(__name__)
 
@@ -237,13 +238,29 @@ class ReplicaManager:
             )
         except InvalidRecordError as exc:
             raise ApiError(ErrorCode(int(exc.error_code)), str(exc)) from None
-        except (OutOfOrderSequenceError, InvalidProducerEpochError) as exc:
+        except (OutOfOrderSequenceError, InvalidProducerEpochError, InvalidTxnStateError) as exc:
             raise ApiError(exc.error_code, str(exc)) from None
+        await self._after_append(partition)
+        return info
+
+    async def append_coordinator_batch(self, partition: Partition, batch: bytes) -> AppendInfo:
+        """Append a batch a coordinator built: a transaction marker or transactional offsets (KIP-98)."""
+        try:
+            info = partition.log.append_as_coordinator(batch, leader_epoch=partition.leader_epoch,
+                                                       now_ms=int(time.time() * 1000))
+        except InvalidRecordError as exc:
+            raise ApiError(ErrorCode(int(exc.error_code)), str(exc)) from None
+        except InvalidProducerEpochError as exc:
+            raise ApiError(ErrorCode.INVALID_PRODUCER_EPOCH, str(exc)) from None
+        await self._after_append(partition)
+        return info
+
+    async def _after_append(self, partition: Partition) -> None:
+        partition_log = partition.log
         if partition_log.unflushed_messages >= partition_log.config.flush_messages:
             await self.flush(partition)
         partition_log.update_high_watermark(partition_log.log_end_offset)
         partition.notify_waiters()
-        return info
 
     async def flush(self, partition: Partition) -> None:
         """fsync a partition's log in a worker thread; concurrent callers share one fsync (group commit)."""

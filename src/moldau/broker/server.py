@@ -23,6 +23,7 @@ from moldau.broker.replica_manager import ReplicaManager
 from moldau.broker.topic_config import broker_default_log_config
 from moldau.cluster.metadata_store import LocalMetadataStore
 from moldau.coordinator.service import Coordinator
+from moldau.coordinator.transaction_coordinator import TransactionCoordinator
 from moldau.storage.log_cleaner import CleanerConfig, LogCleaner
 from moldau.storage.log_manager import LogManager
 
@@ -78,6 +79,8 @@ class Broker:
         self.config_manager = ConfigManager(config, self.replica_manager)
         self.log_retention = LogRetention(config, self.log_manager)
         self.group_coordinator = Coordinator(config, self.replica_manager)
+        self.transaction_coordinator = TransactionCoordinator(config, self.replica_manager,
+                                                              self.producer_id_manager, self.group_coordinator)
 
     @property
     def cluster_id(self) -> str:
@@ -106,12 +109,14 @@ class Broker:
         self.replica_manager.load()
         self.log_cleaner.startup()  # compaction threads (log.cleaner.enable)
         self.group_coordinator.load()  # replay __consumer_offsets before serving
+        self.transaction_coordinator.load()  # replay __transaction_state before serving
         for listener in self.config.listeners:
             await self._listen(listener)
         self._background.append(self.loop.create_task(self._housekeeping()))
         self._background.append(self.loop.create_task(self._expire_producer_ids()))
         self._background.append(self.loop.create_task(self.log_retention.run()))
         self._background.append(self.loop.create_task(self.group_coordinator.run_expiry()))
+        self._background.append(self.loop.create_task(self.transaction_coordinator.run()))
         log.info("broker %d of cluster %s started in %.0f ms, listening on %s", self.node_id,
                  self.cluster_id, (time.monotonic() - started) * 1000,
                  ", ".join(f"{name}://{h}:{p}" for name, (h, p) in self.bound.items()))

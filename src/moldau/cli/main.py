@@ -12,12 +12,14 @@ import typer
 from moldau.broker.config import ConfigError, load_config, parse_overrides
 from moldau.cli import group as group_commands
 from moldau.cli import topic as topic_commands
+from moldau.cli import txn as txn_commands
 from moldau.cli.produce_consume import consume, produce
 
 app = typer.Typer(help="Moldau: a Kafka-compatible event streaming platform.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
 app.add_typer(topic_commands.app, name="topic")
 app.add_typer(group_commands.app, name="group")
+app.add_typer(txn_commands.app, name="txn")
 app.command(help="Write records from stdin (one per line) to a topic.")(produce)
 app.command(help="Read records from a topic and print them.")(consume)
 

@@ -254,6 +254,24 @@ class Client:
         return {(t.name, p.partition_index): (p.committed_offset, p.metadata)
                 for t in group.topics for p in t.partitions if p.committed_offset >= 0}
 
+    # -- transactions (this broker is the coordinator of every transactional id) ---------------------
+
+    def list_transactions(self, states: list[str] | None = None, producer_ids: list[int] | None = None,
+                          ) -> list[Any]:
+        request = messages.ListTransactionsRequest(state_filters=states or [], producer_id_filters=producer_ids or [],
+                                                   duration_filter=-1)
+        response = self.send(66, request, min(self.version_for(66), 1))
+        if response.error_code:
+            raise ClientError(response.error_code, "ListTransactions")
+        return list(response.transaction_states)
+
+    def describe_transaction(self, transactional_id: str) -> Any:
+        result = self.send(65, messages.DescribeTransactionsRequest(transactional_ids=[transactional_id]))
+        state = result.transaction_states[0]
+        if state.error_code:
+            raise ClientError(state.error_code, f"Describe transaction {transactional_id}")
+        return state
+
     def commit_offsets(self, group_id: str, offsets: dict[tuple[str, int], int]) -> None:
         """A simple (non-member, generation -1) commit, as an admin's offset reset does."""
         request_type = messages.OffsetCommitRequest

@@ -129,6 +129,9 @@ class GroupCoordinator(CoordinatorState):
         self.check_available(req.group_id)
         if not req.group_id:
             return JoinResult(E.INVALID_GROUP_ID, req.member_id)
+        if req.group_id in self.consumer_groups:
+            # A KIP-848 consumer group: no online downgrade to the classic protocol here.
+            return JoinResult(E.INCONSISTENT_GROUP_PROTOCOL, req.member_id)
         if not self.min_session_ms <= req.session_timeout_ms <= self.max_session_ms:
             return JoinResult(E.INVALID_SESSION_TIMEOUT, req.member_id)
         group = self.groups.get(req.group_id)

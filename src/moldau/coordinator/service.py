@@ -12,7 +12,7 @@ import logging
 import time
 
 from moldau.coordinator.classic_group import ClassicGroup, GroupState
-from moldau.coordinator.group_coordinator import GroupCoordinator
+from moldau.coordinator.consumer_group_coordinator import ConsumerGroupCoordinator
 from moldau.coordinator.offsets import OffsetAndMetadata, TopicPartition
 from moldau.coordinator.records import GroupMetadataKey, encode_key
 from moldau.protocol.errors import ErrorCode
@@ -22,13 +22,16 @@ E = ErrorCode
 GROUP_TYPE_CLASSIC = "classic"
 
 
-class Coordinator(GroupCoordinator):
+class Coordinator(ConsumerGroupCoordinator):
     # -- offsets ------------------------------------------------------------------------------------
 
     def validate_commit(self, group_id: str, member_id: str, instance_id: str | None, generation_id: int,
                         ) -> ErrorCode:
         """Kafka's `ClassicGroup.validateOffsetCommit`; may create a simple group for a non-member commit."""
         self.check_available(group_id)
+        consumer_group = self.consumer_groups.get(group_id)
+        if consumer_group is not None:
+            return self.validate_consumer_commit(consumer_group, member_id, generation_id)
         group = self.groups.get(group_id)
         if group is None:
             if generation_id >= 0:
@@ -123,7 +126,9 @@ class Coordinator(GroupCoordinator):
         for group_id in group_ids:
             self.check_available(group_id)
             group = self.groups.get(group_id)
-            if group is None or group.is_in(GroupState.DEAD):
+            if group_id in self.consumer_groups:
+                results[group_id] = await self.delete_consumer_group(group_id)
+            elif group is None or group.is_in(GroupState.DEAD):
                 results[group_id] = E.GROUP_ID_NOT_FOUND
             elif not group.is_in(GroupState.EMPTY):
                 results[group_id] = E.NON_EMPTY_GROUP

@@ -28,6 +28,7 @@ from moldau.coordinator.records import (
     encode_value,
 )
 from moldau.coordinator.runtime import CoordinatorLog, KeyValue
+from moldau.coordinator.transaction_offsets import PendingTxnOffsets, load_offsets
 from moldau.protocol import messages
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,9 @@ class CoordinatorState:
         self.log = CoordinatorLog(replica_manager, config["offsets.topic.num.partitions"],
                                   config["offsets.topic.replication.factor"])
         self.groups: dict[str, ClassicGroup] = {}
+        self.consumer_groups: dict[str, Any] = {}  # KIP-848 groups: consumer_group_coordinator.py
         self.offsets = OffsetStore()
+        self.pending_txn_offsets = PendingTxnOffsets()  # KIP-98 TxnOffsetCommit, until the txn marker
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self._timers: dict[tuple[str, ...], asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -55,7 +58,7 @@ class CoordinatorState:
         """Rebuild groups and offsets from `__consumer_offsets`, then arm the loaded members' session timers."""
         self.loop = asyncio.get_running_loop()
         started = time.monotonic()
-        count = self.log.load(self.replay)
+        count = load_offsets(self.log, self.replay, self.pending_txn_offsets)
         self.loaded = True
         for group in self.groups.values():
             for member in group.members.values():
@@ -85,8 +88,13 @@ class CoordinatorState:
             elif isinstance(key, GroupMetadataKey):
                 value = None if value_bytes is None else decode_value("GroupMetadataValue", value_bytes)
                 self._replay_group(key.group, value, timestamp_ms)
+            elif key is None:
+                self.replay_other(key_bytes, value_bytes)
         except CoordinatorRecordError as exc:
             log.warning("skipping a __consumer_offsets record: %s", exc)
+
+    def replay_other(self, key_bytes: bytes, value_bytes: bytes | None) -> None:
+        """Records of other group kinds (KIP-848 consumer groups); see `ConsumerGroupCoordinator`."""
 
     def _replay_offset(self, key: OffsetCommitKey, value: Any) -> None:
         if value is None:
@@ -94,7 +102,7 @@ class CoordinatorState:
             return
         self.offsets.replay(key.group, key.topic, key.partition, OffsetAndMetadata(
             value.offset, value.leader_epoch, value.metadata, value.commit_timestamp, value.expire_timestamp))
-        if key.group not in self.groups:
+        if key.group not in self.groups and key.group not in self.consumer_groups:
             self._create_group(key.group)  # a simple (non-member) group exists through its offsets
 
     def _replay_group(self, group_id: str, value: Any, timestamp_ms: int) -> None:

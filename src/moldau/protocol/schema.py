@@ -285,6 +285,7 @@ def all_specs(directory: Path = SCHEMA_DIR) -> dict[str, MessageSpec]:
         # The group coordinator's record schemas (``coordinator-key``/``coordinator-value``), from Kafka's
         # group-coordinator module; they are not RPCs, so ``api.APIS`` ignores them.
         paths += sorted((directory / "group-coordinator").glob("*.json"))
+        paths += sorted((directory / "transaction-coordinator").glob("*.json"))  # TransactionLogKey/Value
     for path in paths:
         spec = build_spec(read_json(path))
         specs[spec.name] = spec

@@ -38,6 +38,7 @@ from moldau.protocol.records import (
     assign_offsets,
     batch_crc,
     iter_batches,
+    read_batch_header,
     validate_produce_batches,
     validate_timestamps,
 )
@@ -49,7 +50,13 @@ from moldau.storage.fetch_data_info import FetchDataInfo
 from moldau.storage.leader_epoch_file_cache import LEADER_EPOCH_CHECKPOINT_FILENAME, LeaderEpochFileCache
 from moldau.storage.log_loader import LogLoader
 from moldau.storage.producer_state_entry import BatchMetadata, ProducerStateEntry
-from moldau.storage.producer_state_manager import AppendOrigin, ProducerAppendInfo, ProducerStateManager
+from moldau.storage.producer_state_manager import (
+    AppendOrigin,
+    CompletedTxn,
+    ProducerAppendInfo,
+    ProducerStateManager,
+    control_marker,
+)
 from moldau.storage.segment import (
     CLEANED_FILE_SUFFIX,
     DELETED_FILE_SUFFIX,
@@ -59,6 +66,7 @@ from moldau.storage.segment import (
     offset_index_file,
     time_index_file,
 )
+from moldau.storage.transaction_index import AbortedTxn
 
 log = logging.getLogger(__name__)
 
@@ -373,6 +381,69 @@ class Log:
                 valid_bytes=valid_bytes,
             )
 
+    def append_as_coordinator(self, batch: bytes, *, leader_epoch: int, now_ms: int) -> AppendInfo:
+        """Append one batch a coordinator built: a transaction marker (ends the producer's open transaction
+        and, for an abort, records it in the segment's ``.txnindex``), or transactional data without
+        sequence numbers (TxnOffsetCommit records).
+
+        Raises :class:`InvalidProducerEpochError` if a marker's epoch is older than the producer's.
+        """
+        header = read_batch_header(batch)
+        marker = control_marker(batch, 0) if header.is_control else None
+        if header.producer_id < 0 or not header.is_transactional or (header.is_control and marker is None):
+            raise InvalidRecordError(ErrorCode.INVALID_RECORD, "a coordinator append must be transactional")
+        buf = bytearray(batch)
+        with self._lock, self._storage_errors("appending a coordinator batch"):
+            self._check_open()
+            offset = self._log_end_offset
+            last = offset + header.last_offset_delta
+            completed = None
+            if marker is not None:
+                info = self.producer_state.prepare_update(header.producer_id, AppendOrigin.CLIENT)
+                completed = info.append_end_txn_marker(marker[0], marker[1], header.producer_epoch, offset,
+                                                       now_ms)
+            else:
+                info = self.producer_state.prepare_update(header.producer_id, AppendOrigin.REPLICATION)
+                info.append_data_batch(header.producer_epoch, header.base_sequence, header.base_sequence,
+                                       header.max_timestamp, offset, last, True)
+            assign_offsets(buf, 0, offset, leader_epoch, None)
+            if leader_epoch >= 0:
+                self.leader_epoch_cache.assign(leader_epoch, offset)
+            self._write(buf, offset, last, header.max_timestamp, last, now_ms)
+            self.producer_state.update(info)
+            self.producer_state.update_map_end_offset(last + 1)
+            if completed is not None:
+                self._record_completed([completed])
+            return AppendInfo(first_offset=offset, last_offset=last, log_append_time=-1,
+                              log_start_offset=self._log_start_offset, num_messages=header.records_count,
+                              max_timestamp=header.max_timestamp, valid_bytes=len(buf))
+
+    def _record_completed(self, completed: list[CompletedTxn]) -> None:
+        """Index aborted transactions in the segment holding their marker (Kafka's ``updateTxnIndex``)."""
+        bases, segments = self._view
+        for txn in completed:
+            if not txn.is_aborted:
+                continue
+            unstable = self.producer_state.first_unstable_offset()
+            lso = txn.last_offset + 1 if unstable is None else unstable
+            index = max(bisect_right(bases, txn.last_offset) - 1, 0)
+            segments[index].txn_index.append(AbortedTxn(txn.producer_id, txn.first_offset, txn.last_offset, lso))
+
+    @property
+    def last_stable_offset(self) -> int:
+        """KIP-98: read_committed consumers read below the first open transaction, never past the HW."""
+        unstable = self.producer_state.first_unstable_offset()
+        return self._high_watermark if unstable is None else min(unstable, self._high_watermark)
+
+    def collect_aborted_transactions(self, start_offset: int, upper_bound_offset: int) -> list[AbortedTxn]:
+        """Aborted transactions overlapping [start_offset, upper_bound_offset) (``collectAbortedTransactions``)."""
+        bases, segments = self._view
+        first = max(bisect_right(bases, start_offset) - 1, 0)
+        result: list[AbortedTxn] = []
+        for segment in segments[first:]:
+            result.extend(segment.txn_index.collect_aborted(start_offset, upper_bound_offset))
+        return result
+
     def _analyze_producer_state(
         self, batches: list[tuple[int, RecordBatchHeader]], first_offset: int
     ) -> tuple[dict[int, ProducerAppendInfo], BatchMetadata | None]:
@@ -394,11 +465,11 @@ class Log:
             info = self.read(offset, PRODUCER_STATE_REBUILD_READ_BYTES, max_offset=end)
             if info.records is None:
                 break
-            headers = [h for _, h in iter_batches(info.records.read_bytes()) if h.last_offset >= offset]
-            if not headers:
+            next_offset, completed = state.load_from_data(info.records.read_bytes(), offset)
+            if next_offset <= offset:
                 break
-            state.load_from_batches(headers)
-            offset = headers[-1].last_offset + 1
+            self._record_completed(completed)
+            offset = next_offset
         state.update_map_end_offset(end)
         state.take_snapshot()
 

@@ -28,11 +28,14 @@ from __future__ import annotations
 
 import enum
 import logging
+import struct
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-from moldau.protocol.records import RecordBatchHeader
-from moldau.storage.errors import InvalidProducerEpochError, OutOfOrderSequenceError
+from moldau.protocol.errors import ErrorCode
+from moldau.protocol.records import RecordBatchHeader, decode_batch, iter_batches
+from moldau.storage.errors import InvalidProducerEpochError, OutOfOrderSequenceError, StorageError
 from moldau.storage.producer_snapshot import (
     CorruptSnapshotError,
     fsync_file,
@@ -53,6 +56,45 @@ from moldau.storage.producer_state_entry import (
 log = logging.getLogger(__name__)
 
 DEFAULT_PRODUCER_ID_EXPIRATION_MS = 86400000  # producer.id.expiration.ms
+
+
+CONTROL_TYPE_ABORT, CONTROL_TYPE_COMMIT = 0, 1
+_CONTROL_KEY = struct.Struct(">hh")  # ControlRecordType: version, type
+_END_TXN_MARKER = struct.Struct(">hi")  # EndTxnMarker: version, coordinator epoch
+
+
+class InvalidTxnStateError(StorageError):
+    """A producer wrote outside the transaction state the partition knows (Kafka's InvalidTxnStateException)."""
+
+    error_code = ErrorCode.INVALID_TXN_STATE
+
+
+@dataclass(slots=True, frozen=True)
+class CompletedTxn:
+    """A transaction a marker ended on this partition (Kafka's ``CompletedTxn``)."""
+
+    producer_id: int
+    first_offset: int
+    last_offset: int  # the marker's offset
+    is_aborted: bool
+
+
+def control_marker(data: bytes | memoryview, pos: int) -> tuple[int, int] | None:
+    """``(control type, coordinator epoch)`` of the control batch at ``pos``; None if it is no txn marker."""
+    for record in decode_batch(data, pos):
+        if record.key is None or len(record.key) < _CONTROL_KEY.size:
+            return None
+        _, control_type = _CONTROL_KEY.unpack_from(record.key)
+        epoch = -1
+        if record.value is not None and len(record.value) >= _END_TXN_MARKER.size:
+            epoch = _END_TXN_MARKER.unpack_from(record.value)[1]
+        return (control_type, epoch) if control_type in (CONTROL_TYPE_ABORT, CONTROL_TYPE_COMMIT) else None
+    return None
+
+
+def encode_marker(control_type: int, coordinator_epoch: int) -> tuple[bytes, bytes]:
+    """Key and value of a transaction marker record."""
+    return _CONTROL_KEY.pack(0, control_type), _END_TXN_MARKER.pack(0, coordinator_epoch)
 
 
 class AppendOrigin(enum.Enum):
@@ -85,11 +127,32 @@ class ProducerAppendInfo:
         )
 
     def append_data_batch(self, epoch: int, first_seq: int, last_seq: int, last_timestamp: int,
-                          first_offset: int, last_offset: int) -> None:
+                          first_offset: int, last_offset: int, is_transactional: bool = False) -> None:
         self._check_producer_epoch(epoch, first_offset)
         if self.origin is AppendOrigin.CLIENT:
             self._check_sequence(epoch, first_seq, first_offset)
         self.updated_entry.add_batch(epoch, last_seq, last_offset, last_offset - first_offset, last_timestamp)
+        ongoing = self.updated_entry.current_txn_first_offset
+        if ongoing is not None and not is_transactional and self.origin is AppendOrigin.CLIENT:
+            raise InvalidTxnStateError(f"expected a transactional write from producer {self.producer_id} at "
+                                       f"offset {first_offset} in {self.topic_partition}: its transaction is open")
+        if ongoing is None and is_transactional:
+            self.updated_entry.current_txn_first_offset = first_offset  # KIP-98: a transaction begins
+
+    def append_end_txn_marker(self, control_type: int, coordinator_epoch: int, epoch: int, offset: int,
+                              timestamp: int) -> CompletedTxn | None:
+        """Kafka's ``appendEndTxnMarker``: end the producer's open transaction, if it has one."""
+        self._check_producer_epoch(epoch, offset)
+        entry = self.updated_entry
+        completed = None
+        if entry.current_txn_first_offset is not None:
+            completed = CompletedTxn(self.producer_id, entry.current_txn_first_offset, offset,
+                                     control_type == CONTROL_TYPE_ABORT)
+        entry.maybe_update_producer_epoch(epoch)
+        entry.current_txn_first_offset = None
+        entry.coordinator_epoch = coordinator_epoch
+        entry.last_timestamp = timestamp
+        return completed
 
     def _check_producer_epoch(self, epoch: int, offset: int) -> None:
         current = self.updated_entry.producer_epoch
@@ -164,7 +227,7 @@ class ProducerStateManager:
             if info is None:
                 info = updated[pid] = self.prepare_update(pid, origin)
             info.append_data_batch(header.producer_epoch, header.base_sequence, last_seq, header.max_timestamp,
-                                   base_offset, base_offset + header.last_offset_delta)
+                                   base_offset, base_offset + header.last_offset_delta, header.is_transactional)
         return updated, None
 
     def prepare_update(self, producer_id: int, origin: AppendOrigin) -> ProducerAppendInfo:
@@ -184,8 +247,44 @@ class ProducerStateManager:
             if header.producer_id >= 0 and not header.is_control:
                 info = self.prepare_update(header.producer_id, AppendOrigin.REPLICATION)
                 info.append_data_batch(header.producer_epoch, header.base_sequence, last_sequence(header),
-                                       header.max_timestamp, header.base_offset, header.last_offset)
+                                       header.max_timestamp, header.base_offset, header.last_offset,
+                                       header.is_transactional)
                 self.update(info)
+
+    def load_from_data(self, data: bytes, from_offset: int) -> tuple[int, list[CompletedTxn]]:
+        """Replay the whole batches in ``data`` ending at or after ``from_offset``, markers included;
+        returns the next offset to read and the transactions the markers completed."""
+        completed: list[CompletedTxn] = []
+        next_offset = from_offset
+        for pos, header in iter_batches(data):
+            if header.last_offset < from_offset:
+                continue
+            next_offset = header.last_offset + 1
+            if header.producer_id < 0:
+                continue
+            if not header.is_control:
+                self.load_from_batches([header])
+                continue
+            marker = control_marker(data, pos)
+            if marker is not None:
+                txn = self.apply_marker(header.producer_id, header.producer_epoch, marker[0], marker[1],
+                                        header.base_offset, header.max_timestamp, AppendOrigin.REPLICATION)
+                if txn is not None:
+                    completed.append(txn)
+        return next_offset, completed
+
+    def apply_marker(self, producer_id: int, epoch: int, control_type: int, coordinator_epoch: int,
+                     offset: int, timestamp: int, origin: AppendOrigin) -> CompletedTxn | None:
+        info = self.prepare_update(producer_id, origin)
+        completed = info.append_end_txn_marker(control_type, coordinator_epoch, epoch, offset, timestamp)
+        self.update(info)
+        return completed
+
+    def first_unstable_offset(self) -> int | None:
+        """The first offset of the oldest open transaction (Kafka's ``firstUnstableOffset``), if any."""
+        offsets = [e.current_txn_first_offset for e in self.producers.values()
+                   if e.current_txn_first_offset is not None]
+        return min(offsets) if offsets else None
 
     def update_map_end_offset(self, offset: int) -> None:
         self.map_end_offset = offset

@@ -35,6 +35,7 @@ from moldau.storage.fetch_data_info import FetchDataInfo
 from moldau.storage.file_region import FileRegion
 from moldau.storage.offset_index import OffsetIndex
 from moldau.storage.time_index import TimeIndex
+from moldau.storage.transaction_index import TransactionIndex, txn_index_file
 
 if TYPE_CHECKING:
     from moldau.storage.leader_epoch_file_cache import LeaderEpochFileCache
@@ -124,6 +125,7 @@ class LogSegment:
                 path.touch()
         self.offset_index = OffsetIndex(index_path, base_offset, self._max_index_size)
         self.time_index = TimeIndex(time_index_path, base_offset, self._max_index_size)
+        self.txn_index = TransactionIndex(txn_index_file(dir, base_offset, suffix))
         self.created_ms = self._time_ms()
         self._bytes_since_last_index_entry = 0
         self._max_timestamp_and_offset: tuple[int, int] | None = None  # lazily from the time index
@@ -469,6 +471,7 @@ class LogSegment:
         mapping = self.translate_offset(offset)
         self.offset_index.truncate_to(offset)
         self.time_index.truncate_to(offset)
+        self.txn_index.truncate_to(offset)
         self.offset_index.resize(self._max_index_size)
         self.time_index.resize(self._max_index_size)
         truncated = 0
@@ -512,6 +515,7 @@ class LogSegment:
         os.fsync(self._fd)
         self.offset_index.flush()
         self.time_index.flush()
+        self.txn_index.flush()
 
     def change_file_suffixes(self, old_suffix: str, new_suffix: str) -> None:
         """Rename the three files (open descriptors stay valid: reads in flight keep working)."""
@@ -525,6 +529,7 @@ class LogSegment:
         self.log_path = new_log_path
         self.offset_index.rename_to(renamed(self.offset_index.path))
         self.time_index.rename_to(renamed(self.time_index.path))
+        self.txn_index.rename_to(renamed(self.txn_index.path))
 
     def close(self) -> None:
         if self._file.closed:
@@ -544,6 +549,7 @@ class LogSegment:
         self.log_path.unlink(missing_ok=True)
         self.offset_index.delete()
         self.time_index.delete()
+        self.txn_index.delete()
 
 
 def _wall_clock_ms() -> int:

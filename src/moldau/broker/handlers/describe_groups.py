@@ -24,7 +24,9 @@ def _describe(conn, group_id: str, version: int):
     if group is None or group.is_in(GroupState.DEAD):
         if version >= 6:
             result.error_code = ErrorCode.GROUP_ID_NOT_FOUND
-            result.error_message = f"Group {group_id} not found."
+            result.error_message = (f"Group {group_id} is not a classic group."  # a KIP-848 consumer group
+                                    if group_id in conn.broker.group_coordinator.consumer_groups
+                                    else f"Group {group_id} not found.")
         return result
     stable = group.is_in(GroupState.STABLE)
     result.group_state = group.state.value

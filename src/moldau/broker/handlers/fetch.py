@@ -153,18 +153,25 @@ def _read_all(broker, wanted, by_id: bool, max_bytes: int, isolation: int):
             log = partition.log
             high_watermark = log.high_watermark
             data.high_watermark = high_watermark
-            data.last_stable_offset = high_watermark  # no open transactions until the txn coordinator exists
+            last_stable_offset = log.last_stable_offset
+            data.last_stable_offset = last_stable_offset
             data.log_start_offset = log.log_start_offset
+            # KIP-98: read_committed reads stop at the last stable offset.
+            bound = last_stable_offset if isolation == READ_COMMITTED else high_watermark
             if isolation == READ_COMMITTED:
                 data.aborted_transactions = []
             limit = min(cached.max_bytes, max_bytes - total)
             if limit > 0 or not total:
-                info = log.read(cached.fetch_offset, max(limit, 0), max_offset=high_watermark,
+                info = log.read(cached.fetch_offset, max(limit, 0), max_offset=bound,
                                 min_one_message=total == 0)
                 if info.records is not None and info.records.size:
                     data.records = info.records
                     size = info.records.size
                     total += size
+                    if isolation == READ_COMMITTED:
+                        data.aborted_transactions = [
+                            Response.AbortedTransaction(producer_id=t.producer_id, first_offset=t.first_offset)
+                            for t in log.collect_aborted_transactions(cached.fetch_offset, bound)]
         except ApiError as exc:
             has_error = True
             data.error_code = exc.error_code

@@ -1,7 +1,7 @@
 """FindCoordinator (10): this broker coordinates every group; v4+ answers a batch of `coordinator_keys`.
 
-Like Kafka, the first lookup of a group creates `__consumer_offsets`. Transaction coordinators (key
-type 1) do not exist yet, so they are answered with COORDINATOR_NOT_AVAILABLE (retriable).
+Like Kafka, the first lookup of a group creates `__consumer_offsets`, and the first lookup of a
+transactional id (key type 1) creates `__transaction_state`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,14 @@ log = logging.getLogger(__name__)
 
 def _lookup(conn, key: str, key_type: int) -> tuple[ErrorCode, str | None]:
     if key_type == KEY_TYPE_TRANSACTION:
-        return ErrorCode.COORDINATOR_NOT_AVAILABLE, "There is no transaction coordinator yet"
+        if not key:
+            return ErrorCode.INVALID_REQUEST, "The transactional id must not be empty"
+        try:
+            conn.broker.transaction_coordinator.state.ensure_topic()
+        except ApiError as exc:
+            log.warning("cannot create __transaction_state: %s", exc)
+            return ErrorCode.COORDINATOR_NOT_AVAILABLE, exc.message
+        return ErrorCode.NONE, None
     if key_type != KEY_TYPE_GROUP:
         return ErrorCode.INVALID_REQUEST, f"Unknown coordinator key type {key_type}"
     if not key:

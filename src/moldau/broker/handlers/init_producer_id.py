@@ -3,8 +3,7 @@
 Without a transactional id Kafka's ``TransactionCoordinator.handleInitProducerId`` always answers a new
 producer id with epoch 0, whatever producer id and epoch the request carries: an idempotent producer
 bumps its epoch itself (KIP-360) and comes back only when the epoch is exhausted. Transactional ids
-need the transaction coordinator, which this broker does not run yet: COORDINATOR_NOT_AVAILABLE, which
-clients retry after a FindCoordinator (as for NOT_COORDINATOR). v6 (KIP-939) is unstable and capped by
+go to the transaction coordinator (new id, epoch bump, fencing). v6 (KIP-939) is unstable and capped by
 the handler framework.
 """
 
@@ -19,7 +18,6 @@ from moldau.protocol.errors import ErrorCode
 API_KEY = 22
 NO_PRODUCER_ID = -1
 NO_PRODUCER_EPOCH = -1
-TRANSACTION_MAX_TIMEOUT_MS = 900000  # transaction.max.timeout.ms
 
 log = logging.getLogger(__name__)
 Response = messages.InitProducerIdResponse
@@ -39,9 +37,18 @@ async def handle(conn, header, request: messages.InitProducerIdRequest) -> messa
     if transactional_id is not None:
         if transactional_id == "":
             return _error(ErrorCode.INVALID_REQUEST)
-        if not 0 < request.transaction_timeout_ms <= TRANSACTION_MAX_TIMEOUT_MS:
-            return _error(ErrorCode.INVALID_TRANSACTION_TIMEOUT)
-        return _error(ErrorCode.COORDINATOR_NOT_AVAILABLE)
+        try:
+            error, producer_id, epoch = await conn.broker.transaction_coordinator.init_producer_id(
+                transactional_id, request.transaction_timeout_ms, given[0], given[1])
+        except ApiError as exc:
+            log.error("init_producer_id failed for transactional id %s: %s", transactional_id, exc)
+            return _error(exc.error_code)
+        if error == ErrorCode.PRODUCER_FENCED and header.api_version < 4:
+            error = ErrorCode.INVALID_PRODUCER_EPOCH  # PRODUCER_FENCED is new in v4 (KIP-588)
+        if error != ErrorCode.NONE:
+            return _error(error)
+        return Response(throttle_time_ms=0, error_code=ErrorCode.NONE, producer_id=producer_id,
+                        producer_epoch=epoch)
     try:
         producer_id = await conn.broker.producer_id_manager.generate_producer_id()
     except ApiError as exc:

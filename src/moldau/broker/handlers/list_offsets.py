@@ -8,6 +8,7 @@ from moldau.protocol.errors import ErrorCode
 
 API_KEY = 2
 LATEST = -1
+READ_COMMITTED = 1
 Response = messages.ListOffsetsResponse
 
 
@@ -26,7 +27,12 @@ async def handle(conn, header, request: messages.ListOffsetsRequest) -> Response
                 if p.timestamp == LATEST:
                     # A consumer's "latest" is the high watermark (the last stable offset when
                     # read_committed); only a debugging replica id (-2) may see the log end offset.
-                    result.offset = log.log_end_offset if request.replica_id == -2 else log.high_watermark
+                    if request.replica_id == -2:
+                        result.offset = log.log_end_offset
+                    elif header.api_version >= 2 and request.isolation_level == READ_COMMITTED:
+                        result.offset = log.last_stable_offset
+                    else:
+                        result.offset = log.high_watermark
                     result.leader_epoch = partition.leader_epoch
                 else:
                     found = log.fetch_offset_by_timestamp(p.timestamp)

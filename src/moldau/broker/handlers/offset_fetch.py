@@ -61,6 +61,11 @@ async def handle(conn, header, request: messages.OffsetFetchRequest) -> Response
         groups = []
         for group in request.groups:
             error, topics = _fetch_group(conn, group.group_id, group.topics, version >= 10)
+            if version >= 9 and not error:
+                # KIP-848: a consumer group member's fetch carries its member id and epoch.
+                error = conn.broker.group_coordinator.validate_consumer_fetch(group.group_id, group.member_id,
+                                                                              group.member_epoch)
+                topics = [] if error else topics
             groups.append(Response.OffsetFetchResponseGroup(group_id=group.group_id, error_code=error, topics=[
                 Response.OffsetFetchResponseTopics(name=name, topic_id=topic_id,
                                                    partitions=_partitions(Response.OffsetFetchResponsePartitions,

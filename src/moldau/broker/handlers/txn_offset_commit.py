@@ -1,0 +1,85 @@
+"""TxnOffsetCommit (28): offsets committed as part of a transaction (KIP-98, KIP-447).
+
+The offsets are written to the group's ``__consumer_offsets`` partition in a transactional batch of the
+producer and stay pending until the transaction's marker reaches that partition (see
+``moldau.coordinator.transaction_offsets``). Only v0-v4: v5 is for transaction.version 2 clients.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from moldau.broker.errors import ApiError
+from moldau.coordinator.offsets import OffsetAndMetadata
+from moldau.coordinator.transaction_offsets import transactional_offsets_batch
+from moldau.errors import MoldauError
+from moldau.protocol import messages
+from moldau.protocol.errors import ErrorCode
+
+API_KEY = 28
+VERSIONS = (0, 4)
+Response = messages.TxnOffsetCommitResponse
+OFFSETS_TOPIC = "__consumer_offsets"
+
+log = logging.getLogger(__name__)
+
+
+def _group_error(conn, header, request: messages.TxnOffsetCommitRequest) -> ErrorCode:
+    if not request.group_id:
+        return ErrorCode.INVALID_GROUP_ID
+    error = conn.broker.transaction_coordinator.check_producer(request.transactional_id, request.producer_id,
+                                                               request.producer_epoch)
+    if error != ErrorCode.NONE:
+        return ErrorCode.INVALID_PRODUCER_EPOCH if error == ErrorCode.PRODUCER_FENCED else error
+    coordinator = conn.broker.group_coordinator
+    try:
+        # KIP-447: v3+ carries the consumer's generation, checked like a member's OffsetCommit.
+        if header.api_version >= 3 and (request.generation_id >= 0 or request.member_id):
+            return coordinator.validate_commit(request.group_id, request.member_id, request.group_instance_id,
+                                               request.generation_id)
+        coordinator.check_available(request.group_id)
+    except ApiError as exc:
+        return exc.error_code
+    return ErrorCode.NONE
+
+
+async def handle(conn, header, request: messages.TxnOffsetCommitRequest) -> Response:
+    broker = conn.broker
+    coordinator = broker.group_coordinator
+    group_error = _group_error(conn, header, request)
+    max_metadata = broker.config["offset.metadata.max.bytes"]
+    now = int(time.time() * 1000)
+    errors: dict[tuple[int, int], ErrorCode] = {}
+    records = []
+    for ti, topic in enumerate(request.topics):
+        entry = broker.replica_manager.topics.get(topic.name)
+        for pi, p in enumerate(topic.partitions):
+            if group_error:
+                errors[ti, pi] = group_error
+            elif entry is None or not 0 <= p.partition_index < len(entry.partitions):
+                errors[ti, pi] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+            elif p.committed_metadata is not None and len(p.committed_metadata.encode()) > max_metadata:
+                errors[ti, pi] = ErrorCode.OFFSET_METADATA_TOO_LARGE
+            else:
+                errors[ti, pi] = ErrorCode.NONE
+                offset = OffsetAndMetadata(p.committed_offset,
+                                           p.committed_leader_epoch if header.api_version >= 2 else -1,
+                                           p.committed_metadata or "", now)
+                records.append(coordinator.offset_record(request.group_id, topic.name, p.partition_index, offset))
+    if records:
+        try:
+            coordinator.log.ensure_topic()
+            index = coordinator.log.partition_of(request.group_id)
+            partition = broker.replica_manager.partition(OFFSETS_TOPIC, index)
+            batch = transactional_offsets_batch(records, request.producer_id, request.producer_epoch)
+            await broker.replica_manager.append_coordinator_batch(partition, batch)
+            coordinator.pending_txn_offsets.add(index, request.producer_id, records)
+        except (MoldauError, OSError) as exc:
+            log.warning("txn offset commit for group %s failed: %s", request.group_id, exc)
+            code = exc.error_code if isinstance(exc, ApiError) else ErrorCode.COORDINATOR_NOT_AVAILABLE
+            errors = {k: (code if v == ErrorCode.NONE else v) for k, v in errors.items()}
+    topics = [Response.TxnOffsetCommitResponseTopic(name=topic.name, partitions=[
+        Response.TxnOffsetCommitResponsePartition(partition_index=p.partition_index, error_code=errors[ti, pi])
+        for pi, p in enumerate(topic.partitions)]) for ti, topic in enumerate(request.topics)]
+    return Response(throttle_time_ms=0, topics=topics)

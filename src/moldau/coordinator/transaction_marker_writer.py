@@ -1,0 +1,64 @@
+"""Write transaction markers to the partitions of a transaction (Kafka's ``TransactionMarkerChannelManager``).
+
+With one broker every partition is local, so instead of WriteTxnMarkers requests to partition leaders
+the coordinator appends the control batches itself: one batch per partition holding one control record
+(key ``ControlRecordType``: version 0, type 0 abort / 1 commit; value ``EndTxnMarker``: version 0,
+coordinator epoch), flagged transactional and control, with the producer's id and epoch. A marker on a
+``__consumer_offsets`` partition also settles the transactional offsets pending there.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+
+from moldau.broker.errors import ApiError
+from moldau.broker.replica_manager import ReplicaManager
+from moldau.coordinator.records import OFFSETS_TOPIC
+from moldau.protocol.errors import ErrorCode
+from moldau.protocol.records import Record, build_batch
+from moldau.storage.producer_state_manager import CONTROL_TYPE_ABORT, CONTROL_TYPE_COMMIT, encode_marker
+
+log = logging.getLogger(__name__)
+
+TopicPartition = tuple[str, int]
+# (offsets partition, producer id, committed) -> None
+OffsetsMarkerHook = Callable[[int, int, bool], None]
+
+
+def marker_batch(producer_id: int, producer_epoch: int, coordinator_epoch: int, committed: bool) -> bytes:
+    key, value = encode_marker(CONTROL_TYPE_COMMIT if committed else CONTROL_TYPE_ABORT, coordinator_epoch)
+    return build_batch([Record(0, int(time.time() * 1000), key, value)], producer_id=producer_id,
+                       producer_epoch=producer_epoch, is_transactional=True, is_control=True)
+
+
+class TransactionMarkerWriter:
+    def __init__(self, replica_manager: ReplicaManager, on_offsets_marker: OffsetsMarkerHook) -> None:
+        self.replica_manager = replica_manager
+        self.on_offsets_marker = on_offsets_marker
+
+    async def write(self, producer_id: int, producer_epoch: int, coordinator_epoch: int, committed: bool,
+                    partitions: Iterable[TopicPartition]) -> dict[TopicPartition, ErrorCode]:
+        """Append the marker to every partition; a partition that no longer exists is skipped (as Kafka
+        does for deleted topics), other failures are returned for the caller to retry."""
+        batch = marker_batch(producer_id, producer_epoch, coordinator_epoch, committed)
+        errors: dict[TopicPartition, ErrorCode] = {}
+        for topic, index in sorted(partitions):
+            try:
+                partition = self.replica_manager.partition(topic, index)
+                await self.replica_manager.append_coordinator_batch(partition, batch)
+            except ApiError as exc:
+                if exc.error_code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION:
+                    log.warning("txn_marker.skipped topic=%s partition=%d producer_id=%d: partition is gone",
+                                topic, index, producer_id)
+                    errors[(topic, index)] = ErrorCode.NONE
+                    continue
+                log.warning("txn_marker.failed topic=%s partition=%d producer_id=%d error=%s", topic, index,
+                            producer_id, exc)
+                errors[(topic, index)] = exc.error_code
+                continue
+            errors[(topic, index)] = ErrorCode.NONE
+            if topic == OFFSETS_TOPIC:
+                self.on_offsets_marker(index, producer_id, committed)
+        return errors

@@ -1,0 +1,94 @@
+"""Transactional offset commits (KIP-98 TxnOffsetCommit) on the group coordinator's side.
+
+TxnOffsetCommit writes ordinary OffsetCommit records to ``__consumer_offsets``, but in a transactional
+batch carrying the producer's id and epoch; they stay pending (invisible to OffsetFetch) until the
+transaction coordinator writes the commit marker to that partition, and an abort marker drops them
+(Kafka's ``OffsetMetadataManager.replayEndTransactionMarker``). Loading applies the same rule: records of
+a transactional batch are held per producer until the producer's marker says commit or abort.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from moldau.coordinator.records import OFFSETS_TOPIC
+from moldau.coordinator.runtime import READ_CHUNK_BYTES, CoordinatorLog, KeyValue
+from moldau.protocol.records import Record, build_batch, decode_batch, iter_batches
+from moldau.storage.producer_state_manager import CONTROL_TYPE_COMMIT, control_marker
+
+log = logging.getLogger(__name__)
+Replay = Callable[[bytes, bytes | None, int], None]
+
+
+class PendingTxnOffsets:
+    """(offsets partition, producer id) -> the OffsetCommit records its open transaction wrote there."""
+
+    def __init__(self) -> None:
+        self._pending: dict[tuple[int, int], list[KeyValue]] = {}
+
+    def add(self, offsets_partition: int, producer_id: int, records: list[KeyValue]) -> None:
+        self._pending.setdefault((offsets_partition, producer_id), []).extend(records)
+
+    def complete(self, offsets_partition: int, producer_id: int, committed: bool, replay: Replay) -> int:
+        """Apply (commit) or drop (abort) a producer's pending records; returns how many there were."""
+        records = self._pending.pop((offsets_partition, producer_id), [])
+        if committed:
+            now = int(time.time() * 1000)
+            for key, value in records:
+                replay(key, value, now)
+        return len(records)
+
+    def has_pending(self, producer_id: int) -> bool:
+        return any(pid == producer_id for _, pid in self._pending)
+
+
+def transactional_offsets_batch(records: list[KeyValue], producer_id: int, producer_epoch: int) -> bytes:
+    now = int(time.time() * 1000)
+    return build_batch([Record(0, now, key, value) for key, value in records], producer_id=producer_id,
+                       producer_epoch=producer_epoch, is_transactional=True)
+
+
+def load_offsets(coordinator_log: CoordinatorLog, replay: Replay, pending: PendingTxnOffsets) -> int:
+    """Replay ``__consumer_offsets`` like ``CoordinatorLog.load``, holding transactional records until their
+    marker; those of still-open transactions end up in ``pending``. Returns how many records were read."""
+    topic = coordinator_log.replica_manager.topics.get(OFFSETS_TOPIC)
+    if topic is None:
+        return 0
+    count = 0
+    for partition in topic.partitions:
+        held: dict[int, list[KeyValue]] = {}
+        log_ = partition.log
+        offset, end = log_.log_start_offset, log_.high_watermark
+        while offset < end:
+            info = log_.read(offset, READ_CHUNK_BYTES, max_offset=end)
+            if info.records is None:
+                break
+            data = info.records.read_bytes()
+            start = offset
+            for pos, header in iter_batches(data):
+                if header.last_offset < offset:
+                    continue
+                offset = header.last_offset + 1
+                if header.is_control:
+                    marker = control_marker(data, pos)
+                    records = held.pop(header.producer_id, [])
+                    if marker is not None and marker[0] == CONTROL_TYPE_COMMIT:
+                        for key, value in records:
+                            replay(key, value, header.max_timestamp)
+                    continue
+                batch = [(r.key, r.value, r.timestamp) for r in decode_batch(data, pos) if r.key is not None]
+                count += len(batch)
+                if header.is_transactional:
+                    held.setdefault(header.producer_id, []).extend((k, v) for k, v, _ in batch)
+                else:
+                    for key, value, timestamp in batch:
+                        replay(key, value, timestamp)
+            if offset == start:
+                log.warning("stopped loading %s-%d at offset %d: no complete batch", OFFSETS_TOPIC,
+                            partition.index, offset)
+                break
+        for producer_id, records in held.items():
+            pending.add(partition.index, producer_id, records)
+    return count

@@ -1,0 +1,220 @@
+"""Given a broker with a transaction coordinator, when producers use transactions, then consumers see
+Kafka's isolation: read_committed only committed records, read_uncommitted everything (KIP-98)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from tests.cli.test_cli import moldau
+from tests.fixtures import unique_topic
+
+DEADLINE_S = 30
+PARTITIONS = 3
+# Few internal partitions keep startup quick; short group timers keep rebalances fast.
+TXN_OVERRIDES = {"num_partitions": PARTITIONS, "offsets_topic_num_partitions": 3,
+                 "transaction_state_log_num_partitions": 3, "group_initial_rebalance_delay_ms": 100,
+                 "group_min_session_timeout_ms": 500,
+                 "transaction_abort_timed_out_transaction_cleanup_interval_ms": 200}
+
+
+@pytest.fixture
+def txn_broker():
+    from moldau.testing import running_broker
+
+    with running_broker(**TXN_OVERRIDES) as embedded:
+        yield embedded
+
+
+def create_topic(bootstrap: str, topic: str, partitions: int = PARTITIONS) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])[topic].result(
+        DEADLINE_S)
+
+
+def txn_producer(bootstrap: str, transactional_id: str, **extra: object) -> Producer:
+    producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": transactional_id, "linger.ms": 5,
+                         **extra})
+    producer.init_transactions(DEADLINE_S)
+    return producer
+
+
+def read_all(bootstrap: str, topic: str, isolation: str, expected: int, partitions: int = PARTITIONS,
+             idle_s: float = 1.0) -> list[str]:
+    """Values of `topic` from the beginning; stops at `expected` records once no more arrive for `idle_s`."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique_topic("reader"),
+                         "enable.auto.commit": False, "isolation.level": isolation,
+                         "auto.offset.reset": "earliest"})
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    values: list[str] = []
+    deadline = time.monotonic() + DEADLINE_S
+    quiet_since = time.monotonic()
+    try:
+        while time.monotonic() < deadline:
+            msg = consumer.poll(0.2)
+            if msg is None:
+                if len(values) >= expected and time.monotonic() - quiet_since >= idle_s:
+                    break
+                continue
+            if msg.error():
+                assert msg.error().code() == KafkaError._PARTITION_EOF, msg.error()
+                continue
+            values.append(msg.value().decode())
+            quiet_since = time.monotonic()
+    finally:
+        consumer.close()
+    return values
+
+
+def test_commit_and_abort_isolation_with_confluent(txn_broker):
+    bootstrap = txn_broker.bootstrap_servers
+    topic = unique_topic("txn")
+    create_topic(bootstrap, topic)
+    group = unique_topic("txn-group")
+    producer = txn_producer(bootstrap, unique_topic("tid"))
+
+    # Given a committed transaction over 3 partitions that also commits the group's offsets
+    producer.begin_transaction()
+    for i in range(30):
+        producer.produce(topic, value=f"committed-{i}".encode(), partition=i % PARTITIONS)
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    offsets = [TopicPartition(topic, p, 10 + p) for p in range(PARTITIONS)]
+    producer.send_offsets_to_transaction(offsets, consumer.consumer_group_metadata(), DEADLINE_S)
+    producer.commit_transaction(DEADLINE_S)
+
+    # and an aborted one
+    producer.begin_transaction()
+    for i in range(9):
+        producer.produce(topic, value=f"aborted-{i}".encode(), partition=i % PARTITIONS)
+    producer.flush(DEADLINE_S)
+    producer.abort_transaction(DEADLINE_S)
+
+    # Then read_committed sees only the committed records, read_uncommitted both
+    committed = read_all(bootstrap, topic, "read_committed", 30)
+    assert sorted(committed) == sorted(f"committed-{i}" for i in range(30))
+    uncommitted = read_all(bootstrap, topic, "read_uncommitted", 39)
+    assert len(uncommitted) == 39 and sum(v.startswith("aborted") for v in uncommitted) == 9
+
+    # and the transactional offsets are the group's committed offsets
+    committed_offsets = consumer.committed([TopicPartition(topic, p) for p in range(PARTITIONS)], DEADLINE_S)
+    assert [tp.offset for tp in committed_offsets] == [10, 11, 12]
+    consumer.close()
+
+    # When a transaction stays open, ListOffsets latest honours the isolation level
+    producer.begin_transaction()
+    producer.produce(topic, value=b"open", partition=0)
+    producer.flush(DEADLINE_S)
+    low_uncommitted = Consumer({"bootstrap.servers": bootstrap, "group.id": "x", "isolation.level":
+                                "read_uncommitted"})
+    low_committed = Consumer({"bootstrap.servers": bootstrap, "group.id": "x", "isolation.level":
+                              "read_committed"})
+    try:
+        high_uncommitted = low_uncommitted.get_watermark_offsets(TopicPartition(topic, 0), DEADLINE_S)[1]
+        high_committed = low_committed.get_watermark_offsets(TopicPartition(topic, 0), DEADLINE_S)[1]
+        # partition 0: 10 committed + 1 marker + 3 aborted + 1 marker, then the open record
+        assert high_uncommitted == 16
+        assert high_committed == 15
+    finally:
+        low_uncommitted.close()
+        low_committed.close()
+    producer.commit_transaction(DEADLINE_S)
+
+
+def test_aiokafka_read_committed_skips_aborted(txn_broker):
+    from aiokafka import AIOKafkaConsumer
+
+    bootstrap = txn_broker.bootstrap_servers
+    topic = unique_topic("txn-aio")
+    create_topic(bootstrap, topic)
+    producer = txn_producer(bootstrap, unique_topic("tid"))
+    for committed in (True, False, True):
+        producer.begin_transaction()
+        for p in range(PARTITIONS):
+            producer.produce(topic, value=f"{'c' if committed else 'a'}-{p}".encode(), partition=p)
+        if committed:
+            producer.commit_transaction(DEADLINE_S)
+        else:
+            producer.flush(DEADLINE_S)
+            producer.abort_transaction(DEADLINE_S)
+
+    async def consume(isolation: str, expected: int) -> list[str]:
+        consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, isolation_level=isolation,
+                                    auto_offset_reset="earliest", enable_auto_commit=False)
+        await consumer.start()
+        values: list[str] = []
+        try:
+            async with asyncio.timeout(DEADLINE_S):
+                while len(values) < expected:
+                    batch = await consumer.getmany(timeout_ms=500)
+                    values += [m.value.decode() for records in batch.values() for m in records]
+            # nothing more arrives
+            batch = await consumer.getmany(timeout_ms=500)
+            values += [m.value.decode() for records in batch.values() for m in records]
+        finally:
+            await consumer.stop()
+        return values
+
+    committed = asyncio.run(consume("read_committed", 6))
+    assert sorted(committed) == sorted(f"c-{p}" for p in range(PARTITIONS) for _ in range(2))
+    everything = asyncio.run(consume("read_uncommitted", 9))
+    assert len(everything) == 9
+
+
+def test_second_producer_fences_the_first(txn_broker):
+    bootstrap = txn_broker.bootstrap_servers
+    topic = unique_topic("txn-fence")
+    create_topic(bootstrap, topic)
+    transactional_id = unique_topic("tid")
+    first = txn_producer(bootstrap, transactional_id)
+    first.begin_transaction()
+    first.produce(topic, value=b"zombie", partition=0)
+    first.flush(DEADLINE_S)
+
+    # When a second producer with the same transactional.id starts
+    second = txn_producer(bootstrap, transactional_id)
+
+    # Then the first one's open transaction is aborted and its next commit is fenced
+    first.produce(topic, value=b"zombie-2", partition=1)
+    with pytest.raises(KafkaException) as fenced:
+        first.commit_transaction(DEADLINE_S)
+    assert fenced.value.args[0].code() in (KafkaError._FENCED, KafkaError.PRODUCER_FENCED,
+                                           KafkaError.INVALID_PRODUCER_EPOCH), fenced.value
+
+    second.begin_transaction()
+    second.produce(topic, value=b"live", partition=0)
+    second.commit_transaction(DEADLINE_S)
+    assert read_all(bootstrap, topic, "read_committed", 1) == ["live"]
+
+
+def test_timed_out_transaction_is_aborted_and_shown_by_the_cli(txn_broker):
+    bootstrap = txn_broker.bootstrap_servers
+    topic = unique_topic("txn-timeout")
+    create_topic(bootstrap, topic)
+    transactional_id = unique_topic("tid")
+    producer = txn_producer(bootstrap, transactional_id, **{"transaction.timeout.ms": 1500})
+    producer.begin_transaction()
+    producer.produce(topic, value=b"left-open", partition=2)
+    producer.flush(DEADLINE_S)
+
+    # Given an open transaction, the CLI shows it with its partition
+    described = json.loads(moldau("txn", "describe", transactional_id, "--json", "-b", bootstrap).stdout)
+    assert described["state"] == "Ongoing" and described["partitions"] == [f"{topic}-2"]
+    listed = json.loads(moldau("txn", "list", "--state", "Ongoing", "--json", "-b", bootstrap).stdout)
+    assert transactional_id in [t["transactional_id"] for t in listed]
+
+    # When it outlives transaction.timeout.ms, the coordinator aborts it and the LSO moves past it
+    coordinator = txn_broker.broker.transaction_coordinator
+    log = txn_broker.broker.replica_manager.partition(topic, 2).log
+    deadline = time.monotonic() + DEADLINE_S
+    while coordinator.transactions[transactional_id].state.display_name != "CompleteAbort":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert log.last_stable_offset == log.high_watermark == 2
+    assert read_all(bootstrap, topic, "read_committed", 0, idle_s=0.5) == []
+    with pytest.raises(KafkaException):
+        producer.commit_transaction(DEADLINE_S)
