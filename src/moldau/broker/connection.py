@@ -40,7 +40,7 @@ class KafkaConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
         self._buffer = bytearray()
-        self._frames: deque[bytes] = deque()
+        self._frames: deque[bytearray] = deque()
         self._wakeup = asyncio.Event()
         self._can_write = asyncio.Event()
         self._can_write.set()
@@ -81,7 +81,9 @@ class KafkaConnection(asyncio.Protocol):
                 return
             if end - start - 4 < size:
                 break
-            self._frames.append(bytes(buffer[start + 4 : start + 4 + size]))
+            # Slicing a bytearray copies once; the frame stays a bytearray, so records decoded from it
+            # are writable views (no second copy through bytes()).
+            self._frames.append(buffer[start + 4 : start + 4 + size])
             start += 4 + size
         if start:
             del buffer[:start]
@@ -138,7 +140,7 @@ class KafkaConnection(asyncio.Protocol):
             log.exception("closing connection from %s after an unexpected error", self.peer)
             self.close()
 
-    async def _handle_frame(self, frame: bytes) -> None:
+    async def _handle_frame(self, frame: bytearray) -> None:
         try:
             header, offset = api.decode_request_header(frame)
         except ProtocolError as exc:

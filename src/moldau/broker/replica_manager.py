@@ -215,8 +215,12 @@ class ReplicaManager:
 
     # -- produce ---------------------------------------------------------------------------------
 
-    async def append(self, partition: Partition, records: bytes | memoryview, acks: int) -> AppendInfo:
-        """Append a produced batch as leader; returns after fsync when the flush policy asks for it."""
+    async def append(self, partition: Partition, records: bytes | memoryview, acks: int,
+                     in_place: bool = False) -> AppendInfo:
+        """Append a produced batch as leader; returns after fsync when the flush policy asks for it.
+
+        `in_place`: `records` views a request frame nobody reads again, so offsets may be patched into it.
+        """
         topic = self.topics.get(partition.topic)
         if acks == -1 and topic is not None:
             min_isr = int(topic.metadata.configs.get("min.insync.replicas", self.config["min.insync.replicas"]))
@@ -234,7 +238,7 @@ class ReplicaManager:
             if partition_log.config.compact:
                 validate_compacted_keys(records, f"{partition.topic}-{partition.index}")
             info = partition_log.append_as_leader(
-                records, leader_epoch=partition.leader_epoch, now_ms=int(time.time() * 1000)
+                records, leader_epoch=partition.leader_epoch, now_ms=int(time.time() * 1000), in_place=in_place
             )
         except InvalidRecordError as exc:
             raise ApiError(ErrorCode(int(exc.error_code)), str(exc)) from None

@@ -284,7 +284,7 @@ class Log:
     # -- append --------------------------------------------------------------------------------------------
 
     def append_as_leader(
-        self, records: bytes | bytearray | memoryview, *, leader_epoch: int, now_ms: int
+        self, records: bytes | bytearray | memoryview, *, leader_epoch: int, now_ms: int, in_place: bool = False
     ) -> AppendInfo:
         """Validate produced batches, give them offsets from the log end, and write them. Never fsyncs.
 
@@ -302,7 +302,10 @@ class Log:
                 )
         last_pos, last_header = batches[-1]
         valid_bytes = last_pos + last_header.size_in_bytes
-        buf = bytearray(memoryview(records)[:valid_bytes])
+        view = memoryview(records)[:valid_bytes]
+        # The broker hands over a view of a request frame that nobody reads again (`in_place`): patch
+        # offsets into it rather than copying the batch once more. Anything else is copied first.
+        buf = view if in_place and not view.readonly else bytearray(view)
         self._check_fits_segment(valid_bytes)
         log_append_time = now_ms if config.log_append_time else None
         with self._lock, self._storage_errors("appending"):

@@ -39,7 +39,7 @@ async def handle(conn, header, request: messages.ProduceRequest) -> Response | N
                 records = partition_data.records
                 if not records:
                     raise ApiError(ErrorCode.INVALID_RECORD, "Produce request has no record batch")
-                info = await manager.append(partition, records, acks)
+                info = await manager.append(partition, records, acks, in_place=True)
                 result.error_code = ErrorCode.NONE
                 result.base_offset = info.first_offset
                 result.log_append_time_ms = info.log_append_time
