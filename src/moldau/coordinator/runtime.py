@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 
 from moldau.broker.replica_manager import Partition, ReplicaManager
 from moldau.coordinator.records import OFFSETS_TOPIC, partition_for
-from moldau.protocol.records import Record, build_batch, decode_batch, iter_batches
+from moldau.protocol.records import Record, RecordBatchHeader, build_batch, decode_batch, iter_batches
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class CoordinatorLog:
             return 0
         count = 0
         for partition in topic.partitions:
-            for record in _records(partition):
+            for record in data_records(partition):
                 if record.key is None:
                     continue
                 replay(record.key, record.value, record.timestamp)
@@ -72,7 +72,9 @@ class CoordinatorLog:
         return count
 
 
-def _records(partition: Partition) -> Iterator[Record]:
+def read_batches(partition: Partition) -> Iterator[tuple[bytes, int, RecordBatchHeader]]:
+    """Every complete batch of an internal topic's partition up to its high watermark, as
+    `(data, position, header)`: the one reader that coordinators replay their state with."""
     log_ = partition.log
     offset = log_.log_start_offset
     end = log_.high_watermark
@@ -85,13 +87,18 @@ def _records(partition: Partition) -> Iterator[Record]:
         for pos, header in iter_batches(data):
             if header.last_offset < offset:
                 continue
-            if not header.is_control:
-                for record in decode_batch(data, pos):
-                    if record.offset >= offset:
-                        yield record
+            yield data, pos, header
             offset = header.last_offset + 1
             advanced = True
         if not advanced:
             log.warning("stopped loading %s-%d at offset %d: no complete batch", partition.topic,
                         partition.index, offset)
             break
+
+
+def data_records(partition: Partition) -> Iterator[Record]:
+    """The records of every non-control batch of `partition` (see `read_batches`)."""
+    start = partition.log.log_start_offset  # a batch may straddle it (DeleteRecords)
+    for data, pos, header in read_batches(partition):
+        if not header.is_control:
+            yield from (r for r in decode_batch(data, pos) if r.offset >= start)

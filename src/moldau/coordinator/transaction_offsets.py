@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable
 
 from moldau.coordinator.records import OFFSETS_TOPIC
-from moldau.coordinator.runtime import READ_CHUNK_BYTES, CoordinatorLog, KeyValue
-from moldau.protocol.records import Record, build_batch, decode_batch, iter_batches
+from moldau.coordinator.runtime import CoordinatorLog, KeyValue, read_batches
+from moldau.protocol.records import Record, build_batch, decode_batch
 from moldau.storage.producer_state_manager import CONTROL_TYPE_COMMIT, control_marker
 
 log = logging.getLogger(__name__)
@@ -59,36 +59,21 @@ def load_offsets(coordinator_log: CoordinatorLog, replay: Replay, pending: Pendi
     count = 0
     for partition in topic.partitions:
         held: dict[int, list[KeyValue]] = {}
-        log_ = partition.log
-        offset, end = log_.log_start_offset, log_.high_watermark
-        while offset < end:
-            info = log_.read(offset, READ_CHUNK_BYTES, max_offset=end)
-            if info.records is None:
-                break
-            data = info.records.read_bytes()
-            start = offset
-            for pos, header in iter_batches(data):
-                if header.last_offset < offset:
-                    continue
-                offset = header.last_offset + 1
-                if header.is_control:
-                    marker = control_marker(data, pos)
-                    records = held.pop(header.producer_id, [])
-                    if marker is not None and marker[0] == CONTROL_TYPE_COMMIT:
-                        for key, value in records:
-                            replay(key, value, header.max_timestamp)
-                    continue
-                batch = [(r.key, r.value, r.timestamp) for r in decode_batch(data, pos) if r.key is not None]
-                count += len(batch)
-                if header.is_transactional:
-                    held.setdefault(header.producer_id, []).extend((k, v) for k, v, _ in batch)
-                else:
-                    for key, value, timestamp in batch:
-                        replay(key, value, timestamp)
-            if offset == start:
-                log.warning("stopped loading %s-%d at offset %d: no complete batch", OFFSETS_TOPIC,
-                            partition.index, offset)
-                break
+        for data, pos, header in read_batches(partition):
+            if header.is_control:
+                marker = control_marker(data, pos)
+                records = held.pop(header.producer_id, [])
+                if marker is not None and marker[0] == CONTROL_TYPE_COMMIT:
+                    for key, value in records:
+                        replay(key, value, header.max_timestamp)
+                continue
+            batch = [(r.key, r.value, r.timestamp) for r in decode_batch(data, pos) if r.key is not None]
+            count += len(batch)
+            if header.is_transactional:
+                held.setdefault(header.producer_id, []).extend((k, v) for k, v, _ in batch)
+            else:
+                for key, value, timestamp in batch:
+                    replay(key, value, timestamp)
         for producer_id, records in held.items():
             pending.add(partition.index, producer_id, records)
     return count

@@ -14,7 +14,7 @@ import time
 from moldau.broker.config import BrokerConfig
 from moldau.broker.replica_manager import ReplicaManager
 from moldau.coordinator.records import partition_for
-from moldau.coordinator.runtime import _records
+from moldau.coordinator.runtime import data_records
 from moldau.coordinator.transaction_metadata import (
     TRANSACTION_STATE_TOPIC,
     TransactionMetadata,
@@ -59,7 +59,7 @@ class TransactionStateManager:
             return 0
         count = 0
         for partition in topic.partitions:
-            for record in _records(partition):
+            for record in data_records(partition):
                 if record.key is not None:
                     self.replay(record.key, record.value)
                     count += 1
