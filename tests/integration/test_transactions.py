@@ -218,3 +218,36 @@ def test_timed_out_transaction_is_aborted_and_shown_by_the_cli(txn_broker):
     assert read_all(bootstrap, topic, "read_committed", 0, idle_s=0.5) == []
     with pytest.raises(KafkaException):
         producer.commit_transaction(DEADLINE_S)
+
+
+def test_offset_fetch_require_stable_reports_open_transactional_offsets(txn_broker):
+    """KIP-447: while a transaction's offsets are pending, a require_stable OffsetFetch answers
+    UNSTABLE_OFFSET_COMMIT for those partitions; after the commit it returns them."""
+    from moldau.client.client import Client
+    from moldau.protocol import messages
+    from moldau.protocol.errors import ErrorCode
+
+    bootstrap = txn_broker.bootstrap_servers
+    topic, group = unique_topic("stable"), unique_topic("stable-group")
+    create_topic(bootstrap, topic)
+    producer = txn_producer(bootstrap, unique_topic("tid"))
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    producer.begin_transaction()
+    producer.produce(topic, value=b"x", partition=0)
+    producer.send_offsets_to_transaction([TopicPartition(topic, 0, 5)], consumer.consumer_group_metadata(),
+                                         DEADLINE_S)
+
+    def fetch(require_stable: bool):
+        request_type = messages.OffsetFetchRequest
+        with Client(bootstrap) as client:
+            request = request_type(groups=[request_type.OffsetFetchRequestGroup(
+                group_id=group, topics=[request_type.OffsetFetchRequestTopics(name=topic, partition_indexes=[0])])],
+                require_stable=require_stable)
+            partition = client.send(9, request, 9).groups[0].topics[0].partitions[0]
+        return partition.error_code, partition.committed_offset
+
+    assert fetch(True) == (ErrorCode.UNSTABLE_OFFSET_COMMIT, -1)
+    assert fetch(False) == (ErrorCode.NONE, -1)  # nothing committed yet, and not waiting for it
+    producer.commit_transaction(DEADLINE_S)
+    assert fetch(True) == (ErrorCode.NONE, 5)
+    consumer.close()

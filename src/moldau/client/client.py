@@ -242,12 +242,13 @@ class Client:
         if result.error_code:
             raise ClientError(result.error_code, f"Delete group {group_id}")
 
-    def fetch_offsets(self, group_id: str) -> dict[tuple[str, int], tuple[int, str]]:
-        """Every committed offset of a group: (topic, partition) -> (offset, metadata)."""
+    def fetch_offsets(self, group_id: str, require_stable: bool = False) -> dict[tuple[str, int], tuple[int, str]]:
+        """Every committed offset of a group: (topic, partition) -> (offset, metadata). Like Kafka's admin
+        client, offsets of open transactions are not waited for unless `require_stable`."""
         request_type = messages.OffsetFetchRequest
         version = min(self.version_for(9), 9)  # topics by name
         request = request_type(groups=[request_type.OffsetFetchRequestGroup(group_id=group_id, topics=None)],
-                               require_stable=True)
+                               require_stable=require_stable)
         group = self.send(9, request, version).groups[0]
         if group.error_code:
             raise ClientError(group.error_code, f"Fetch offsets of group {group_id}")

@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from moldau.coordinator.records import OFFSETS_TOPIC
+from moldau.coordinator.records import OFFSETS_TOPIC, OffsetCommitKey, decode_key
 from moldau.coordinator.runtime import CoordinatorLog, KeyValue, read_batches
 from moldau.protocol.records import Record, build_batch, decode_batch
 from moldau.storage.producer_state_manager import CONTROL_TYPE_COMMIT, control_marker
@@ -39,6 +39,16 @@ class PendingTxnOffsets:
             for key, value in records:
                 replay(key, value, now)
         return len(records)
+
+    def pending_partitions(self, group_id: str) -> set[tuple[str, int]]:
+        """The (topic, partition) pairs with an uncommitted transactional offset of `group_id`."""
+        result = set()
+        for records in self._pending.values():
+            for key, _ in records:
+                decoded = decode_key(key)
+                if isinstance(decoded, OffsetCommitKey) and decoded.group == group_id:
+                    result.add((decoded.topic, decoded.partition))
+        return result
 
     def has_pending(self, producer_id: int) -> bool:
         return any(pid == producer_id for _, pid in self._pending)

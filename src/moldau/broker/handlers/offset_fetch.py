@@ -1,6 +1,7 @@
 """OffsetFetch (9): committed offsets of one group (v1-v7) or of a batch of groups (v8+).
 
-There are no transactional offsets yet, so every offset is stable and `require_stable` never waits.
+With `require_stable` (v7+), a partition whose group has a transactional offset commit still open answers
+UNSTABLE_OFFSET_COMMIT, and the client retries (KIP-447), as Kafka does.
 """
 
 from __future__ import annotations
@@ -14,8 +15,20 @@ Response = messages.OffsetFetchResponse
 NO_OFFSET = -1
 
 
-def _fetch_group(conn, group_id: str, topics, by_id: bool) -> tuple[ErrorCode, list[tuple]]:
-    """(group error, [(topic name, topic id, [(partition, offset|None)])])."""
+def _fetch_group(conn, group_id: str, topics, by_id: bool, require_stable: bool = False
+                 ) -> tuple[ErrorCode, list[tuple]]:
+    """(group error, [(topic name, topic id, [(partition, offset|None, error)])])."""
+    error, result = _fetch_group_offsets(conn, group_id, topics, by_id)
+    if require_stable and not error:
+        unstable = conn.broker.group_coordinator.pending_txn_offsets.pending_partitions(group_id)
+        if unstable:
+            result = [(name, topic_id, [(p, None, ErrorCode.UNSTABLE_OFFSET_COMMIT) if (name, p) in unstable
+                                        else (p, o, e) for p, o, e in parts])
+                      for name, topic_id, parts in result]
+    return error, result
+
+
+def _fetch_group_offsets(conn, group_id: str, topics, by_id: bool) -> tuple[ErrorCode, list[tuple]]:
     broker = conn.broker
     manager = broker.replica_manager
     try:
@@ -60,7 +73,7 @@ async def handle(conn, header, request: messages.OffsetFetchRequest) -> Response
     if version >= 8:
         groups = []
         for group in request.groups:
-            error, topics = _fetch_group(conn, group.group_id, group.topics, version >= 10)
+            error, topics = _fetch_group(conn, group.group_id, group.topics, version >= 10, request.require_stable)
             if version >= 9 and not error:
                 # KIP-848: a consumer group member's fetch carries its member id and epoch.
                 error = conn.broker.group_coordinator.validate_consumer_fetch(group.group_id, group.member_id,
@@ -72,7 +85,8 @@ async def handle(conn, header, request: messages.OffsetFetchRequest) -> Response
                                                                           parts))
                 for name, topic_id, parts in topics]))
         return Response(throttle_time_ms=0, groups=groups)
-    error, topics = _fetch_group(conn, request.group_id, request.topics, False)
+    error, topics = _fetch_group(conn, request.group_id, request.topics, False,
+                                 version >= 7 and request.require_stable)
     response_topics = [
         Response.OffsetFetchResponseTopic(name=name, partitions=_partitions(Response.OffsetFetchResponsePartition,
                                                                             parts))
