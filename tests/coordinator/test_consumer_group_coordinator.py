@@ -151,3 +151,20 @@ def test_member_that_does_not_revoke_within_its_rebalance_timeout_is_fenced(embe
         b = await c.consumer_group_heartbeat(hb("b", 2, {}))
         assert parts(b) == set(range(6))
     embedded.call(scenario(), timeout=30)
+
+
+def test_offsets_of_an_empty_consumer_group_expire_and_the_group_goes(embedded):
+    async def scenario():
+        from moldau.coordinator.offsets import OffsetAndMetadata
+
+        c = embedded.broker.group_coordinator
+        joined = await c.consumer_group_heartbeat(hb("a", 0, group="expiring"))
+        assert joined.error == E.NONE
+        await c.commit_offsets("expiring", {(TOPIC, 0): OffsetAndMetadata(7, -1, "", commit_timestamp_ms=1000)})
+        # A member is still there: nothing expires, however old the commit.
+        assert await c.expire_offsets(now_ms=10**15) == 0
+        await c.consumer_group_heartbeat(hb("a", -1, group="expiring"))
+        assert await c.expire_offsets(now_ms=10**15) == 1
+        assert "expiring" not in c.consumer_groups
+        assert c.offsets.get("expiring", TOPIC, 0) is None
+    embedded.call(scenario(), timeout=30)

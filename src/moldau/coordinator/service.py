@@ -150,7 +150,8 @@ class Coordinator(ConsumerGroupCoordinator):
     # -- offsets.retention.minutes ------------------------------------------------------------------
 
     async def expire_offsets(self, now_ms: int | None = None) -> int:
-        """Tombstone offsets of empty groups older than the retention; drop groups left with nothing."""
+        """Tombstone offsets of empty groups (classic and KIP-848) older than the retention; drop groups left
+        with nothing."""
         now = int(time.time() * 1000) if now_ms is None else now_ms
         retention_ms = self.config["offsets.retention.minutes"] * 60_000
         expired_total = 0
@@ -170,6 +171,20 @@ class Coordinator(ConsumerGroupCoordinator):
             if records:
                 expired_total += len(expired)
                 await self.write(group.group_id, records)
+        for group_id, consumer_group in list(self.consumer_groups.items()):
+            if consumer_group.members:
+                continue
+            # KIP-848 groups: an empty group's offsets expire by their commit time (Kafka's
+            # ConsumerGroup.offsetExpirationCondition); an empty group left without offsets is deleted.
+            expired = self.offsets.expired(group_id, now, retention_ms, None)
+            if expired:
+                records = [self.offset_record(group_id, t, p, None) for t, p in expired]
+                for key, value in records:
+                    self.replay(key, value)
+                expired_total += len(expired)
+                await self.write(group_id, records)
+                if not self.offsets.has_offsets(group_id):
+                    await self.delete_consumer_group(group_id)
         if expired_total:
             log.info("expired %d offset(s) (offsets.retention.minutes)", expired_total)
         return expired_total
