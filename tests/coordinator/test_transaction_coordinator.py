@@ -92,3 +92,22 @@ def test_in_flight_prepare_commit_is_completed_after_a_restart(tmp_path):
 def test_records_use_kafkas_key_framing():
     key = encode_key("my-txn")
     assert key[:2] == b"\x00\x00" and decode_key(key) == "my-txn"  # int16 version 0, then TransactionLogKey
+
+
+def test_idle_transactional_ids_expire_but_open_transactions_stay(embedded):
+    coordinator: TransactionCoordinator = embedded.broker.transaction_coordinator
+    far_future = 10**15
+
+    async def scenario():
+        await coordinator.init_producer_id("idle", 60000, -1, -1)
+        _, pid, epoch = await coordinator.init_producer_id("open", 60000, -1, -1)
+        await coordinator.add_partitions("open", pid, epoch, [(TOPIC, 0)])
+        assert await coordinator.remove_expired_transactional_ids(now_ms=0) == []  # nothing old yet
+        return await coordinator.remove_expired_transactional_ids(now_ms=far_future)
+
+    assert embedded.call(scenario()) == ["idle"]
+    assert set(coordinator.transactions) == {"open"}
+    replayed = TransactionCoordinator(embedded.broker.config, embedded.broker.replica_manager,
+                                      embedded.broker.producer_id_manager, embedded.broker.group_coordinator)
+    replayed.load()
+    assert set(replayed.transactions) == {"open"}  # the tombstone is part of the log

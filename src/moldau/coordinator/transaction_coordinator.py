@@ -46,6 +46,8 @@ class TransactionCoordinator:
         self.group_coordinator = group_coordinator
         self.max_timeout_ms: int = config["transaction.max.timeout.ms"]
         self.abort_interval_ms: int = config["transaction.abort.timed.out.transaction.cleanup.interval.ms"]
+        self.id_expiration_ms: int = config["transactional.id.expiration.ms"]
+        self.remove_interval_ms: int = config["transaction.remove.expired.transaction.cleanup.interval.ms"]
         self.markers = TransactionMarkerWriter(replica_manager, self._on_offsets_marker)
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -84,13 +86,34 @@ class TransactionCoordinator:
             await self.complete_in_flight()
         except Exception:
             log.exception("completing in-flight transactions failed; the expiry loop retries")
+        last_removal = _now_ms()
         while True:
             await asyncio.sleep(self.abort_interval_ms / 1000)
             try:
                 await self.complete_in_flight()
                 await self.abort_timed_out_transactions()
+                if _now_ms() - last_removal >= self.remove_interval_ms:
+                    last_removal = _now_ms()
+                    await self.remove_expired_transactional_ids()
             except Exception:
                 log.exception("transaction expiry failed; retrying")
+
+    async def remove_expired_transactional_ids(self, now_ms: int | None = None) -> list[str]:
+        """Kafka's `transactional.id.expiration.ms`: forget ids with no open transaction and no recent use."""
+        now = _now_ms() if now_ms is None else now_ms
+        removable = (S.EMPTY, S.COMPLETE_COMMIT, S.COMPLETE_ABORT)
+        removed = []
+        for transactional_id, m in list(self.transactions.items()):
+            if m.state in removable and m.txn_last_update_timestamp_ms + self.id_expiration_ms <= now:
+                async with self._lock(transactional_id):
+                    current = self.transactions.get(transactional_id)
+                    if current is None or current.state not in removable or current is not m:
+                        continue
+                    await self.state.remove(transactional_id)
+                    removed.append(transactional_id)
+        if removed:
+            log.info("removed %d expired transactional id(s) (transactional.id.expiration.ms)", len(removed))
+        return removed
 
     async def abort_timed_out_transactions(self, now_ms: int | None = None) -> list[str]:
         now = _now_ms() if now_ms is None else now_ms

@@ -75,6 +75,15 @@ class TransactionStateManager:
         except TransactionRecordError as exc:
             log.warning("skipping a __transaction_state record: %s", exc)
 
+    async def remove(self, transactional_id: str) -> None:
+        """Write a tombstone for an expired transactional id, then forget it."""
+        self.ensure_topic()
+        key = encode_key(transactional_id)
+        partition = self.replica_manager.partition(TRANSACTION_STATE_TOPIC, self.partition_of(transactional_id))
+        await self.replica_manager.append(partition, build_batch([Record(0, int(time.time() * 1000), key, None)]),
+                                          acks=-1)
+        self.replay(key, None)
+
     async def write(self, metadata: TransactionMetadata) -> None:
         """Append the new state of a transactional id (acks=-1), then make it the in-memory state."""
         self.ensure_topic()
