@@ -42,6 +42,13 @@ from moldau.protocol.records import (
     validate_produce_batches,
     validate_timestamps,
 )
+from moldau.storage import (
+    log_offset_lookup,
+    log_producer_state,
+    log_retention,
+    log_segment_deletion,
+    log_truncation,
+)
 from moldau.storage.append_info import AppendInfo
 from moldau.storage.checkpoint_file import fsync_dir
 from moldau.storage.config import LogConfig
@@ -49,36 +56,20 @@ from moldau.storage.errors import KafkaStorageError, OffsetOutOfRangeError, Unex
 from moldau.storage.fetch_data_info import FetchDataInfo
 from moldau.storage.leader_epoch_file_cache import LEADER_EPOCH_CHECKPOINT_FILENAME, LeaderEpochFileCache
 from moldau.storage.log_loader import LogLoader
-from moldau.storage.producer_state_entry import BatchMetadata, ProducerStateEntry
-from moldau.storage.producer_state_manager import (
-    AppendOrigin,
-    CompletedTxn,
-    ProducerAppendInfo,
-    ProducerStateManager,
-    control_marker,
+from moldau.storage.log_offset_lookup import (
+    EARLIEST_LOCAL_TIMESTAMP,
+    EARLIEST_PENDING_UPLOAD_TIMESTAMP,
+    EARLIEST_TIMESTAMP,
+    LATEST_TIERED_TIMESTAMP,
+    LATEST_TIMESTAMP,
+    MAX_TIMESTAMP,
 )
-from moldau.storage.segment import (
-    CLEANED_FILE_SUFFIX,
-    DELETED_FILE_SUFFIX,
-    SWAP_FILE_SUFFIX,
-    LogSegment,
-    log_file,
-    offset_index_file,
-    time_index_file,
-)
+from moldau.storage.producer_state_entry import ProducerStateEntry
+from moldau.storage.producer_state_manager import AppendOrigin, ProducerStateManager, control_marker
+from moldau.storage.segment import LogSegment, log_file, offset_index_file, time_index_file
 from moldau.storage.transaction_index import AbortedTxn
 
 log = logging.getLogger(__name__)
-
-PRODUCER_STATE_REBUILD_READ_BYTES = 1 << 20
-
-# ListOffsets special timestamps (Kafka's ListOffsetsRequest).
-LATEST_TIMESTAMP = -1
-EARLIEST_TIMESTAMP = -2
-MAX_TIMESTAMP = -3
-EARLIEST_LOCAL_TIMESTAMP = -4
-LATEST_TIERED_TIMESTAMP = -5
-EARLIEST_PENDING_UPLOAD_TIMESTAMP = -6
 
 
 def parse_topic_partition_name(name: str) -> tuple[str, int]:
@@ -98,7 +89,13 @@ def _wall_clock_ms() -> int:
 
 
 class Log:
-    """One partition's log; open it with :meth:`Log.open`."""
+    """One partition's log; open it with :meth:`Log.open`.
+
+    The core (open, append, read, roll, flush, close) is here; the other concerns are functions taking
+    the Log, one module each, which the methods below call: producer state (``log_producer_state``),
+    ListOffsets and OffsetForLeaderEpoch lookups (``log_offset_lookup``), truncation (``log_truncation``),
+    retention (``log_retention``) and segment removal and compaction swaps (``log_segment_deletion``).
+    """
 
     def __init__(
         self,
@@ -131,7 +128,7 @@ class Log:
         self.leader_epoch_cache = leader_epoch_cache
         self.producer_state = ProducerStateManager(dir)
         self.producer_state.remove_stray_snapshots(s.base_offset for s in self._segments)
-        self._rebuild_producer_state()
+        log_producer_state.rebuild_producer_state(self)
 
     @classmethod
     def open(
@@ -313,7 +310,9 @@ class Log:
             first_offset = offset = self._log_end_offset
             producer_appends = None
             if any(header.producer_id >= 0 for _, header in batches):
-                producer_appends, duplicate = self._analyze_producer_state(batches, first_offset)
+                producer_appends, duplicate = log_producer_state.analyze_producer_state(
+                    self, batches, first_offset
+                )
                 if duplicate is not None:
                     # A producer's retry: Kafka answers with the original batch's offsets and no error.
                     return AppendInfo(duplicate.first_offset, duplicate.last_offset, duplicate.timestamp,
@@ -416,75 +415,32 @@ class Log:
             self.producer_state.update(info)
             self.producer_state.update_map_end_offset(last + 1)
             if completed is not None:
-                self._record_completed([completed])
+                log_producer_state.record_completed(self, [completed])
             return AppendInfo(first_offset=offset, last_offset=last, log_append_time=-1,
                               log_start_offset=self._log_start_offset, num_messages=header.records_count,
                               max_timestamp=header.max_timestamp, valid_bytes=len(buf))
 
-    def _record_completed(self, completed: list[CompletedTxn]) -> None:
-        """Index aborted transactions in the segment holding their marker (Kafka's ``updateTxnIndex``)."""
-        bases, segments = self._view
-        for txn in completed:
-            if not txn.is_aborted:
-                continue
-            unstable = self.producer_state.first_unstable_offset()
-            lso = txn.last_offset + 1 if unstable is None else unstable
-            index = max(bisect_right(bases, txn.last_offset) - 1, 0)
-            segments[index].txn_index.append(AbortedTxn(txn.producer_id, txn.first_offset, txn.last_offset, lso))
+    # -- producer state (log_producer_state) ----------------------------------------------------------------
 
     @property
     def last_stable_offset(self) -> int:
         """KIP-98: read_committed consumers read below the first open transaction, never past the HW."""
-        unstable = self.producer_state.first_unstable_offset()
-        return self._high_watermark if unstable is None else min(unstable, self._high_watermark)
+        return log_producer_state.last_stable_offset(self)
 
     def collect_aborted_transactions(self, start_offset: int, upper_bound_offset: int) -> list[AbortedTxn]:
-        """Aborted transactions overlapping [start_offset, upper_bound_offset) (``collectAbortedTransactions``)."""
-        bases, segments = self._view
-        first = max(bisect_right(bases, start_offset) - 1, 0)
-        result: list[AbortedTxn] = []
-        for segment in segments[first:]:
-            result.extend(segment.txn_index.collect_aborted(start_offset, upper_bound_offset))
-        return result
-
-    def _analyze_producer_state(
-        self, batches: list[tuple[int, RecordBatchHeader]], first_offset: int
-    ) -> tuple[dict[int, ProducerAppendInfo], BatchMetadata | None]:
-        with_offsets = []
-        offset = first_offset
-        for _, header in batches:
-            with_offsets.append((header, offset))
-            offset += header.last_offset_delta + 1
-        return self.producer_state.analyze(with_offsets, AppendOrigin.CLIENT)
-
-    def _rebuild_producer_state(self) -> None:
-        """Reload the producer state from the latest snapshot at or below the log end and replay the
-        batches after it (Kafka's ``rebuildProducerState``), then snapshot at the log end."""
-        state = self.producer_state
-        end = self._log_end_offset
-        state.truncate_and_reload(self._log_start_offset, end)
-        offset = max(state.map_end_offset, self._log_start_offset)
-        while offset < end:
-            info = self.read(offset, PRODUCER_STATE_REBUILD_READ_BYTES, max_offset=end)
-            if info.records is None:
-                break
-            next_offset, completed = state.load_from_data(info.records.read_bytes(), offset)
-            if next_offset <= offset:
-                break
-            self._record_completed(completed)
-            offset = next_offset
-        state.update_map_end_offset(end)
-        state.take_snapshot()
+        """Aborted transactions overlapping [start_offset, upper_bound_offset) (Kafka's
+        ``collectAbortedTransactions``)."""
+        return log_producer_state.collect_aborted_transactions(self, start_offset, upper_bound_offset)
 
     def active_producers(self) -> list[ProducerStateEntry]:
         """Copies of the producers this partition knows (DescribeProducers)."""
-        with self._lock:
-            return [entry.copy() for entry in self.producer_state.active_producers.values()]
+        return log_producer_state.active_producers(self)
 
     def remove_expired_producers(self, now_ms: int, expiration_ms: int) -> int:
         """Forget producers idle longer than ``producer.id.expiration.ms``; returns how many."""
-        with self._lock:
-            return len(self.producer_state.remove_expired_producers(now_ms, expiration_ms))
+        return log_producer_state.remove_expired_producers(self, now_ms, expiration_ms)
+
+    # -- write and roll ------------------------------------------------------------------------------------
 
     def _check_fits_segment(self, size: int) -> None:
         if size > self._config.segment_bytes:
@@ -604,47 +560,16 @@ class Log:
                     return info
         return FetchDataInfo(fetch_offset, None)
 
+    # -- offset lookups (log_offset_lookup) -----------------------------------------------------------------
+
     def fetch_offset_by_timestamp(self, timestamp: int) -> tuple[int, int, int] | None:
-        """ListOffsets: ``(offset, timestamp, leader_epoch)`` for ``timestamp``, or None if no record has
-        a timestamp that large. Special timestamps as in Kafka's ``UnifiedLog.fetchOffsetByTimestamp``:
-
-        - EARLIEST (-2) and EARLIEST_LOCAL (-4): the log start offset;
-        - LATEST (-1): the log end offset (last offset + 1);
-        - MAX_TIMESTAMP (-3): the first record carrying the largest timestamp;
-        - LATEST_TIERED (-5), EARLIEST_PENDING_UPLOAD (-6): offset -1 (there is no tiered storage);
-        - otherwise the first record with a timestamp >= ``timestamp`` (at or after the log start offset).
-
-        The returned timestamp is -1 for the special values other than MAX_TIMESTAMP; an unknown leader
-        epoch is -1.
-        """
-        with self._storage_errors("searching by timestamp"):
-            if timestamp in (EARLIEST_TIMESTAMP, EARLIEST_LOCAL_TIMESTAMP):
-                earliest = self.leader_epoch_cache.earliest_entry()
-                epoch = earliest[0] if earliest is not None and earliest[1] <= self._log_start_offset else -1
-                return self._log_start_offset, -1, epoch
-            if timestamp == LATEST_TIMESTAMP:
-                latest = self.leader_epoch_cache.latest_epoch()
-                return self._log_end_offset, -1, latest if latest is not None else -1
-            if timestamp in (LATEST_TIERED_TIMESTAMP, EARLIEST_PENDING_UPLOAD_TIMESTAMP):
-                return -1, -1, -1
-            segments = self._segments
-            if timestamp == MAX_TIMESTAMP:
-                best = segments[0]
-                for segment in segments[1:]:
-                    if segment.max_timestamp_so_far > best.max_timestamp_so_far:
-                        best = segment
-                found = best.offset_of_max_timestamp()
-                return (found[1], found[0], found[2]) if found is not None else None
-            for segment in segments:
-                if segment.largest_timestamp >= timestamp:
-                    found = segment.find_offset_by_timestamp(timestamp, self._log_start_offset)
-                    return (found[1], found[0], found[2]) if found is not None else None
-            return None
+        """ListOffsets: ``(offset, timestamp, leader_epoch)`` for ``timestamp``, or None; see
+        :func:`moldau.storage.log_offset_lookup.fetch_offset_by_timestamp` for the special timestamps."""
+        return log_offset_lookup.fetch_offset_by_timestamp(self, timestamp)
 
     def end_offset_for_epoch(self, leader_epoch: int) -> tuple[int, int] | None:
         """OffsetForLeaderEpoch: ``(end_offset, epoch)`` (Kafka's ``OffsetAndEpoch``), None if unknown."""
-        epoch, end_offset = self.leader_epoch_cache.end_offset_for(leader_epoch, self._log_end_offset)
-        return None if end_offset < 0 else (end_offset, epoch)
+        return log_offset_lookup.end_offset_for_epoch(self, leader_epoch)
 
     # -- flush ---------------------------------------------------------------------------------------------
 
@@ -684,205 +609,35 @@ class Log:
                     self._recovery_point = max(self._recovery_point, offset)
                 self._last_flush_ms = self._time_ms()
 
-    # -- truncation and retention ----------------------------------------------------------------------------
+    # -- truncation, retention and compaction (log_truncation, log_retention, log_segment_deletion) ---------
 
     def truncate_to(self, target_offset: int) -> bool:
         """Remove every record at or after ``target_offset`` (a follower truncating to its leader).
         Returns whether anything was removed."""
-        if target_offset < 0:
-            raise ValueError(f"cannot truncate {self.dir.name} to a negative offset ({target_offset})")
-        with self._lock, self._storage_errors("truncating"):
-            if target_offset >= self._log_end_offset:
-                self.leader_epoch_cache.truncate_from_end(self._log_end_offset)
-                return False
-            log.info("log.truncate_to topic_partition=%s offset=%d", self.dir.name, target_offset)
-            self._truncations += 1
-            if self._segments[0].base_offset > target_offset:
-                self._truncate_fully_and_start_at(target_offset, None)
-                return True
-            self._remove_and_delete_segments([s for s in self._segments if s.base_offset > target_offset])
-            self._segments[-1].truncate_to(target_offset)
-            self._log_end_offset = target_offset
-            self._recovery_point = min(self._recovery_point, target_offset)
-            self.leader_epoch_cache.truncate_from_end(target_offset)
-            self._log_start_offset = min(target_offset, self._log_start_offset)
-            self._high_watermark = min(self._high_watermark, target_offset)
-            self._rebuild_producer_state()
-            return True
+        return log_truncation.truncate_to(self, target_offset)
 
     def truncate_fully_and_start_at(self, new_offset: int, log_start_offset: int | None = None) -> None:
         """Delete all data and continue at ``new_offset`` (a follower far behind a leader's start)."""
-        with self._lock, self._storage_errors("truncating fully"):
-            self._truncate_fully_and_start_at(new_offset, log_start_offset)
-
-    def _truncate_fully_and_start_at(self, new_offset: int, log_start_offset: int | None) -> None:
-        self._truncations += 1
-        self._remove_and_delete_segments(list(self._segments), keep_one=False)
-        self._set_segments([LogSegment(self.dir, new_offset, self._config, time_ms=self._time_ms)])
-        self._log_end_offset = new_offset
-        self._recovery_point = min(self._recovery_point, new_offset)
-        self.leader_epoch_cache.clear_and_flush()
-        self._log_start_offset = new_offset if log_start_offset is None else log_start_offset
-        self._high_watermark = new_offset
-        self.producer_state.truncate_fully_and_start_at(new_offset)
+        log_truncation.truncate_fully_and_start_at(self, new_offset, log_start_offset)
 
     def maybe_increment_log_start_offset(self, new_log_start_offset: int) -> bool:
         """Move the log start offset forward (DeleteRecords); it may not pass the high watermark.
         Segments wholly below it are removed by the next :meth:`delete_old_segments`."""
-        with self._lock:
-            if new_log_start_offset > self._high_watermark:
-                raise OffsetOutOfRangeError(
-                    f"cannot increment the log start offset of {self.dir.name} to {new_log_start_offset}: it is "
-                    f"beyond the high watermark {self._high_watermark}"
-                )
-            if new_log_start_offset <= self._log_start_offset:
-                return False
-            self._log_start_offset = new_log_start_offset
-            self._recovery_point = max(self._recovery_point, new_log_start_offset)
-            self.leader_epoch_cache.truncate_from_start(new_log_start_offset)
-            self.producer_state.on_log_start_offset_incremented(new_log_start_offset)
-            log.info("log.log_start_offset topic_partition=%s offset=%d", self.dir.name, new_log_start_offset)
-            return True
+        return log_retention.maybe_increment_log_start_offset(self, new_log_start_offset)
 
     def delete_old_segments(self, now_ms: int) -> int:
-        """Retention (Kafka's ``deleteOldSegments``): delete segments wholly below the log start offset,
-        then, for ``cleanup.policy=delete``, the oldest segments beyond ``retention.bytes`` and those whose
-        largest timestamp is older than ``retention.ms``. Returns the number of segments deleted.
-
-        Only segments wholly below the high watermark go. As in Kafka, the active segment goes too once
-        every record in it is expired and committed: a new empty segment is rolled first. Deleted files are
-        renamed ``*.deleted`` and removed ``file.delete.delay.ms`` later (by this method or :meth:`close`).
-        """
-        with self._lock, self._storage_errors("deleting old segments"):
-            self._check_open()
-            deleted = self._delete_matching(
-                lambda s, nxt: nxt is not None and nxt.base_offset <= self._log_start_offset, now_ms
-            )
-            if self._config.delete:
-                deleted += self._delete_retention_size_breached(now_ms)
-                deleted += self._delete_retention_ms_breached(now_ms)
-        self._reap_deleted_segments(now_ms, force=False)
-        return deleted
-
-    def _delete_retention_ms_breached(self, now_ms: int) -> int:
-        retention_ms = self._config.retention_ms
-        if retention_ms < 0:
-            return 0
-        return self._delete_matching(lambda s, nxt: now_ms - s.largest_timestamp > retention_ms, now_ms)
-
-    def _delete_retention_size_breached(self, now_ms: int) -> int:
-        retention_bytes = self._config.retention_bytes
-        size = self.size_in_bytes
-        if retention_bytes < 0 or size < retention_bytes:
-            return 0
-        excess = size - retention_bytes
-
-        def breached(segment: LogSegment, _next: LogSegment | None) -> bool:
-            nonlocal excess
-            if excess - segment.size >= 0:
-                excess -= segment.size
-                return True
-            return False
-
-        return self._delete_matching(breached, now_ms)
-
-    def _delete_matching(
-        self, predicate: Callable[[LogSegment, LogSegment | None], bool], now_ms: int
-    ) -> int:
-        segments = self._segments
-        deletable: list[LogSegment] = []
-        for i, segment in enumerate(segments):
-            upcoming = segments[i + 1] if i + 1 < len(segments) else None
-            upper_bound = upcoming.base_offset if upcoming is not None else self._log_end_offset
-            last_and_empty = upcoming is None and segment.size == 0
-            if self._high_watermark >= upper_bound and not last_and_empty and predicate(segment, upcoming):
-                deletable.append(segment)
-            else:
-                break
-        if not deletable:
-            return 0
-        if len(deletable) == len(segments):
-            self._roll(None)  # a log always keeps one segment
-        new_start = self._segments[len(deletable)].base_offset
-        if new_start > self._log_start_offset:
-            self._log_start_offset = new_start
-            self._recovery_point = max(self._recovery_point, new_start)
-            self.leader_epoch_cache.truncate_from_start(new_start)
-            self.producer_state.on_log_start_offset_incremented(new_start)
-        self._remove_and_delete_segments(deletable, now_ms=now_ms)
-        for segment in deletable:
-            self.producer_state.delete_snapshot(segment.base_offset)
-        log.info(
-            "log.delete_segments topic_partition=%s segments=%s log_start_offset=%d",
-            self.dir.name,
-            [s.base_offset for s in deletable],
-            self._log_start_offset,
-        )
-        return len(deletable)
-
-    def _remove_and_delete_segments(
-        self, segments: list[LogSegment], keep_one: bool = True, now_ms: int | None = None
-    ) -> None:
-        """Take segments out of the log now; their files go ``file.delete.delay.ms`` after ``now_ms``."""
-        if not segments:
-            return
-        doomed = set(map(id, segments))
-        remaining = [s for s in self._segments if id(s) not in doomed]
-        if keep_one and not remaining:
-            raise AssertionError("a log must keep at least one segment")
-        self._set_segments(remaining)
-        deadline = (self._time_ms() if now_ms is None else now_ms) + self._config.file_delete_delay_ms
-        for segment in segments:
-            segment.change_file_suffixes("", DELETED_FILE_SUFFIX)
-            self._pending_deletes.append((deadline, segment))
-        if self._config.file_delete_delay_ms <= 0:
-            self._reap_deleted_segments(deadline, force=True)
+        """Retention (Kafka's ``deleteOldSegments``): delete segments below the log start offset and, for
+        ``cleanup.policy=delete``, beyond ``retention.bytes`` or ``retention.ms``. Returns how many; see
+        :func:`moldau.storage.log_retention.delete_old_segments`."""
+        return log_retention.delete_old_segments(self, now_ms)
 
     def replace_segments(
         self, new_segment: LogSegment, old_segments: list[LogSegment], old_sizes: list[int]
     ) -> bool:
-        """Compaction (Kafka's ``replaceSegments``): put ``new_segment`` (files ``*.cleaned``, flushed) in
-        place of ``old_segments`` in one step for readers.
-
-        Crash-safe by file names: the new files become ``*.swap`` (a restart completes the swap, see
-        :class:`LogLoader`), the old ones ``*.deleted`` (removed ``file.delete.delay.ms`` later, so fetches
-        in flight keep reading them), then the swap files drop their suffix. Returns False, touching
-        nothing, if the log changed under the cleaner: closed, or an old segment deleted or truncated
-        (``old_sizes`` are their sizes when the cleaner read them).
-        """
-        with self._lock, self._storage_errors("replacing cleaned segments"):
-            current = self._segments
-            present = set(map(id, current))
-            if (
-                self._closed
-                or not old_segments
-                or any(id(s) not in present for s in old_segments)
-                or any(s.size != size for s, size in zip(old_segments, old_sizes, strict=True))
-                or old_segments[-1] is current[-1]
-            ):
-                return False
-            new_segment.change_file_suffixes(CLEANED_FILE_SUFFIX, SWAP_FILE_SUFFIX)
-            fsync_dir(self.dir)
-            doomed = set(map(id, old_segments))
-            self._set_segments([s for s in current if id(s) not in doomed] + [new_segment])
-            deadline = self._time_ms() + self._config.file_delete_delay_ms
-            for segment in old_segments:
-                segment.change_file_suffixes("", DELETED_FILE_SUFFIX)
-                self._pending_deletes.append((deadline, segment))
-            new_segment.change_file_suffixes(SWAP_FILE_SUFFIX, "")
-        if self._config.file_delete_delay_ms <= 0:
-            self._reap_deleted_segments(deadline, force=False)
-        return True
-
-    def _reap_deleted_segments(self, now_ms: int, *, force: bool) -> None:
-        with self._lock:
-            due = [(t, s) for t, s in self._pending_deletes if force or t <= now_ms]
-            self._pending_deletes = [(t, s) for t, s in self._pending_deletes if not (force or t <= now_ms)]
-        for _, segment in due:
-            try:
-                segment.delete()
-            except OSError as exc:
-                log.warning("log.delete_segment_failed segment=%s error=%s", segment.log_path, exc)
+        """Compaction (Kafka's ``replaceSegments``): swap ``new_segment`` in for ``old_segments``,
+        crash-safe; False if the log changed under the cleaner. See
+        :func:`moldau.storage.log_segment_deletion.replace_segments`."""
+        return log_segment_deletion.replace_segments(self, new_segment, old_segments, old_sizes)
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
@@ -892,18 +647,10 @@ class Log:
             if self._closed:
                 return
             self._closed = True
-            self._snapshot_producer_state_on_close()
+            log_producer_state.snapshot_producer_state_on_close(self)
             for segment in self._segments:
                 segment.close()
-        self._reap_deleted_segments(0, force=True)
-
-    def _snapshot_producer_state_on_close(self) -> None:
-        """Kafka's ``UnifiedLog.close``: a synced snapshot at the log end, so a clean restart replays nothing."""
-        self.producer_state.update_map_end_offset(self._log_end_offset)
-        try:
-            self.producer_state.take_snapshot(sync=True)
-        except OSError as exc:
-            log.warning("log.producer_snapshot_failed topic_partition=%s error=%s", self.dir.name, exc)
+        log_segment_deletion.reap_deleted_segments(self, 0, force=True)
 
     def delete(self) -> None:
         """Close the log and remove its directory."""
