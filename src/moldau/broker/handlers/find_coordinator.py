@@ -20,23 +20,22 @@ log = logging.getLogger(__name__)
 
 
 def _lookup(conn, key: str, key_type: int) -> tuple[ErrorCode, str | None]:
-    if key_type == KEY_TYPE_TRANSACTION:
-        if not key:
-            return ErrorCode.INVALID_REQUEST, "The transactional id must not be empty"
-        try:
-            conn.broker.transaction_coordinator.state.ensure_topic()
-        except ApiError as exc:
-            log.warning("cannot create __transaction_state: %s", exc)
-            return ErrorCode.COORDINATOR_NOT_AVAILABLE, exc.message
-        return ErrorCode.NONE, None
-    if key_type != KEY_TYPE_GROUP:
+    broker = conn.broker
+    coordinators = {
+        # key type: (what the key names, the internal topic its coordinator writes, created on first use)
+        KEY_TYPE_GROUP: ("group id", "__consumer_offsets", broker.group_coordinator.log.ensure_topic),
+        KEY_TYPE_TRANSACTION: ("transactional id", "__transaction_state",
+                               broker.transaction_coordinator.state.ensure_topic),
+    }
+    if key_type not in coordinators:
         return ErrorCode.INVALID_REQUEST, f"Unknown coordinator key type {key_type}"
+    what, topic, ensure_topic = coordinators[key_type]
     if not key:
-        return ErrorCode.INVALID_REQUEST, "The group id must not be empty"
+        return ErrorCode.INVALID_REQUEST, f"The {what} must not be empty"
     try:
-        conn.broker.group_coordinator.log.ensure_topic()
+        ensure_topic()
     except ApiError as exc:
-        log.warning("cannot create __consumer_offsets: %s", exc)
+        log.warning("cannot create %s: %s", topic, exc)
         return ErrorCode.COORDINATOR_NOT_AVAILABLE, exc.message
     return ErrorCode.NONE, None
 
