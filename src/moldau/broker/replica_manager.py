@@ -44,6 +44,7 @@ class Partition:
     log: Log
     leader_epoch: int = 0
     waiters: set[asyncio.Future[None]] = field(default_factory=set)
+    flush_lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one fsync at a time (group commit)
 
     def notify_waiters(self) -> None:
         for waiter in self.waiters:
@@ -82,7 +83,6 @@ class ReplicaManager:
         self.default_log_config = log_manager.default_config
         self.topics: dict[str, Topic] = {}
         self.topics_by_id: dict[uuid.UUID, Topic] = {}
-        self._flush_locks: dict[int, asyncio.Lock] = {}
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -268,9 +268,8 @@ class ReplicaManager:
 
     async def flush(self, partition: Partition) -> None:
         """fsync a partition's log in a worker thread; concurrent callers share one fsync (group commit)."""
-        lock = self._flush_locks.setdefault(id(partition), asyncio.Lock())
         target = partition.log.log_end_offset
-        async with lock:
+        async with partition.flush_lock:
             if partition.log.recovery_point >= target:
                 return
             await asyncio.to_thread(partition.log.flush)

@@ -59,8 +59,6 @@ class Broker:
         self.servers: list[asyncio.base_events.Server] = []
         self.bound: dict[str, tuple[str, int]] = {}
         self._background: list[asyncio.Task[None]] = []
-        self._stopped = asyncio.Event()
-        self.started_at = time.time()
         log_dirs = config.log_dirs
         self.store = LocalMetadataStore(log_dirs[0])
         self.log_manager = LogManager(log_dirs, broker_default_log_config(config))
@@ -183,7 +181,6 @@ class Broker:
             await server.wait_closed()
         await asyncio.to_thread(self.log_cleaner.shutdown)
         await asyncio.to_thread(self.log_manager.shutdown)
-        self._stopped.set()
         log.info("broker %d stopped", self.node_id)
 
     async def serve_forever(self) -> None:

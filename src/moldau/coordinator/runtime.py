@@ -59,17 +59,8 @@ class CoordinatorLog:
 
     def load(self, replay: Callable[[bytes, bytes | None, int], None]) -> int:
         """Replay every stored record, partition by partition; returns how many were read."""
-        topic = self.replica_manager.topics.get(OFFSETS_TOPIC)
-        if topic is None:
-            return 0
-        count = 0
-        for partition in topic.partitions:
-            for record in data_records(partition):
-                if record.key is None:
-                    continue
-                replay(record.key, record.value, record.timestamp)
-                count += 1
-        return count
+        return replay_topic(self.replica_manager, OFFSETS_TOPIC,
+                            lambda record: replay(record.key, record.value, record.timestamp))
 
 
 def read_batches(partition: Partition) -> Iterator[tuple[bytes, int, RecordBatchHeader]]:
@@ -94,6 +85,20 @@ def read_batches(partition: Partition) -> Iterator[tuple[bytes, int, RecordBatch
             log.warning("stopped loading %s-%d at offset %d: no complete batch", partition.topic,
                         partition.index, offset)
             break
+
+
+def replay_topic(replica_manager: ReplicaManager, topic_name: str, replay: Callable[[Record], None]) -> int:
+    """Hand every keyed record of an internal topic to `replay`, partition by partition; returns the count."""
+    topic = replica_manager.topics.get(topic_name)
+    if topic is None:
+        return 0
+    count = 0
+    for partition in topic.partitions:
+        for record in data_records(partition):
+            if record.key is not None:
+                replay(record)
+                count += 1
+    return count
 
 
 def data_records(partition: Partition) -> Iterator[Record]:

@@ -14,7 +14,7 @@ import time
 from moldau.broker.config import BrokerConfig
 from moldau.broker.replica_manager import ReplicaManager
 from moldau.coordinator.records import partition_for
-from moldau.coordinator.runtime import data_records
+from moldau.coordinator.runtime import replay_topic
 from moldau.coordinator.transaction_metadata import (
     TRANSACTION_STATE_TOPIC,
     TransactionMetadata,
@@ -54,16 +54,8 @@ class TransactionStateManager:
                                               self.replication_factor, dict(TRANSACTION_STATE_TOPIC_CONFIGS))
 
     def load(self) -> int:
-        topic = self.replica_manager.topics.get(TRANSACTION_STATE_TOPIC)
-        if topic is None:
-            return 0
-        count = 0
-        for partition in topic.partitions:
-            for record in data_records(partition):
-                if record.key is not None:
-                    self.replay(record.key, record.value)
-                    count += 1
-        return count
+        return replay_topic(self.replica_manager, TRANSACTION_STATE_TOPIC,
+                            lambda record: self.replay(record.key, record.value))
 
     def replay(self, key: bytes, value: bytes | None) -> None:
         try:
