@@ -10,7 +10,8 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 from moldau.broker.config import BrokerConfig, ConfigError
@@ -232,7 +233,7 @@ class ReplicaManager:
         partition_log = partition.log
         compression_type = self.config["compression.type"] if topic is None else \
             topic.metadata.configs.get("compression.type", self.config["compression.type"])
-        try:
+        with _append_errors_as_api_errors():
             if compression_type != PRODUCER:  # only then are records decoded: "producer" stays zero-copy
                 records = recompress(records, compression_type, partition_log.config.max_message_bytes)
             if partition_log.config.compact:
@@ -240,22 +241,14 @@ class ReplicaManager:
             info = partition_log.append_as_leader(
                 records, leader_epoch=partition.leader_epoch, now_ms=int(time.time() * 1000), in_place=in_place
             )
-        except InvalidRecordError as exc:
-            raise ApiError(ErrorCode(int(exc.error_code)), str(exc)) from None
-        except (OutOfOrderSequenceError, InvalidProducerEpochError, InvalidTxnStateError) as exc:
-            raise ApiError(exc.error_code, str(exc)) from None
         await self._after_append(partition)
         return info
 
     async def append_coordinator_batch(self, partition: Partition, batch: bytes) -> AppendInfo:
         """Append a batch a coordinator built: a transaction marker or transactional offsets (KIP-98)."""
-        try:
+        with _append_errors_as_api_errors():
             info = partition.log.append_as_coordinator(batch, leader_epoch=partition.leader_epoch,
                                                        now_ms=int(time.time() * 1000))
-        except InvalidRecordError as exc:
-            raise ApiError(ErrorCode(int(exc.error_code)), str(exc)) from None
-        except InvalidProducerEpochError as exc:
-            raise ApiError(ErrorCode.INVALID_PRODUCER_EPOCH, str(exc)) from None
         await self._after_append(partition)
         return info
 
@@ -298,3 +291,12 @@ class ReplicaManager:
         finally:
             for partition in watched:
                 partition.waiters.discard(waiter)
+
+
+@contextmanager
+def _append_errors_as_api_errors() -> Iterator[None]:
+    """What storage refuses on append becomes the Kafka error code the producer sees."""
+    try:
+        yield
+    except (InvalidRecordError, OutOfOrderSequenceError, InvalidProducerEpochError, InvalidTxnStateError) as exc:
+        raise ApiError(ErrorCode(int(exc.error_code)), str(exc)) from None
