@@ -81,8 +81,9 @@ while True:
     if c.assignment():
         print("assigned", flush=True)
     if msg is not None and not msg.error():
-        c.commit(message=msg, asynchronous=False)
+        # Report before committing: a SIGKILL between the two must not hide a committed record from the test.
         print(msg.value().decode(), flush=True)
+        c.commit(message=msg, asynchronous=False)
 """
 
 
