@@ -156,18 +156,28 @@ class Client:
 
     def fetch(self, topic: str, partition: int, offset: int, max_wait_ms: int = 500,
               max_bytes: int = 1 << 20) -> Any:
+        return self.fetch_partitions(topic, {partition: offset}, max_wait_ms, max_bytes)[partition]
+
+    def fetch_partitions(self, topic: str, offsets: dict[int, int], max_wait_ms: int = 500,
+                         max_bytes: int = 1 << 20) -> dict[int, Any]:
+        """One Fetch of several partitions of a topic from their offsets: {partition: its result}. The broker
+        answers as soon as any partition has data, or after `max_wait_ms` (long poll)."""
         request_type = messages.FetchRequest
         version = min(self.version_for(1), 12)
         request = request_type(
             replica_id=-1, max_wait_ms=max_wait_ms, min_bytes=1, max_bytes=max_bytes, isolation_level=0,
             session_id=0, session_epoch=-1,
             topics=[request_type.FetchTopic(topic=topic, partitions=[request_type.FetchPartition(
-                partition=partition, fetch_offset=offset, partition_max_bytes=max_bytes)])],
+                partition=p, fetch_offset=o, partition_max_bytes=max_bytes) for p, o in offsets.items()])],
         )
-        result = self.send(1, request, version).responses[0].partitions[0]
-        if result.error_code:
-            raise ClientError(result.error_code, f"Fetch {topic}-{partition} at offset {offset}")
-        return result
+        results = {}
+        for topic_response in self.send(1, request, version).responses:
+            for result in topic_response.partitions:
+                if result.error_code:
+                    raise ClientError(result.error_code, f"Fetch {topic}-{result.partition_index} at offset "
+                                                         f"{offsets.get(result.partition_index)}")
+                results[result.partition_index] = result
+        return results
 
     # -- admin: configs, partitions, records, log dirs -----------------------------------------------
 
@@ -232,10 +242,26 @@ class Client:
         return list(response.groups)
 
     def describe_group(self, group_id: str) -> Any:
+        """DescribeGroups of a classic group; raises GROUP_ID_NOT_FOUND for one that does not exist (v6+;
+        older versions answer state Dead, which this turns into the same error)."""
         result = self.send(15, messages.DescribeGroupsRequest(groups=[group_id])).groups[0]
+        if not result.error_code and result.group_state == "Dead":
+            result.error_code = ErrorCode.GROUP_ID_NOT_FOUND
         if result.error_code:
             raise ClientError(result.error_code, f"Describe group {group_id}")
         return result
+
+    def describe_consumer_group(self, group_id: str) -> Any:
+        """ConsumerGroupDescribe (KIP-848) of a consumer group; GROUP_ID_NOT_FOUND for a classic group too."""
+        request = messages.ConsumerGroupDescribeRequest(group_ids=[group_id], include_authorized_operations=False)
+        result = self.send(69, request).groups[0]
+        if result.error_code:
+            raise ClientError(result.error_code, f"Describe consumer group {group_id}")
+        return result
+
+    def consumer_group_heartbeat(self, request: Any) -> Any:
+        """One ConsumerGroupHeartbeat (KIP-848); the caller reads the response's error code."""
+        return self.send(68, request)
 
     def delete_group(self, group_id: str) -> None:
         result = self.send(42, messages.DeleteGroupsRequest(groups_names=[group_id])).results[0]
@@ -273,15 +299,19 @@ class Client:
             raise ClientError(state.error_code, f"Describe transaction {transactional_id}")
         return state
 
-    def commit_offsets(self, group_id: str, offsets: dict[tuple[str, int], int]) -> None:
-        """A simple (non-member, generation -1) commit, as an admin's offset reset does."""
+    def commit_offsets(self, group_id: str, offsets: dict[tuple[str, int], int], member_id: str = "",
+                       member_epoch: int = -1) -> None:
+        """Commit offsets. Without a member: a simple (generation -1) commit, as an admin's offset reset does,
+        which also works for a group that does not exist yet (Kafka's `kafka-consumer-groups --reset-offsets`).
+        A KIP-848 member passes its member id and epoch (OffsetCommit v9+)."""
         request_type = messages.OffsetCommitRequest
         by_topic: dict[str, list[Any]] = {}
         for (topic, partition), offset in sorted(offsets.items()):
             by_topic.setdefault(topic, []).append(request_type.OffsetCommitRequestPartition(
                 partition_index=partition, committed_offset=offset, committed_metadata=""))
-        request = request_type(group_id=group_id, generation_id_or_member_epoch=-1, member_id="", topics=[
-            request_type.OffsetCommitRequestTopic(name=t, partitions=ps) for t, ps in by_topic.items()])
+        topics = [request_type.OffsetCommitRequestTopic(name=t, partitions=ps) for t, ps in by_topic.items()]
+        request = request_type(group_id=group_id, generation_id_or_member_epoch=member_epoch, member_id=member_id,
+                               topics=topics)
         version = min(self.version_for(8), 9)
         for topic in self.send(8, request, version).topics:
             for p in topic.partitions:
