@@ -51,7 +51,9 @@ class RecordProgress:
         if total is None:
             columns = [TextColumn("[bold]{task.description}"), TextColumn("{task.fields[records]} records"),
                        TimeElapsedColumn()]
-        self._progress = Progress(*columns, console=Console(stderr=True), transient=True)
+        # redirect_stdout=False: rich would otherwise route our records (stdout) to the terminal.
+        self._progress = Progress(*columns, console=Console(stderr=True), transient=True, redirect_stdout=False,
+                                  redirect_stderr=False)
         self._task = self._progress.add_task(description, total=total, records=0)
 
     def __enter__(self) -> Self:

@@ -19,9 +19,11 @@ DEFAULT_TIMEOUT_S = 30.0
 
 
 class ClientError(MoldauError):
-    def __init__(self, error_code: int, what: str) -> None:
+    """A Kafka error code in a response: what was asked, the code, and the broker's message if it gave one."""
+
+    def __init__(self, error_code: int, what: str, message: str | None = None) -> None:
         code = ErrorCode(error_code)
-        super().__init__(f"{what}: {code.name} ({int(code)})")
+        super().__init__(f"{what}: {code.name} ({int(code)})" + (f": {message}" if message else ""))
         self.error_code = code
 
 
@@ -114,7 +116,7 @@ class Client:
         response = self.send(19, request_type(topics=[topic], timeout_ms=30000, validate_only=validate_only))
         result = response.topics[0]
         if result.error_code:
-            raise ClientError(result.error_code, f"Create topic {name}: {result.error_message or ''}".rstrip(": "))
+            raise ClientError(result.error_code, f"Create topic {name}", result.error_message)
         return result
 
     def delete_topic(self, name: str) -> None:
@@ -192,7 +194,7 @@ class Client:
         )
         result = self.send(32, request).results[0]
         if result.error_code:
-            raise ClientError(result.error_code, f"Describe configs of {name!r}: {result.error_message or ''}")
+            raise ClientError(result.error_code, f"Describe configs of {name!r}", result.error_message)
         return result
 
     def incremental_alter_configs(self, resource_type: int, name: str,
@@ -205,7 +207,7 @@ class Client:
         )
         result = self.send(44, request_type(resources=[resource], validate_only=validate_only)).responses[0]
         if result.error_code:
-            raise ClientError(result.error_code, f"Alter configs of {name!r}: {result.error_message or ''}")
+            raise ClientError(result.error_code, f"Alter configs of {name!r}", result.error_message)
 
     def create_partitions(self, topic: str, count: int, validate_only: bool = False) -> None:
         request_type = messages.CreatePartitionsRequest
@@ -213,7 +215,7 @@ class Client:
                                timeout_ms=30000, validate_only=validate_only)
         result = self.send(37, request).results[0]
         if result.error_code:
-            raise ClientError(result.error_code, f"Create partitions of {topic}: {result.error_message or ''}")
+            raise ClientError(result.error_code, f"Create partitions of {topic}", result.error_message)
 
     def delete_records(self, topic: str, offsets: dict[int, int]) -> dict[int, int]:
         """DeleteRecords: {partition: offset (-1 = high watermark)} -> {partition: new low watermark}."""

@@ -93,7 +93,7 @@ class GroupMember:
             self._next_heartbeat = 0.0
             return None
         if error:
-            raise ClientError(error, f"Heartbeat of group {self.group_id}: {response.error_message or ''}")
+            raise ClientError(error, f"Heartbeat of group {self.group_id}", response.error_message)
         self.member_epoch = response.member_epoch
         if response.heartbeat_interval_ms > 0:
             self.heartbeat_interval_s = response.heartbeat_interval_ms / 1000
