@@ -134,7 +134,7 @@ def delete(group: str, bootstrap_server: Bootstrap = DEFAULT_BOOTSTRAP) -> None:
 
 
 def _target_offset(client: Client, topic: str, partition: int, current: int | None, *, to_earliest: bool,
-                   to_latest: bool, to_offset: int | None, to_datetime: str | None, shift_by: int | None) -> int:
+                   to_latest: bool, to_offset: int | None, to_time: int | None, shift_by: int | None) -> int:
     earliest = client.list_offset(topic, partition, EARLIEST)
     latest = client.list_offset(topic, partition, LATEST)
     if to_earliest:
@@ -143,8 +143,8 @@ def _target_offset(client: Client, topic: str, partition: int, current: int | No
         return latest
     if to_offset is not None:
         wanted = to_offset
-    elif to_datetime is not None:
-        found = client.list_offset(topic, partition, parse_timestamp(to_datetime, "--to-datetime"))
+    elif to_time is not None:
+        found = client.list_offset(topic, partition, to_time)
         wanted = latest if found < 0 else found
     else:
         wanted = (current if current is not None else latest) + (shift_by or 0)
@@ -168,6 +168,7 @@ def reset_offsets(
     chosen = [to_earliest, to_latest, to_offset is not None, to_datetime is not None, shift_by is not None]
     if sum(chosen) != 1:
         fail("give exactly one of --to-earliest, --to-latest, --to-offset, --to-datetime, --shift-by", 2)
+    to_time = parse_timestamp(to_datetime, "--to-datetime") if to_datetime is not None else None
     with connect(bootstrap_server) as client:
         # Like Kafka's tool, a group that does not exist yet is fine: the commit below creates it with
         # these offsets, so consumers that join later start there.
@@ -184,7 +185,7 @@ def reset_offsets(
         for t, p in partitions:
             current = committed.get((t, p), (None, ""))[0]
             target = _target_offset(client, t, p, current, to_earliest=to_earliest, to_latest=to_latest,
-                                    to_offset=to_offset, to_datetime=to_datetime, shift_by=shift_by)
+                                    to_offset=to_offset, to_time=to_time, shift_by=shift_by)
             new[t, p] = target
             rows.append({"topic": t, "partition": p, "current_offset": current, "new_offset": target})
         if execute:
