@@ -196,7 +196,7 @@ def _consume_as_member(reader: Reader, group: str, from_beginning: bool, timeout
             committed.update({p: o for (_, p), o in offsets.items()})
 
     def revoke(partitions: set[TopicPartition]) -> None:
-        commit(partitions)  # KIP-848: a member commits what it read before giving partitions up
+        _try_commit(commit, partitions)  # KIP-848: a member commits what it read before giving partitions up
         for _, p in partitions:
             reader.positions.pop(p, None)
             reader.high_watermarks.pop(p, None)
