@@ -39,9 +39,10 @@ def test_describe_and_reset_offsets_of_a_group_that_does_not_exist_yet(broker):
     topic, group = unique_topic("cli-g"), unique_topic("app")
     moldau("topic", "create", topic, "--partitions", "3", *bootstrap)
     moldau("produce", topic, *bootstrap, stdin="".join(f"v{i}\n" for i in range(9)))
-    # Describing a group nobody created says so, in Kafka's words.
-    result = moldau("group", "describe", group, *bootstrap, check=False)
-    assert result.returncode == 1 and result.stderr == f"error: Consumer group '{group}' does not exist.\n"
+    # Describing (or deleting) a group nobody created says so, in Kafka's words.
+    for command in ("describe", "delete"):
+        result = moldau("group", command, group, *bootstrap, check=False)
+        assert result.returncode == 1 and result.stderr == f"error: Consumer group '{group}' does not exist.\n"
     # Resetting its offsets works, as with kafka-consumer-groups: the commit creates the group.
     moldau("group", "reset-offsets", group, "--topic", topic, "--to-offset", "1", "--execute", *bootstrap)
     assert [p["current_offset"] for p in describe(broker.bootstrap_servers, group)["partitions"]] == [1, 1, 1]
@@ -105,11 +106,16 @@ def test_moldau_and_librdkafka_members_share_a_kip848_group_and_describe_shows_i
         assert described["state"] == "Stable" and len(described["members"]) == 2
         owners = {p["partition"]: p["client_id"] for p in described["partitions"]}
         assert sorted(owners) == list(range(PARTITIONS)) and set(owners.values()) == {"moldau-cli", "rdkafka"}
-        # Ctrl-C: moldau commits, leaves, and exits without "Aborted!".
+        # Ctrl-C (most likely during a long-poll fetch): moldau commits, leaves, and exits without "Aborted!".
         member.send_signal(signal.SIGINT)
         assert member.wait(TIMEOUT_S) == 130
         assert member.stderr is not None and member.stderr.read() == ""
+        # librdkafka takes over moldau's partitions where moldau's final commit left them: nothing read twice.
         run_until([other], lambda: len(other.assigned()) == PARTITIONS)
+        produce(bootstrap, topic, range(120, 126))  # one more record in each partition
+        run_until([other], lambda: len(other.seen) + len(printed.lines) >= 126)
+        assert sorted(other.seen + [int(v) for v in printed.lines]) == list(range(126))
+        assert all(p["lag"] == 0 for p in describe(bootstrap, group)["partitions"])
     finally:
         if other is not None:
             other.c.close()

@@ -129,7 +129,12 @@ def describe(group: str, bootstrap_server: Bootstrap = DEFAULT_BOOTSTRAP, as_jso
 def delete(group: str, bootstrap_server: Bootstrap = DEFAULT_BOOTSTRAP) -> None:
     """Delete an empty group and its committed offsets."""
     with connect(bootstrap_server) as client:
-        client.delete_group(group)
+        try:
+            client.delete_group(group)
+        except ClientError as exc:
+            if _not_found(exc):
+                fail(f"Consumer group '{group}' does not exist.")
+            raise
     typer.echo(f"Deleted group {group}.")
 
 

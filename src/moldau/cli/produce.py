@@ -36,6 +36,7 @@ class Batcher:
         self.pending: dict[int, list[Record]] = {}
         self.pending_bytes: dict[int, int] = {}
         self.deadline: float | None = None  # when the oldest unsent record must go
+        self.records_sent = 0
 
     def add(self, partition: int, record: Record) -> None:
         self.pending.setdefault(partition, []).append(record)
@@ -64,6 +65,7 @@ class Batcher:
         self.pending_bytes.pop(partition, None)
         if records:
             self.client.produce(self.topic, partition, build_batch(records, compression=self.compression), self.acks)
+            self.records_sent += len(records)
         if not self.pending:
             self.deadline = None
 
@@ -94,42 +96,54 @@ def produce(
     separator = key_separator.encode() if key_separator is not None else None
     fd = sys.stdin.fileno()
     total = os.fstat(fd).st_size - os.lseek(fd, 0, os.SEEK_CUR) if watched(sys.stdin) else None
-    sent = 0
     with connect(bootstrap_server) as client, RecordProgress(
             f"producing to {topic}", enabled=total is not None, total=total, in_bytes=True) as progress:
         # Like Kafka's producers: an unknown topic is created if the broker allows auto-creation.
         partitions = client.partitions_of(topic, auto_create=True)
         batcher = Batcher(client, topic, acks, COMPRESSION[compression], max(batch_size, 1), linger_ms / 1000)
-        round_robin = 0
-        rest = b""
-        while True:
-            chunk = read_lines(fd, batcher)
-            if chunk is None:
-                batcher.flush_due()
-                continue
-            lines = (rest + chunk).split(b"\n")
-            rest = lines.pop() if chunk else b""  # at end of input, a last line without "\n" is a record too
-            if not chunk and lines == [b""]:
-                lines = []
-            for line in lines:
-                if line.endswith(b"\r"):  # CRLF input: the line ends before "\r\n", as for Kafka's console producer
-                    line = line[:-1]
-                key: bytes | None = None
-                value = line
-                if separator is not None and separator in line:
-                    key, value = line.split(separator, 1)
-                if partition is not None:
-                    target = partition
-                elif key is not None:
-                    target = partitions[partition_for_key(key, len(partitions))]
-                else:
-                    target = partitions[round_robin % len(partitions)]
-                    round_robin += 1
-                batcher.add(target, Record(0, int(time.time() * 1000), key, value, headers))
-            sent += len(lines)
-            progress.advance(len(lines), len(chunk))
-            if not chunk:
-                break
-            batcher.flush_due()
+        try:
+            sent = _send_lines(fd, batcher, partitions, partition, separator, headers, progress)
+        except KeyboardInterrupt:  # Ctrl-C ends `tail -f | moldau produce`: what was read is still sent
+            batcher.flush()
+            typer.echo(f"Produced {batcher.records_sent} record(s) to {topic}.", err=True)
+            raise typer.Exit(130) from None
         batcher.flush()
     typer.echo(f"Produced {sent} record(s) to {topic}.", err=True)
+
+
+def _send_lines(fd: int, batcher: Batcher, partitions: list[int], partition: int | None, separator: bytes | None,
+                headers: list[tuple[str, bytes | None]], progress: RecordProgress) -> int:
+    """Read lines until end of input, handing each to the batcher as a record; the number of lines."""
+    sent = 0
+    round_robin = 0
+    rest = b""
+    while True:
+        chunk = read_lines(fd, batcher)
+        if chunk is None:
+            batcher.flush_due()
+            continue
+        lines = (rest + chunk).split(b"\n")
+        rest = lines.pop() if chunk else b""  # at end of input, a last line without "\n" is a record too
+        if not chunk and lines == [b""]:
+            lines = []
+        for line in lines:
+            if line.endswith(b"\r"):  # CRLF input: the line ends before "\r\n", as for Kafka's console producer
+                line = line[:-1]
+            key: bytes | None = None
+            value = line
+            if separator is not None and separator in line:
+                key, value = line.split(separator, 1)
+            if partition is not None:
+                target = partition
+            elif key is not None:
+                target = partitions[partition_for_key(key, len(partitions))]
+            else:
+                target = partitions[round_robin % len(partitions)]
+                round_robin += 1
+            batcher.add(target, Record(0, int(time.time() * 1000), key, value, headers))
+        sent += len(lines)
+        progress.advance(len(lines), len(chunk))
+        if not chunk:
+            break
+        batcher.flush_due()
+    return sent

@@ -37,8 +37,9 @@ class Client:
     def __init__(self, bootstrap: str = "localhost:9092", client_id: str = "moldau-cli",
                  timeout: float = DEFAULT_TIMEOUT_S) -> None:
         self.client_id = client_id
-        self._sock = socket.create_connection(parse_bootstrap(bootstrap), timeout=timeout)
-        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._address = parse_bootstrap(bootstrap)
+        self._timeout = timeout
+        self._sock: socket.socket | None = self._connect()
         self._correlation_id = 0
         self.versions: dict[int, tuple[int, int]] = {}
         response = self.send(18, messages.ApiVersionsRequest(), version=0)
@@ -46,8 +47,15 @@ class Client:
             raise ClientError(response.error_code, "ApiVersions")
         self.versions = {k.api_key: (k.min_version, k.max_version) for k in response.api_keys}
 
+    def _connect(self) -> socket.socket:
+        sock = socket.create_connection(self._address, timeout=self._timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+
     def close(self) -> None:
-        self._sock.close()
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
 
     def __enter__(self) -> Self:
         return self
@@ -70,27 +78,36 @@ class Client:
         if version is None:
             version = self.version_for(api_key)
         self._correlation_id += 1
-        self._sock.sendall(api.encode_request(api_key, version, self._correlation_id, self.client_id, body))
-        if not expect_response:
-            return None
-        frame = self._recv_frame()
+        if self._sock is None:
+            self._sock = self._connect()
+        try:
+            self._sock.sendall(api.encode_request(api_key, version, self._correlation_id, self.client_id, body))
+            if not expect_response:
+                return None
+            frame = self._recv_frame(self._sock)
+        except BaseException:
+            # A request cut short (Ctrl-C during a long-poll fetch, a timeout) leaves the stream mid-frame:
+            # the next request gets a new connection, so that e.g. the final offset commit still works.
+            self.close()
+            raise
         correlation_id, response = api.decode_response(api_key, version, frame)
         if correlation_id != self._correlation_id:
             raise MoldauError(f"Response correlation id {correlation_id} != request {self._correlation_id}")
         return response
 
-    def _recv_exactly(self, n: int) -> bytes:
+    @staticmethod
+    def _recv_exactly(sock: socket.socket, n: int) -> bytes:
         chunks = bytearray()
         while len(chunks) < n:
-            chunk = self._sock.recv(n - len(chunks))
+            chunk = sock.recv(n - len(chunks))
             if not chunk:
                 raise ConnectionError("The broker closed the connection")
             chunks += chunk
         return bytes(chunks)
 
-    def _recv_frame(self) -> bytes:
-        (size,) = _SIZE.unpack(self._recv_exactly(4))
-        return self._recv_exactly(size)
+    def _recv_frame(self, sock: socket.socket) -> bytes:
+        (size,) = _SIZE.unpack(self._recv_exactly(sock, 4))
+        return self._recv_exactly(sock, size)
 
     # -- calls -----------------------------------------------------------------------------------
 
