@@ -17,7 +17,7 @@ from moldau.errors import MoldauError
 DEFAULT_BOOTSTRAP_SERVER = "localhost:9092"
 BOOTSTRAP_ENV = "MOLDAU_BOOTSTRAP_SERVER"
 Bootstrap = Annotated[str, typer.Option("--bootstrap-server", "-b", envvar=BOOTSTRAP_ENV,
-                                        help=f"host:port of a broker (default {DEFAULT_BOOTSTRAP_SERVER})")]
+                                        help="host:port of a broker")]
 DEFAULT_BOOTSTRAP = os.environ.get(BOOTSTRAP_ENV, DEFAULT_BOOTSTRAP_SERVER)
 
 
