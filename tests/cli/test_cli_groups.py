@@ -141,3 +141,31 @@ def test_describe_still_shows_classic_groups(group_broker):
         assert sum(p["current_offset"] for p in described["partitions"]) == 12
     finally:
         worker.c.close()
+
+
+def test_a_member_fenced_during_a_pause_rejoins_and_goes_on(kip848_broker):
+    bootstrap = kip848_broker.bootstrap_servers
+    topic, group = unique_topic("cli-fenced"), unique_topic("gf")
+    moldau("topic", "create", topic, "--partitions", str(PARTITIONS), "-b", bootstrap)
+    produce(bootstrap, topic, range(12))
+    member = subprocess.Popen([*MOLDAU, "consume", topic, "--group", group, "--from-beginning", "-b", bootstrap],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        printed = Lines(member)
+        wait_for(lambda: len(printed.lines) >= 12, "the first records")
+        # Given a member that stops heartbeating (a paused process, or stdout blocked) past the session timeout,
+        member.send_signal(signal.SIGSTOP)
+        wait_for(lambda: not describe(bootstrap, group)["members"], "the coordinator to remove the member")
+        member.send_signal(signal.SIGCONT)
+        # then it is fenced, rejoins and goes on reading (at least once: what it had not committed comes again).
+        produce(bootstrap, topic, range(12, 24))
+        wait_for(lambda: set(range(24)) <= {int(v) for v in printed.lines}, "the records after the pause")
+        wait_for(lambda: len(describe(bootstrap, group)["members"]) == 1, "the member to be back")
+        member.send_signal(signal.SIGINT)
+        assert member.wait(TIMEOUT_S) == 130
+        assert member.stderr is not None and "Traceback" not in member.stderr.read()
+    finally:
+        if member.poll() is None:
+            member.send_signal(signal.SIGCONT)
+            member.kill()
+            member.wait(10)

@@ -195,13 +195,19 @@ def _consume_as_member(reader: Reader, group: str, from_beginning: bool, timeout
             client.commit_offsets(group, offsets, member.member_id, member.member_epoch)
             committed.update({p: o for (_, p), o in offsets.items()})
 
-    def revoke(partitions: set[TopicPartition]) -> None:
-        _try_commit(commit, partitions)  # KIP-848: a member commits what it read before giving partitions up
+    def forget(partitions: set[TopicPartition]) -> None:
         for _, p in partitions:
             reader.positions.pop(p, None)
             reader.high_watermarks.pop(p, None)
+            committed.pop(p, None)
 
-    member = GroupMember(client, group, [topic], on_revoke=revoke)
+    def revoke(partitions: set[TopicPartition]) -> None:
+        _try_commit(commit, partitions)  # KIP-848: a member commits what it read before giving partitions up
+        forget(partitions)
+
+    # Fenced (e.g. stdout blocked past the session timeout): the partitions may be another member's now, so
+    # they are dropped without a commit and, if assigned again, start from the group's committed offsets.
+    member = GroupMember(client, group, [topic], on_revoke=revoke, on_lost=forget)
     idle = Idle(timeout_ms)
     last_commit = time.monotonic()
     try:

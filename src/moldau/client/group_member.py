@@ -33,11 +33,13 @@ class GroupMember:
     """One member of consumer group `group_id` subscribed to `topics`; `owned` is what it may fetch now."""
 
     def __init__(self, client: Client, group_id: str, topics: list[str], *,
-                 on_revoke: Callable[[set[TopicPartition]], None], timeout_s: float = 30.0) -> None:
+                 on_revoke: Callable[[set[TopicPartition]], None],
+                 on_lost: Callable[[set[TopicPartition]], None] | None = None, timeout_s: float = 30.0) -> None:
         self.client = client
         self.group_id = group_id
         self.topics = topics
         self.on_revoke = on_revoke
+        self.on_lost = on_lost
         self.timeout_s = timeout_s
         self.member_id = str(uuid.uuid4())  # KIP-1082: the client chooses its member id
         self.member_epoch = 0
@@ -88,7 +90,9 @@ class GroupMember:
             self._next_heartbeat = time.monotonic() + RETRY_BACKOFF_S
             return error
         if error in FENCED:
-            self.owned = set()  # lost, not revoked: another member may own them already
+            lost, self.owned = self.owned, set()  # lost, not revoked: another member may own them already
+            if self.on_lost is not None and lost:
+                self.on_lost(lost)
             self.member_epoch = 0
             self._next_heartbeat = 0.0
             return None
