@@ -41,6 +41,8 @@ def test_every_example_works_on_a_fresh_broker_and_ends(broker, tmp_path):
         result = run_line(line, env, tmp_path)
         assert result.returncode == 0, f"{line}\n{result.stderr}"
         assert "Traceback" not in result.stderr, line
+        if "consume events --group my-app --from-beginning" in line:  # the group member reads both records
+            assert sorted(result.stdout.split()) == ["hello", "world"], result.stdout
     # The group the README's consumer created was described and then reset to the start of the log.
     described = json.loads(moldau("group", "describe", "my-app", "--json", env=env).stdout)
     assert {p["partition"] for p in described["partitions"]} == {0, 1, 2}

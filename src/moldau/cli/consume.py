@@ -228,7 +228,9 @@ def _consume_as_member(reader: Reader, group: str, from_beginning: bool, timeout
             else:
                 time.sleep(MAX_WAIT_MS / 1000)  # nothing assigned (yet): wait for the next heartbeat
                 got_any = False
-            if idle.record(got_any) or (exit_at_end and member.received_assignment and reader.at_end(owned)):
+            # With nothing assigned, "at the end" only once the coordinator had a heartbeat to assign something.
+            settled = member.received_assignment and (bool(owned) or member.heartbeats >= 2)
+            if idle.record(got_any) or (exit_at_end and settled and reader.at_end(owned)):
                 return
             if time.monotonic() - last_commit >= AUTO_COMMIT_INTERVAL_S:
                 _try_commit(commit, member.owned)

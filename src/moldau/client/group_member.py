@@ -46,6 +46,7 @@ class GroupMember:
         self.owned: set[TopicPartition] = set()
         self.heartbeat_interval_s = 1.0
         self.received_assignment = False
+        self.heartbeats = 0  # answered without error since this member (re)joined
         self._next_heartbeat = 0.0
         self._topic_names: dict[Any, str] = {}
 
@@ -94,11 +95,13 @@ class GroupMember:
             if self.on_lost is not None and lost:
                 self.on_lost(lost)
             self.member_epoch = 0
+            self.heartbeats = 0
             self._next_heartbeat = 0.0
             return None
         if error:
             raise ClientError(error, f"Heartbeat of group {self.group_id}", response.error_message)
         self.member_epoch = response.member_epoch
+        self.heartbeats += 1
         if response.heartbeat_interval_ms > 0:
             self.heartbeat_interval_s = response.heartbeat_interval_ms / 1000
         self._next_heartbeat = time.monotonic() + self.heartbeat_interval_s
