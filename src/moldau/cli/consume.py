@@ -189,7 +189,7 @@ def _consume_as_member(reader: Reader, group: str, from_beginning: bool, timeout
     committed: dict[int, int] = {}
 
     def commit(partitions: set[TopicPartition]) -> None:
-        offsets = {(topic, p): reader.positions[p] for t, p in partitions
+        offsets = {(topic, p): reader.positions[p] for _, p in partitions
                    if p in reader.positions and committed.get(p) != reader.positions[p]}
         if offsets:
             client.commit_offsets(group, offsets, member.member_id, member.member_epoch)
@@ -220,9 +220,10 @@ def _consume_as_member(reader: Reader, group: str, from_beginning: bool, timeout
                 offsets = client.fetch_offsets(group)
                 for p in new:
                     start = offsets.get((topic, p))
-                    reader.positions[p] = (start[0] if start is not None else
-                                           client.list_offset(topic, p, EARLIEST if from_beginning else LATEST))
-                    committed[p] = reader.positions[p]
+                    if start is not None:
+                        reader.positions[p] = committed[p] = start[0]
+                    else:  # auto.offset.reset; the position is committed like any other, as Kafka's consumer does
+                        reader.positions[p] = client.list_offset(topic, p, EARLIEST if from_beginning else LATEST)
             if owned:
                 got_any = reader.fetch_round(owned)
             else:
