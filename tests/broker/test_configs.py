@@ -34,6 +34,8 @@ from tests.fixtures import unique_topic
     ({"message.timestamp.type": "WallClock"}, "String must be one of"),
     ({"cleanup.policy": "compact,archive"}, "String must be one of"),
     ({"segment.index.bytes": "99999999999"}, "Not a number of type INT"),
+    ({"retention.ms": "abc"}, "^Invalid value abc for configuration retention.ms: Not a number of type LONG$"),
+    ({"min.cleanable.dirty.ratio": "half"}, "Not a number of type DOUBLE$"),
     ({"preallocate": "yes"}, "either true or false"),
     ({"min.compaction.lag.ms": "10", "max.compaction.lag.ms": "5"}, "conflict topic config setting"),
     ({"retention.hours": "1"}, "Unknown topic config name: retention.hours"),

@@ -3,21 +3,10 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 
+from tests.cli.runner import moldau
 from tests.fixtures import unique_topic
-
-TIMEOUT_S = 60
-
-
-def moldau(*args: str, stdin: str = "", check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([sys.executable, "-m", "moldau.cli.main", *args], input=stdin, text=True, check=False,
-                            capture_output=True, timeout=TIMEOUT_S)
-    if check:
-        assert result.returncode == 0, result.stderr
-    return result
 
 
 def test_topic_lifecycle_and_keyed_produce_consume(broker):

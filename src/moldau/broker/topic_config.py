@@ -144,13 +144,21 @@ def parse_value(definition: TopicConfigDef, name: str, raw: str) -> object:
     value: object
     try:
         if definition.kind in ("int", "long"):
-            value = int(text)
+            # Kafka's ConfigDef.parseType words a non-number and an out-of-range number alike.
+            not_a_number = f"Not a number of type {definition.kind.upper()}"
+            try:
+                value = int(text)
+            except ValueError:
+                raise ValueError(not_a_number) from None
             if definition.kind == "int" and not -(2**31) <= value < 2**31:
-                raise ValueError("Not a number of type INT")
+                raise ValueError(not_a_number)
             if not -(2**63) <= value < 2**63:
-                raise ValueError("Not a number of type LONG")
+                raise ValueError(not_a_number)
         elif definition.kind == "float":
-            value = float(text)
+            try:
+                value = float(text)
+            except ValueError:
+                raise ValueError("Not a number of type DOUBLE") from None
         elif definition.kind == "bool":
             if text.lower() not in ("true", "false"):
                 raise ValueError("Expected value to be either true or false")

@@ -19,9 +19,11 @@ DEFAULT_TIMEOUT_S = 30.0
 
 
 class ClientError(MoldauError):
-    def __init__(self, error_code: int, what: str) -> None:
+    """A Kafka error code in a response: what was asked, the code, and the broker's message if it gave one."""
+
+    def __init__(self, error_code: int, what: str, message: str | None = None) -> None:
         code = ErrorCode(error_code)
-        super().__init__(f"{what}: {code.name} ({int(code)})")
+        super().__init__(f"{what}: {code.name} ({int(code)})" + (f": {message}" if message else ""))
         self.error_code = code
 
 
@@ -35,8 +37,9 @@ class Client:
     def __init__(self, bootstrap: str = "localhost:9092", client_id: str = "moldau-cli",
                  timeout: float = DEFAULT_TIMEOUT_S) -> None:
         self.client_id = client_id
-        self._sock = socket.create_connection(parse_bootstrap(bootstrap), timeout=timeout)
-        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._address = parse_bootstrap(bootstrap)
+        self._timeout = timeout
+        self._sock: socket.socket | None = self._connect()
         self._correlation_id = 0
         self.versions: dict[int, tuple[int, int]] = {}
         response = self.send(18, messages.ApiVersionsRequest(), version=0)
@@ -44,8 +47,15 @@ class Client:
             raise ClientError(response.error_code, "ApiVersions")
         self.versions = {k.api_key: (k.min_version, k.max_version) for k in response.api_keys}
 
+    def _connect(self) -> socket.socket:
+        sock = socket.create_connection(self._address, timeout=self._timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+
     def close(self) -> None:
-        self._sock.close()
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
 
     def __enter__(self) -> Self:
         return self
@@ -68,27 +78,36 @@ class Client:
         if version is None:
             version = self.version_for(api_key)
         self._correlation_id += 1
-        self._sock.sendall(api.encode_request(api_key, version, self._correlation_id, self.client_id, body))
-        if not expect_response:
-            return None
-        frame = self._recv_frame()
+        if self._sock is None:
+            self._sock = self._connect()
+        try:
+            self._sock.sendall(api.encode_request(api_key, version, self._correlation_id, self.client_id, body))
+            if not expect_response:
+                return None
+            frame = self._recv_frame(self._sock)
+        except BaseException:
+            # A request cut short (Ctrl-C during a long-poll fetch, a timeout) leaves the stream mid-frame:
+            # the next request gets a new connection, so that e.g. the final offset commit still works.
+            self.close()
+            raise
         correlation_id, response = api.decode_response(api_key, version, frame)
         if correlation_id != self._correlation_id:
             raise MoldauError(f"Response correlation id {correlation_id} != request {self._correlation_id}")
         return response
 
-    def _recv_exactly(self, n: int) -> bytes:
+    @staticmethod
+    def _recv_exactly(sock: socket.socket, n: int) -> bytes:
         chunks = bytearray()
         while len(chunks) < n:
-            chunk = self._sock.recv(n - len(chunks))
+            chunk = sock.recv(n - len(chunks))
             if not chunk:
                 raise ConnectionError("The broker closed the connection")
             chunks += chunk
         return bytes(chunks)
 
-    def _recv_frame(self) -> bytes:
-        (size,) = _SIZE.unpack(self._recv_exactly(4))
-        return self._recv_exactly(size)
+    def _recv_frame(self, sock: socket.socket) -> bytes:
+        (size,) = _SIZE.unpack(self._recv_exactly(sock, 4))
+        return self._recv_exactly(sock, size)
 
     # -- calls -----------------------------------------------------------------------------------
 
@@ -114,7 +133,7 @@ class Client:
         response = self.send(19, request_type(topics=[topic], timeout_ms=30000, validate_only=validate_only))
         result = response.topics[0]
         if result.error_code:
-            raise ClientError(result.error_code, f"Create topic {name}: {result.error_message or ''}".rstrip(": "))
+            raise ClientError(result.error_code, f"Create topic {name}", result.error_message)
         return result
 
     def delete_topic(self, name: str) -> None:
@@ -156,18 +175,28 @@ class Client:
 
     def fetch(self, topic: str, partition: int, offset: int, max_wait_ms: int = 500,
               max_bytes: int = 1 << 20) -> Any:
+        return self.fetch_partitions(topic, {partition: offset}, max_wait_ms, max_bytes)[partition]
+
+    def fetch_partitions(self, topic: str, offsets: dict[int, int], max_wait_ms: int = 500,
+                         max_bytes: int = 1 << 20) -> dict[int, Any]:
+        """One Fetch of several partitions of a topic from their offsets: {partition: its result}. The broker
+        answers as soon as any partition has data, or after `max_wait_ms` (long poll)."""
         request_type = messages.FetchRequest
         version = min(self.version_for(1), 12)
         request = request_type(
             replica_id=-1, max_wait_ms=max_wait_ms, min_bytes=1, max_bytes=max_bytes, isolation_level=0,
             session_id=0, session_epoch=-1,
             topics=[request_type.FetchTopic(topic=topic, partitions=[request_type.FetchPartition(
-                partition=partition, fetch_offset=offset, partition_max_bytes=max_bytes)])],
+                partition=p, fetch_offset=o, partition_max_bytes=max_bytes) for p, o in offsets.items()])],
         )
-        result = self.send(1, request, version).responses[0].partitions[0]
-        if result.error_code:
-            raise ClientError(result.error_code, f"Fetch {topic}-{partition} at offset {offset}")
-        return result
+        results = {}
+        for topic_response in self.send(1, request, version).responses:
+            for result in topic_response.partitions:
+                if result.error_code:
+                    raise ClientError(result.error_code, f"Fetch {topic}-{result.partition_index} at offset "
+                                                         f"{offsets.get(result.partition_index)}")
+                results[result.partition_index] = result
+        return results
 
     # -- admin: configs, partitions, records, log dirs -----------------------------------------------
 
@@ -182,7 +211,7 @@ class Client:
         )
         result = self.send(32, request).results[0]
         if result.error_code:
-            raise ClientError(result.error_code, f"Describe configs of {name!r}: {result.error_message or ''}")
+            raise ClientError(result.error_code, f"Describe configs of {name!r}", result.error_message)
         return result
 
     def incremental_alter_configs(self, resource_type: int, name: str,
@@ -195,7 +224,7 @@ class Client:
         )
         result = self.send(44, request_type(resources=[resource], validate_only=validate_only)).responses[0]
         if result.error_code:
-            raise ClientError(result.error_code, f"Alter configs of {name!r}: {result.error_message or ''}")
+            raise ClientError(result.error_code, f"Alter configs of {name!r}", result.error_message)
 
     def create_partitions(self, topic: str, count: int, validate_only: bool = False) -> None:
         request_type = messages.CreatePartitionsRequest
@@ -203,7 +232,7 @@ class Client:
                                timeout_ms=30000, validate_only=validate_only)
         result = self.send(37, request).results[0]
         if result.error_code:
-            raise ClientError(result.error_code, f"Create partitions of {topic}: {result.error_message or ''}")
+            raise ClientError(result.error_code, f"Create partitions of {topic}", result.error_message)
 
     def delete_records(self, topic: str, offsets: dict[int, int]) -> dict[int, int]:
         """DeleteRecords: {partition: offset (-1 = high watermark)} -> {partition: new low watermark}."""
@@ -232,10 +261,26 @@ class Client:
         return list(response.groups)
 
     def describe_group(self, group_id: str) -> Any:
+        """DescribeGroups of a classic group; raises GROUP_ID_NOT_FOUND for one that does not exist (v6+;
+        older versions answer state Dead, which this turns into the same error)."""
         result = self.send(15, messages.DescribeGroupsRequest(groups=[group_id])).groups[0]
+        if not result.error_code and result.group_state == "Dead":
+            result.error_code = ErrorCode.GROUP_ID_NOT_FOUND
         if result.error_code:
             raise ClientError(result.error_code, f"Describe group {group_id}")
         return result
+
+    def describe_consumer_group(self, group_id: str) -> Any:
+        """ConsumerGroupDescribe (KIP-848) of a consumer group; GROUP_ID_NOT_FOUND for a classic group too."""
+        request = messages.ConsumerGroupDescribeRequest(group_ids=[group_id], include_authorized_operations=False)
+        result = self.send(69, request).groups[0]
+        if result.error_code:
+            raise ClientError(result.error_code, f"Describe consumer group {group_id}")
+        return result
+
+    def consumer_group_heartbeat(self, request: Any) -> Any:
+        """One ConsumerGroupHeartbeat (KIP-848); the caller reads the response's error code."""
+        return self.send(68, request)
 
     def delete_group(self, group_id: str) -> None:
         result = self.send(42, messages.DeleteGroupsRequest(groups_names=[group_id])).results[0]
@@ -273,15 +318,19 @@ class Client:
             raise ClientError(state.error_code, f"Describe transaction {transactional_id}")
         return state
 
-    def commit_offsets(self, group_id: str, offsets: dict[tuple[str, int], int]) -> None:
-        """A simple (non-member, generation -1) commit, as an admin's offset reset does."""
+    def commit_offsets(self, group_id: str, offsets: dict[tuple[str, int], int], member_id: str = "",
+                       member_epoch: int = -1) -> None:
+        """Commit offsets. Without a member: a simple (generation -1) commit, as an admin's offset reset does,
+        which also works for a group that does not exist yet (Kafka's `kafka-consumer-groups --reset-offsets`).
+        A KIP-848 member passes its member id and epoch (OffsetCommit v9+)."""
         request_type = messages.OffsetCommitRequest
         by_topic: dict[str, list[Any]] = {}
         for (topic, partition), offset in sorted(offsets.items()):
             by_topic.setdefault(topic, []).append(request_type.OffsetCommitRequestPartition(
                 partition_index=partition, committed_offset=offset, committed_metadata=""))
-        request = request_type(group_id=group_id, generation_id_or_member_epoch=-1, member_id="", topics=[
-            request_type.OffsetCommitRequestTopic(name=t, partitions=ps) for t, ps in by_topic.items()])
+        topics = [request_type.OffsetCommitRequestTopic(name=t, partitions=ps) for t, ps in by_topic.items()]
+        request = request_type(group_id=group_id, generation_id_or_member_epoch=member_epoch, member_id=member_id,
+                               topics=topics)
         version = min(self.version_for(8), 9)
         for topic in self.send(8, request, version).topics:
             for p in topic.partitions:
