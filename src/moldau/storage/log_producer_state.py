@@ -101,5 +101,5 @@ def snapshot_producer_state_on_close(log: Log) -> None:
     log.producer_state.update_map_end_offset(log._log_end_offset)
     try:
         log.producer_state.take_snapshot(sync=True)
-    except OSError as exc:
-        logger.warning("log.producer_snapshot_failed topic_partition=%s error=%s", log.dir.name, exc)
+    except OSError as exc:  # a torn snapshot fails its CRC on load, and an older one is used
+        log.failure_channel.maybe_add_offline_log_dir(log.dir.parent, f"snapshotting {log.dir.name}", exc)
