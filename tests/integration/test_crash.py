@@ -11,27 +11,11 @@ from pathlib import Path
 from confluent_kafka import Producer
 
 from moldau.client.client import Client
-from moldau.protocol.records import Record, build_batch, decode_batch, iter_batches
-from tests.fixtures import BrokerProcess, free_port
+from moldau.protocol.records import Record, build_batch, iter_batches
+from tests.fixtures import BrokerProcess, free_port, read_all
 
 TOPIC = "crash"
 CYCLES = 5
-
-
-def read_all(bootstrap: str, topic: str) -> list[bytes]:
-    values: list[bytes] = []
-    with Client(bootstrap) as client:
-        end = client.list_offset(topic, 0, -1)
-        offset = client.list_offset(topic, 0, -2)
-        while offset < end:
-            data = bytes(client.fetch(topic, 0, offset, max_wait_ms=0).records or b"")
-            assert data, f"no data at offset {offset} below the high watermark {end}"
-            for pos, header in iter_batches(data):
-                for record in decode_batch(data[pos : pos + header.size_in_bytes]):
-                    if record.offset >= offset:
-                        values.append(record.value)
-                offset = header.last_offset + 1
-    return values
 
 
 def test_sigkill_under_acks_all_loses_no_acknowledged_record(tmp_path: Path):
