@@ -26,7 +26,7 @@ def test_second_broker_process_on_the_same_log_dir_refuses_to_start(tmp_path: Pa
         with pytest.raises(RuntimeError, match="exited with"):
             second.start()
         assert second.process is not None and second.process.wait(10) != 0
-        refusals = [line for line in second.log_text().splitlines() if "failed to start" in line]
+        refusals = [line for line in second.log_text().splitlines() if "broker failed" in line]
         assert len(refusals) == 1, second.log_text()
         assert str(data_dir) in refusals[0] and f"pid {first.process.pid}" in refusals[0]
         assert f"127.0.0.1:{first.port}" in refusals[0]
@@ -45,13 +45,13 @@ def test_second_broker_process_on_the_same_log_dir_refuses_to_start(tmp_path: Pa
 def test_embedded_broker_refuses_a_log_dir_a_broker_process_holds(tmp_path: Path):
     process = BrokerProcess(tmp_path / "data").start()
     try:
-        with pytest.raises(LogDirLockedError, match=f"pid {process.process.pid}"):
-            with running_broker(tmp_path / "data"):
-                pass
+        with pytest.raises(LogDirLockedError, match=f"pid {process.process.pid}"), \
+                running_broker(tmp_path / "data"):
+            pass
     finally:
         assert process.stop() == 0
     with running_broker(tmp_path / "data") as embedded:
-        with pytest.raises(LogDirLockedError):  # and an embedded holder refuses another embedded broker
-            with running_broker(tmp_path / "data"):
-                pass
+        # and an embedded holder refuses another embedded broker
+        with pytest.raises(LogDirLockedError), running_broker(tmp_path / "data"):
+            pass
         assert embedded.broker.log_manager.failure_channel.offline_log_dirs() == {}

@@ -24,8 +24,8 @@ from moldau.broker.topic_config import broker_default_log_config
 from moldau.cluster.metadata_store import LocalMetadataStore
 from moldau.coordinator.service import Coordinator
 from moldau.coordinator.transaction_coordinator import TransactionCoordinator
+from moldau.storage.errors import StorageError
 from moldau.storage.log_cleaner import CleanerConfig, LogCleaner
-from moldau.storage.log_dir_lock import LogDirLockedError
 from moldau.storage.log_manager import LogManager
 
 log = logging.getLogger(__name__)
@@ -212,7 +212,7 @@ def run_broker(config: BrokerConfig) -> None:
         os.makedirs(directory, exist_ok=True)
     try:
         runner(Broker(config).serve_forever())
-    except (OSError, LogDirLockedError) as exc:
+    except (OSError, StorageError) as exc:
         # Most often a port already in use or a log dir another broker holds: one readable line.
-        log.error("broker failed to start: %s", exc)
+        log.error("broker failed: %s", exc)
         raise SystemExit(1) from None

@@ -28,6 +28,10 @@ class AbstractIndex:
         self._max_entries = max_index_size // self.entry_size
         self._fd = -1
         self._loaded = False
+        # Set while a log loads: an entry the disk refuses (full) stays in memory, the file keeps whole
+        # entries, and `write_error` tells the loader to take the dir offline (see LogLoader).
+        self.tolerate_write_errors = False
+        self.write_error: OSError | None = None
         self._file_entries = self._entries_on_disk()
 
     # -- subclass hooks ---------------------------------------------------------------------------------
@@ -63,7 +67,20 @@ class AbstractIndex:
         return self._fd
 
     def _write_entry(self, raw: bytes) -> None:
-        os.write(self._writer(), raw)
+        if self.write_error is not None and self.tolerate_write_errors:
+            return  # the file stops at its last whole entry: a sparse index with fewer entries is valid
+        try:
+            os.write(self._writer(), raw)
+        except OSError as exc:
+            if not self.tolerate_write_errors:
+                raise
+            self.write_error = exc
+            try:
+                fd = self._writer()
+                size = os.fstat(fd).st_size
+                os.ftruncate(fd, size - size % self.entry_size)  # drop a torn entry
+            except OSError:
+                pass  # a torn entry fails the next open's sanity check, which rebuilds the index
 
     def _pread_entry(self, slot: int) -> bytes:
         with open(self.path, "rb") as f:

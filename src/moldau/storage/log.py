@@ -165,6 +165,9 @@ class Log:
             time_ms=time_ms,
         )
         segments, offsets = loader.load()
+        if loader.index_write_error is not None:  # a full disk: serve reads from memory, refuse appends
+            failure_channel = failure_channel or LogDirFailureChannel()
+            failure_channel.maybe_add_offline_log_dir(dir.parent, f"recovering {dir.name}", loader.index_write_error)
         log.info(
             "log.open topic_partition=%s log_start_offset=%d log_end_offset=%d recovery_point=%d segments=%d",
             dir.name,
@@ -674,7 +677,10 @@ class Log:
             if not self.offline:  # a failed dir gets no new files; its next open recovers producer state
                 log_producer_state.snapshot_producer_state_on_close(self)
             for segment in self._segments:
-                segment.close()
+                try:
+                    segment.close()
+                except OSError as exc:  # the last time index entry; the next open rebuilds what is missing
+                    self.failure_channel.maybe_add_offline_log_dir(self._log_dir, f"closing {self.dir.name}", exc)
         log_segment_deletion.reap_deleted_segments(self, 0, force=True)
 
     def delete(self) -> None:

@@ -68,12 +68,17 @@ class LogLoader:
         self.leader_epoch_cache = leader_epoch_cache
         self.time_ms = time_ms
         self.segments: list[LogSegment] = []
+        self.index_write_error: OSError | None = None  # set if a full disk refused rebuilt index entries
 
     def load(self) -> tuple[list[LogSegment], LoadedLogOffsets]:
         swap_files = self._remove_temp_files_and_collect_swap_files()
         self._complete_swaps(swap_files)
         self._load_segment_files()
+        for segment in self.segments:
+            segment.tolerate_index_write_errors(True)
         recovery_point, next_offset = self._recover_log()
+        for segment in self.segments:
+            self.index_write_error = segment.tolerate_index_write_errors(False) or self.index_write_error
         self.segments[-1].resize_indexes(self.config.segment_index_bytes)
         self.leader_epoch_cache.truncate_from_end(next_offset)
         log_start_offset = max(self.log_start_offset_checkpoint, self.segments[0].base_offset)

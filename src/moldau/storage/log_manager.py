@@ -116,15 +116,20 @@ class LogManager:
                     raise StorageError(
                         f"partition {tp[0]}-{tp[1]} is in two log directories: {self._logs[tp].dir} and {child}"
                     )
-                partition_log = Log.open(
-                    child,
-                    configs.get(tp[0], self.default_config),
-                    recovery_point=recovery_points.get(tp, 0),
-                    log_start_offset=log_start_offsets.get(tp),
-                    had_clean_shutdown=had_clean_shutdown,
-                    now_ms=self._now_ms,
-                    failure_channel=self.failure_channel,
-                )
+                try:
+                    partition_log = Log.open(
+                        child,
+                        configs.get(tp[0], self.default_config),
+                        recovery_point=recovery_points.get(tp, 0),
+                        log_start_offset=log_start_offsets.get(tp),
+                        had_clean_shutdown=had_clean_shutdown,
+                        now_ms=self._now_ms,
+                        failure_channel=self.failure_channel,
+                    )
+                except OSError as exc:
+                    raise KafkaStorageError(
+                        f"cannot load {child}: {exc}; free space on (or repair) {log_dir} and start again"
+                    ) from exc
                 partition_log.update_high_watermark(high_watermarks.get(tp, 0))
                 self._logs[tp] = partition_log
             marker.unlink(missing_ok=True)

@@ -81,7 +81,10 @@ def rebuild_producer_state(log: Log) -> None:
         record_completed(log, completed)
         offset = next_offset
     state.update_map_end_offset(end)
-    state.take_snapshot()
+    try:
+        state.take_snapshot()
+    except OSError as exc:  # a full disk: the state is in memory; a torn snapshot fails its CRC at the next load
+        log.failure_channel.maybe_add_offline_log_dir(log.dir.parent, f"snapshotting {log.dir.name}", exc)
 
 
 def active_producers(log: Log) -> list[ProducerStateEntry]:
