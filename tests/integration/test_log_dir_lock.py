@@ -55,3 +55,18 @@ def test_embedded_broker_refuses_a_log_dir_a_broker_process_holds(tmp_path: Path
         with pytest.raises(LogDirLockedError), running_broker(tmp_path / "data"):
             pass
         assert embedded.broker.log_manager.failure_channel.offline_log_dirs() == {}
+
+
+def test_a_sigkilled_broker_leaves_no_stale_lock(tmp_path: Path):
+    data_dir = tmp_path / "data"
+    first = BrokerProcess(data_dir).start()
+    with Client(first.bootstrap_servers) as client:
+        client.create_topic("killed", 1)
+        client.produce("killed", 0, build_batch([Record(0, 1000, None, b"acked", [])]))
+    first.kill()  # the kernel drops the flock with the process; the .lock file stays
+    assert (data_dir / ".lock").exists()
+    second = BrokerProcess(data_dir).start()
+    try:
+        assert read_all(second.bootstrap_servers, "killed") == [b"acked"]
+    finally:
+        assert second.stop() == 0
