@@ -77,63 +77,71 @@ def test_full_disk_answers_kafka_storage_error_and_keeps_acknowledged_records(sm
     import kafka
     import kafka.errors
 
-    broker = BrokerProcess(small_disk, num_partitions=1, offsets_topic_num_partitions=1,
-                           log_segment_bytes=2 * 1024 * 1024).start()
-    with Client(broker.bootstrap_servers) as client:
-        client.create_topic(TOPIC, PARTITIONS)
-        client.commit_offsets("g", {(TOPIC, 0): 0})  # __consumer_offsets exists before the disk fills
-
-    acked, errors = fill_with_confluent(broker.bootstrap_servers)
-    assert errors and all(e.code() == KafkaError.KAFKA_STORAGE_ERROR for e in errors), errors
-    assert sum(map(len, acked.values())) > 100
-
-    with Client(broker.bootstrap_servers) as client:
-        for _ in range(3):  # the same connection answers again and again
-            with pytest.raises(ClientError) as refused:
-                client.produce(TOPIC, 0, build_batch([Record(0, 1000, None, b"more", [])]))
-            assert refused.value.error_code == ErrorCode.KAFKA_STORAGE_ERROR
-        with pytest.raises(ClientError) as commit:
-            client.commit_offsets("g", {(TOPIC, 0): 5})
-        assert commit.value.error_code == ErrorCode.NOT_COORDINATOR
-        log_dirs = client.describe_log_dirs()
-        assert [r.error_code for r in log_dirs] == [ErrorCode.KAFKA_STORAGE_ERROR]
-
-    other = kafka.KafkaProducer(bootstrap_servers=broker.bootstrap_servers, acks="all", retries=0,
-                                request_timeout_ms=10000)
+    started: list[BrokerProcess] = []
     try:
-        with pytest.raises(kafka.errors.KafkaStorageError):
-            other.send(TOPIC, b"kafka-python", partition=1).get(timeout=20)
-    finally:
-        other.close(5)
-
-    for partition in range(PARTITIONS):  # reads keep working on the offline dir
-        stored = read_all(broker.bootstrap_servers, TOPIC, partition)
-        assert stored[: len(acked[partition])] == acked[partition]
-
-    fill_to_the_last_byte(small_disk / "filler")
-    assert broker.stop() == 0  # SIGTERM with 0 bytes free
-    text = broker.log_text()
-    assert text.count("log_dir.offline") == 1, text[-3000:]
-    assert "Traceback" not in text and "closing connection" not in text, text[-3000:]
-
-    settings = {"port": broker.port, "num_partitions": 1, "offsets_topic_num_partitions": 1,
-                "log_segment_bytes": 2 * 1024 * 1024}
-    broker = BrokerProcess(small_disk, **settings).start()  # 0 bytes free: it starts, and serves reads
-    try:
-        for partition in range(PARTITIONS):
-            stored = read_all(broker.bootstrap_servers, TOPIC, partition)
-            assert stored[: len(acked[partition])] == acked[partition], "an acknowledged record was lost"
-    finally:
-        assert broker.stop() == 0
-
-    (small_disk / "filler").unlink()  # space freed: the dir is back online at the next start, as in Kafka
-    broker = BrokerProcess(small_disk, **settings).start()
-    try:
+        broker = BrokerProcess(small_disk, num_partitions=1, offsets_topic_num_partitions=1,
+                               log_segment_bytes=2 * 1024 * 1024)
+        started.append(broker.start())
         with Client(broker.bootstrap_servers) as client:
-            after = client.produce(TOPIC, 0, build_batch([Record(0, 1000, None, b"after", [])]))
-            client.commit_offsets("g", {(TOPIC, 0): 7})
-        stored = read_all(broker.bootstrap_servers, TOPIC, 0)
-        assert stored[: len(acked[0])] == acked[0] and stored[after.base_offset] == b"after"
+            client.create_topic(TOPIC, PARTITIONS)
+            client.commit_offsets("g", {(TOPIC, 0): 0})  # __consumer_offsets exists before the disk fills
+
+        acked, errors = fill_with_confluent(broker.bootstrap_servers)
+        assert errors and all(e.code() == KafkaError.KAFKA_STORAGE_ERROR for e in errors), errors
+        assert sum(map(len, acked.values())) > 100
+
+        with Client(broker.bootstrap_servers) as client:
+            for _ in range(3):  # the same connection answers again and again
+                with pytest.raises(ClientError) as refused:
+                    client.produce(TOPIC, 0, build_batch([Record(0, 1000, None, b"more", [])]))
+                assert refused.value.error_code == ErrorCode.KAFKA_STORAGE_ERROR
+            with pytest.raises(ClientError) as commit:
+                client.commit_offsets("g", {(TOPIC, 0): 5})
+            assert commit.value.error_code == ErrorCode.NOT_COORDINATOR
+            log_dirs = client.describe_log_dirs()
+            assert [r.error_code for r in log_dirs] == [ErrorCode.KAFKA_STORAGE_ERROR]
+
+        other = kafka.KafkaProducer(bootstrap_servers=broker.bootstrap_servers, acks="all", retries=0,
+                                    request_timeout_ms=10000)
+        try:
+            with pytest.raises(kafka.errors.KafkaStorageError):
+                other.send(TOPIC, b"kafka-python", partition=1).get(timeout=20)
+        finally:
+            other.close(5)
+
+        for partition in range(PARTITIONS):  # reads keep working on the offline dir
+            stored = read_all(broker.bootstrap_servers, TOPIC, partition)
+            assert stored[: len(acked[partition])] == acked[partition]
+
+        fill_to_the_last_byte(small_disk / "filler")
+        assert broker.stop() == 0  # SIGTERM with 0 bytes free
+        text = broker.log_text()
+        assert text.count("log_dir.offline") == 1, text[-3000:]
+        assert "Traceback" not in text and "closing connection" not in text, text[-3000:]
+
+        settings = {"port": broker.port, "num_partitions": 1, "offsets_topic_num_partitions": 1,
+                    "log_segment_bytes": 2 * 1024 * 1024}
+        broker = BrokerProcess(small_disk, **settings)
+        started.append(broker.start())  # 0 bytes free: it starts, and serves reads
+        try:
+            for partition in range(PARTITIONS):
+                stored = read_all(broker.bootstrap_servers, TOPIC, partition)
+                assert stored[: len(acked[partition])] == acked[partition], "an acknowledged record was lost"
+        finally:
+            assert broker.stop() == 0
+
+        (small_disk / "filler").unlink()  # space freed: the dir is back online at the next start, as in Kafka
+        broker = BrokerProcess(small_disk, **settings)
+        started.append(broker.start())
+        try:
+            with Client(broker.bootstrap_servers) as client:
+                after = client.produce(TOPIC, 0, build_batch([Record(0, 1000, None, b"after", [])]))
+                client.commit_offsets("g", {(TOPIC, 0): 7})
+            stored = read_all(broker.bootstrap_servers, TOPIC, 0)
+            assert stored[: len(acked[0])] == acked[0] and stored[after.base_offset] == b"after"
+        finally:
+            assert broker.stop() == 0
+        assert "Traceback" not in broker.log_text()
     finally:
-        assert broker.stop() == 0
-    assert "Traceback" not in broker.log_text()
+        for process in started:  # a failed assertion must not leave a broker running
+            process.kill()
