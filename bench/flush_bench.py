@@ -9,9 +9,11 @@ partition: the broker's group commit can cover several producers with one fsync)
 partition each: one fsync per partition). The raw fsync rate is 1 KiB `write` + `fsync` per file, with
 1 and with N threads (own file each), in a directory next to the broker's data.
 
-    python bench/flush_bench.py [--producers 1,4,16] [--seconds 5] [--layouts same,spread] [--dir /var/tmp]
+    python bench/flush_bench.py [--producers 1,4,16] [--seconds 3] [--repeat 3] [--layouts same,spread]
+        [--dir /var/tmp] [--compare-src /path/to/other/checkout/src]
 
-Prints one JSON line per run, then a table.
+The brokers run side by side and the cases are interleaved (this machine is shared and noisy). Prints one
+JSON line per run, then the medians.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from moldau.client.client import Client
 from moldau.protocol.records import Record, build_batch
 
 VALUE = b"v" * 100
-MODES = {"default": {}, "flush-every-message": {"log.flush.interval.messages": "1"}}
+MODES: dict[str, dict[str, str]] = {"default": {}, "flush-every-message": {"log.flush.interval.messages": "1"}}
 
 
 def free_port() -> int:
@@ -41,13 +43,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_broker(data_dir: Path, overrides: dict[str, str]) -> tuple[subprocess.Popen, str]:
+def start_broker(data_dir: Path, overrides: dict[str, str], src: str | None = None) -> tuple[subprocess.Popen, str]:
     port = free_port()
     args = [sys.executable, "-m", "moldau.cli.main", "server", "--log-level", "WARNING",
             "--override", f"listeners=PLAINTEXT://127.0.0.1:{port}", "--override", f"log.dirs={data_dir}"]
     for key, value in overrides.items():
         args += ["--override", f"{key}={value}"]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = dict(os.environ, PYTHONPATH=src) if src else None
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -113,42 +116,53 @@ def produce_load(bootstrap: str, producers: int, layout: str, seconds: float) ->
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--producers", default="1,4,16")
-    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--repeat", type=int, default=3, help="rounds; every round runs every case once")
     parser.add_argument("--layouts", default="same,spread")
     parser.add_argument("--dir", default=None, help="parent of the data directories (default: $TMPDIR)")
+    parser.add_argument("--compare-src", default=None,
+                        help="also run flush-every-message with the moldau package under this src directory "
+                             "(e.g. a checkout of main) for a before/after comparison")
     args = parser.parse_args()
     counts = [int(x) for x in args.producers.split(",")]
-    rows = []
+    modes: dict[str, tuple[dict[str, str], str | None]] = {name: (o, None) for name, o in MODES.items()}
+    if args.compare_src:
+        modes["flush-every-message (compare-src)"] = (MODES["flush-every-message"], args.compare_src)
+    results: dict[tuple, list[tuple[float, float, float]]] = {}
     with tempfile.TemporaryDirectory(prefix="moldau-flush-bench-", dir=args.dir) as tmp:
         root = Path(tmp)
-        for threads in sorted({1, max(counts)}):
-            rate = raw_fsync_rate(root, threads, min(args.seconds, 3.0))
-            row = {"kind": "raw fsync", "threads": threads, "per_s": round(rate)}
-            print(json.dumps(row), flush=True)
-            rows.append(row)
-        for mode, overrides in MODES.items():
-            data_dir = root / mode
-            proc, bootstrap = start_broker(data_dir, overrides)
-            try:
-                with Client(bootstrap) as client:
+        brokers = {}
+        try:
+            for name, (overrides, src) in modes.items():  # all running at once, cases interleaved
+                brokers[name] = start_broker(root / name.replace(" ", "_"), overrides, src)
+                with Client(brokers[name][1]) as client:
                     client.create_topic("bench", max(counts))
+            for round_ in range(args.repeat):
+                for threads in sorted({1, max(counts)}):
+                    rate = raw_fsync_rate(root, threads, 1.0)
+                    results.setdefault(("raw write+fsync", "-", threads), []).append((rate, 0.0, 0.0))
                 for layout in args.layouts.split(","):
                     for producers in counts:
-                        rate, p50, p99 = produce_load(bootstrap, producers, layout, args.seconds)
-                        row = {"kind": mode, "layout": layout, "producers": producers, "per_s": round(rate),
-                               "p50_ms": round(p50, 2), "p99_ms": round(p99, 2)}
-                        print(json.dumps(row), flush=True)
-                        rows.append(row)
-            finally:
+                        for name in modes:
+                            measured = produce_load(brokers[name][1], producers, layout, args.seconds)
+                            results.setdefault((name, layout, producers), []).append(measured)
+                            print(json.dumps({"round": round_, "mode": name, "layout": layout,
+                                              "producers": producers, "per_s": round(measured[0]),
+                                              "p50_ms": round(measured[1], 2), "p99_ms": round(measured[2], 2)}),
+                                  flush=True)
+        finally:
+            for proc, _ in brokers.values():
                 proc.terminate()
                 proc.wait(30)
-    print(f"\n{'run':34} {'producers':>9} {'acks/s':>8} {'p50 ms':>7} {'p99 ms':>7}")
-    for row in rows:
-        if row["kind"] == "raw fsync":
-            print(f"{'raw write+fsync, threads':34} {row['threads']:>9} {row['per_s']:>8}")
+    print(f"\nmedians of {args.repeat} rounds, {args.seconds} s each")
+    print(f"{'mode':36} {'layout':>6} {'producers':>9} {'acks/s':>8} {'p50 ms':>7} {'p99 ms':>7}")
+    for (name, layout, producers), runs in results.items():
+        rate = statistics.median(r[0] for r in runs)
+        if name.startswith("raw"):
+            print(f"{name + ' (threads)':36} {layout:>6} {producers:>9} {rate:>8.0f}")
         else:
-            name = f"{row['kind']} / {row['layout']}"
-            print(f"{name:34} {row['producers']:>9} {row['per_s']:>8} {row['p50_ms']:>7} {row['p99_ms']:>7}")
+            p50, p99 = statistics.median(r[1] for r in runs), statistics.median(r[2] for r in runs)
+            print(f"{name:36} {layout:>6} {producers:>9} {rate:>8.0f} {p50:>7.2f} {p99:>7.2f}")
 
 
 if __name__ == "__main__":

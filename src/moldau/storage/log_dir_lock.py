@@ -23,6 +23,7 @@ import fcntl
 import os
 from pathlib import Path
 
+from moldau.protocol.errors import ErrorCode
 from moldau.storage.errors import StorageError
 
 LOCK_FILE = ".lock"
@@ -30,6 +31,8 @@ LOCK_FILE = ".lock"
 
 class LogDirLockedError(StorageError):
     """Another broker (process or embedded) holds the log directory's ``.lock``."""
+
+    error_code = ErrorCode.KAFKA_STORAGE_ERROR  # the broker refuses to start
 
     def __init__(self, log_dir: Path, holder: str) -> None:
         who = f" by another broker ({holder})" if holder else " by another broker"

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
+from moldau.protocol.errors import ErrorCode
 from moldau.protocol.records import (
     HEADER_SIZE,
     LOG_OVERHEAD,
@@ -75,6 +76,8 @@ def offset_from_file(path: Path) -> int:
 
 class LogSegmentOffsetOverflowError(StorageError):
     """An offset does not fit the segment's 32-bit relative offsets; the log must roll first."""
+
+    error_code = ErrorCode.UNKNOWN_SERVER_ERROR  # Kafka's Errors.forException default
 
 
 class BatchPosition(NamedTuple):
