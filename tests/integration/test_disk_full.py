@@ -89,6 +89,7 @@ def test_full_disk_answers_kafka_storage_error_and_keeps_acknowledged_records(sm
         acked, errors = fill_with_confluent(broker.bootstrap_servers)
         assert errors and all(e.code() == KafkaError.KAFKA_STORAGE_ERROR for e in errors), errors
         assert sum(map(len, acked.values())) > 100
+        fill_to_the_last_byte(small_disk / "filler")  # and the few bytes the failed write left free
 
         with Client(broker.bootstrap_servers) as client:
             for _ in range(3):  # the same connection answers again and again
@@ -109,14 +110,23 @@ def test_full_disk_answers_kafka_storage_error_and_keeps_acknowledged_records(sm
         finally:
             other.close(5)
 
+        # An idempotent producer's InitProducerId needs a producer id block written to disk: retriable
+        # COORDINATOR_LOAD_IN_PROGRESS until the message times out, on a connection that stays open.
+        idempotent = Producer({"bootstrap.servers": broker.bootstrap_servers, "enable.idempotence": True,
+                               "message.timeout.ms": 3000})
+        outcome: list[KafkaError | None] = []
+        idempotent.produce(TOPIC, b"idempotent", partition=0, on_delivery=lambda err, msg: outcome.append(err))
+        idempotent.flush(15)
+        assert outcome and outcome[0] is not None, outcome
+
         for partition in range(PARTITIONS):  # reads keep working on the offline dir
             stored = read_all(broker.bootstrap_servers, TOPIC, partition)
             assert stored[: len(acked[partition])] == acked[partition]
 
-        fill_to_the_last_byte(small_disk / "filler")
         assert broker.stop() == 0  # SIGTERM with 0 bytes free
         text = broker.log_text()
         assert text.count("log_dir.offline") == 1, text[-3000:]
+        assert text.count("producer_id_manager.block_not_reserved") == 1, text[-3000:]
         assert "Traceback" not in text and "closing connection" not in text, text[-3000:]
 
         settings = {"port": broker.port, "num_partitions": 1, "offsets_topic_num_partitions": 1,
