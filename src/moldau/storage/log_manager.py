@@ -6,7 +6,11 @@ Each log directory holds one ``<topic>-<partition>`` directory per partition and
 - ``log-start-offset-checkpoint``: per partition whose log start offset is past its first segment;
 - ``replication-offset-checkpoint``: per partition, the high watermark;
 - ``.kafka_cleanshutdown``: written after a clean shutdown, removed at startup; without it the logs are
-  recovered from their recovery points.
+  recovered from their recovery points;
+- ``.lock``: held by the one broker using the dir (``log_dir_lock``).
+
+An I/O error takes a log dir offline (``log_dir_failure_channel``): its logs refuse appends, checkpoints
+and the clean-shutdown marker are no longer written to it, and the next start recovers it.
 
 >>> import tempfile, pathlib
 >>> manager = LogManager([pathlib.Path(tempfile.mkdtemp())], LogConfig())
