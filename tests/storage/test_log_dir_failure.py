@@ -59,3 +59,28 @@ def test_enospc_takes_the_dir_offline_once_and_reads_go_on(tmp_path: Path, monke
     assert reopened.get_log("a", 0).log_end_offset == 3
     reopened.get_log("a", 0).append_as_leader(make_batch(1), leader_epoch=0, now_ms=NOW)  # online again
     reopened.shutdown()
+
+
+def test_the_other_log_dirs_keep_serving_appends(tmp_path: Path, monkeypatch):
+    full, healthy = tmp_path / "full", tmp_path / "healthy"
+    manager = LogManager([full, healthy], LogConfig(), now_ms=lambda: NOW)
+    manager.startup()
+    first, second = manager.get_or_create_log("a", 0), manager.get_or_create_log("b", 0)
+    assert {first.dir.parent, second.dir.parent} == {full, healthy}
+    on_full, on_healthy = (first, second) if first.dir.parent == full else (second, first)
+    real_write = os.write
+    failing_fd = on_full.active_segment.file.fileno()
+
+    def full_disk(fd: int, data) -> int:
+        if fd == failing_fd:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(segment_module.os, "write", full_disk)
+    with pytest.raises(KafkaStorageError):
+        on_full.append_as_leader(make_batch(1), leader_epoch=0, now_ms=NOW)
+    assert on_healthy.append_as_leader(make_batch(2), leader_epoch=0, now_ms=NOW).last_offset == 1
+    assert manager.get_or_create_log("c", 0).dir.parent == healthy  # new partitions avoid the offline dir
+    monkeypatch.setattr(segment_module.os, "write", real_write)
+    manager.shutdown()
+    assert not (full / CLEAN_SHUTDOWN_FILE).exists() and (healthy / CLEAN_SHUTDOWN_FILE).exists()
