@@ -101,6 +101,26 @@ def broker_process(tmp_path):
         process.stop()
 
 
+def read_all(bootstrap: str, topic: str, partition: int = 0) -> list[bytes]:
+    """Every record value of a partition, from its log start offset to its high watermark (own client)."""
+    from moldau.client.client import Client
+    from moldau.protocol.records import decode_batch, iter_batches
+
+    values: list[bytes] = []
+    with Client(bootstrap) as client:
+        end = client.list_offset(topic, partition, -1)
+        offset = client.list_offset(topic, partition, -2)
+        while offset < end:
+            data = bytes(client.fetch(topic, partition, offset, max_wait_ms=0).records or b"")
+            assert data, f"no data at offset {offset} below the high watermark {end}"
+            for pos, header in iter_batches(data):
+                for record in decode_batch(data[pos : pos + header.size_in_bytes]):
+                    if record.offset >= offset:
+                        values.append(record.value)
+                offset = header.last_offset + 1
+    return values
+
+
 def unique_topic(prefix: str = "t") -> str:
     return f"{prefix}-{os.getpid()}-{time.monotonic_ns()}"
 

@@ -49,7 +49,15 @@ class EmbeddedBroker:
 
     def start(self) -> None:
         self._thread.start()
-        self.call(self.broker.start())
+        try:
+            self.call(self.broker.start())
+        except BaseException:
+            # e.g. LogDirLockedError: another broker holds the log dir. Leave no loop or lock behind.
+            self.broker.log_manager.unlock_log_dirs()
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(START_TIMEOUT_S)
+            self._loop.close()
+            raise
 
     def stop(self) -> None:
         try:

@@ -11,27 +11,11 @@ from pathlib import Path
 from confluent_kafka import Producer
 
 from moldau.client.client import Client
-from moldau.protocol.records import Record, build_batch, decode_batch, iter_batches
-from tests.fixtures import BrokerProcess, free_port
+from moldau.protocol.records import Record, build_batch, iter_batches
+from tests.fixtures import BrokerProcess, free_port, read_all
 
 TOPIC = "crash"
 CYCLES = 5
-
-
-def read_all(bootstrap: str, topic: str) -> list[bytes]:
-    values: list[bytes] = []
-    with Client(bootstrap) as client:
-        end = client.list_offset(topic, 0, -1)
-        offset = client.list_offset(topic, 0, -2)
-        while offset < end:
-            data = bytes(client.fetch(topic, 0, offset, max_wait_ms=0).records or b"")
-            assert data, f"no data at offset {offset} below the high watermark {end}"
-            for pos, header in iter_batches(data):
-                for record in decode_batch(data[pos : pos + header.size_in_bytes]):
-                    if record.offset >= offset:
-                        values.append(record.value)
-                offset = header.last_offset + 1
-    return values
 
 
 def test_sigkill_under_acks_all_loses_no_acknowledged_record(tmp_path: Path):
@@ -109,3 +93,54 @@ def test_damaged_segment_tail_is_truncated_and_the_rest_served(tmp_path: Path):
         broker.stop()
     assert values == [b"v%d" % i for i in range(intact)]
     assert after.base_offset == len(values)
+
+
+def test_damage_in_the_last_batch_after_a_clean_stop_is_cut_before_librdkafka_reads_it(tmp_path: Path):
+    from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+    data_dir = tmp_path / "data"
+    port = free_port()
+    broker = BrokerProcess(data_dir, port=port).start()
+    try:
+        producer = Producer({"bootstrap.servers": broker.bootstrap_servers, "linger.ms": 0})
+        for i in range(20):  # one batch each
+            producer.produce("rot", value=b"record-%02d" % i + b"." * 200, partition=0)
+            assert producer.flush(10) == 0
+    finally:
+        assert broker.stop() == 0  # a clean shutdown: the marker vouches for the logs
+    segment = data_dir / "rot-0" / "00000000000000000000.log"
+    content = bytearray(segment.read_bytes())
+    last_pos, last = list(iter_batches(bytes(content)))[-1]
+    content[last_pos + last.size_in_bytes - 50] ^= 0x5A  # a flipped byte inside the last record, at rest
+    segment.write_bytes(bytes(content))
+
+    broker = BrokerProcess(data_dir, port=port).start()
+    try:
+        expected = [b"record-%02d" % i + b"." * 200 for i in range(19)]
+        assert read_all(broker.bootstrap_servers, "rot") == expected  # the damaged batch is gone
+        consumer = Consumer({"bootstrap.servers": broker.bootstrap_servers, "group.id": "rot-reader",
+                             "enable.auto.commit": False, "enable.partition.eof": True,
+                             "check.crcs": True})
+        try:
+            consumer.assign([TopicPartition("rot", 0, 0)])
+            values: list[bytes] = []
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                msg = consumer.poll(1.0)
+                if msg is None:
+                    continue
+                if msg.error():
+                    assert msg.error().code() == KafkaError._PARTITION_EOF, msg.error()
+                    break
+                values.append(msg.value())
+        finally:
+            consumer.close()
+        assert values == expected
+    finally:
+        broker.kill()  # SIGKILL after the cut: the next start recovers, and the cut stays
+    assert "fails its CRC after a clean shutdown" in broker.log_text()
+    broker = BrokerProcess(data_dir, port=port).start()
+    try:
+        assert read_all(broker.bootstrap_servers, "rot") == expected
+    finally:
+        assert broker.stop() == 0

@@ -513,3 +513,26 @@ def test_log_start_checkpoint_beyond_the_data_empties_the_log(open_log: OpenLog)
     reopened = open_log(log_start_offset=500, **SMALL)
     assert (reopened.log_start_offset, reopened.log_end_offset) == (500, 500)
     assert [s.base_offset for s in reopened.segments] == [500]
+
+
+def test_a_flush_fsyncs_only_the_files_that_changed(open_log, batch, monkeypatch) -> None:
+    """With flush.messages=1 every acknowledgement waits for a flush: an index gets an entry only every
+    index.interval.bytes, so a flush after a small append fsyncs the .log alone (not .index, .timeindex)."""
+    import os as os_module
+
+    log = open_log(index_interval_bytes=1 << 20)
+    log.append_as_leader(batch(1), leader_epoch=0, now_ms=NOW)
+    log.flush()
+    synced: list[int] = []
+    real_fsync = os_module.fsync
+
+    def counting_fsync(fd: int) -> None:
+        synced.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os_module, "fsync", counting_fsync)
+    for _ in range(3):
+        log.append_as_leader(batch(1), leader_epoch=0, now_ms=NOW)
+        log.flush()
+    assert len(synced) == 3, f"{len(synced)} fsyncs for 3 flushes"
+    assert log.recovery_point == log.log_end_offset == 4

@@ -140,6 +140,24 @@ def test_clean_shutdown_skips_recovery_but_not_a_partial_tail(tmp_path: Path) ->
         reopened.close()
 
 
+def test_clean_shutdown_still_cuts_a_last_batch_that_fails_its_crc(tmp_path: Path) -> None:
+    dir = tmp_path / "orders-0"
+    log, placed = build_log(dir, [3] * 10)
+    log.flush()
+    log.close()
+    path = dir / f"{log.segments[-1].base_offset:020d}.log"
+    content = bytearray(path.read_bytes())
+    content[-5] ^= 0xFF  # damage at rest, inside the last batch's records
+    path.write_bytes(bytes(content))
+    reopened = Log.open(dir, CONFIG, recovery_point=30, had_clean_shutdown=True, now_ms=lambda: NOW)
+    try:
+        assert reopened.log_end_offset == 27 and reopened.recovery_point == 27
+        assert [h.base_offset for h in read_all_batches(reopened)] == [p[3] for p in placed][:-1]
+        assert reopened.append_as_leader(make_batch(1), leader_epoch=1, now_ms=NOW).first_offset == 27
+    finally:
+        reopened.close()
+
+
 def test_leader_epochs_are_recovered_from_the_batches(tmp_path: Path) -> None:
     dir = tmp_path / "orders-0"
     log = Log.open(dir, CONFIG, now_ms=lambda: NOW)

@@ -39,6 +39,7 @@ class ProducerIdManager:
         self.block_size = block_size
         self._next_id = 0
         self._block_end = 0  # exclusive; nothing allocated yet
+        self._failing = False
         self._lock = asyncio.Lock()
 
     def _read_next_block_start(self) -> int:
@@ -58,12 +59,23 @@ class ProducerIdManager:
             raise ApiError(ErrorCode.UNKNOWN_SERVER_ERROR, "producer ids are exhausted")
         end = start + self.block_size
         tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "w") as f:
-            json.dump({"version": 1, "next_block_start": end}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
-        fsync_dir(self.path.parent)
+        try:
+            with open(tmp, "w") as f:
+                json.dump({"version": 1, "next_block_start": end}, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+            fsync_dir(self.path.parent)
+        except OSError as exc:
+            # A full disk: Kafka's RPCProducerIdManager answers COORDINATOR_LOAD_IN_PROGRESS (retriable)
+            # while it has no block; one log line until a block is reserved again.
+            if not self._failing:
+                log.error("producer_id_manager.block_not_reserved path=%s error=%s", self.path, exc)
+            self._failing = True
+            raise ApiError(ErrorCode.COORDINATOR_LOAD_IN_PROGRESS, f"cannot reserve producer ids: {exc}") from None
+        if self._failing:
+            log.info("producer_id_manager.block_reserved_again")
+            self._failing = False
         log.info("producer_id_manager.allocated_block start=%d end=%d", start, end)
         return start, end
 

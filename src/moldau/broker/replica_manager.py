@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 from moldau.broker.config import BrokerConfig, ConfigError
-from moldau.broker.errors import ApiError
+from moldau.broker.errors import ApiError, as_api_error
 from moldau.broker.recompression import PRODUCER, recompress
 from moldau.broker.topic_config import (
     topic_log_config,
@@ -27,10 +27,9 @@ from moldau.protocol.errors import ErrorCode
 from moldau.protocol.records import InvalidRecordError
 from moldau.storage.cleaner import validate_compacted_keys
 from moldau.storage.config import LogConfig
-from moldau.storage.errors import InvalidProducerEpochError, OutOfOrderSequenceError
+from moldau.storage.errors import StorageError
 from moldau.storage.log import AppendInfo, Log
 from moldau.storage.log_manager import LogManager
-from moldau.storage.producer_state_manager import InvalidTxnStateError
 
 log = logging.getLogger(__name__)
 
@@ -241,7 +240,7 @@ class ReplicaManager:
             info = partition_log.append_as_leader(
                 records, leader_epoch=partition.leader_epoch, now_ms=int(time.time() * 1000), in_place=in_place
             )
-        await self._after_append(partition)
+            await self._after_append(partition)
         return info
 
     async def append_coordinator_batch(self, partition: Partition, batch: bytes) -> AppendInfo:
@@ -249,7 +248,7 @@ class ReplicaManager:
         with _append_errors_as_api_errors():
             info = partition.log.append_as_coordinator(batch, leader_epoch=partition.leader_epoch,
                                                        now_ms=int(time.time() * 1000))
-        await self._after_append(partition)
+            await self._after_append(partition)
         return info
 
     async def _after_append(self, partition: Partition) -> None:
@@ -273,7 +272,10 @@ class ReplicaManager:
             for partition in topic.partitions:
                 log_ = partition.log
                 if log_.unflushed_messages and now_ms - log_.last_flush_ms >= log_.config.flush_ms:
-                    await self.flush(partition)
+                    try:
+                        await self.flush(partition)
+                    except StorageError:
+                        continue  # its log dir went offline, which the failure channel logged once
 
     # -- fetch -----------------------------------------------------------------------------------
 
@@ -295,8 +297,9 @@ class ReplicaManager:
 
 @contextmanager
 def _append_errors_as_api_errors() -> Iterator[None]:
-    """What storage refuses on append becomes the Kafka error code the producer sees."""
+    """What storage refuses on append or flush becomes the Kafka error code the producer sees: a full or
+    failed disk is KAFKA_STORAGE_ERROR for this partition, and the connection stays open."""
     try:
         yield
-    except (InvalidRecordError, OutOfOrderSequenceError, InvalidProducerEpochError, InvalidTxnStateError) as exc:
-        raise ApiError(ErrorCode(int(exc.error_code)), str(exc)) from None
+    except (InvalidRecordError, StorageError) as exc:
+        raise as_api_error(exc) from None

@@ -24,6 +24,7 @@ from moldau.broker.topic_config import broker_default_log_config
 from moldau.cluster.metadata_store import LocalMetadataStore
 from moldau.coordinator.service import Coordinator
 from moldau.coordinator.transaction_coordinator import TransactionCoordinator
+from moldau.storage.errors import StorageError
 from moldau.storage.log_cleaner import CleanerConfig, LogCleaner
 from moldau.storage.log_manager import LogManager
 
@@ -100,6 +101,7 @@ class Broker:
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
         started = time.monotonic()
+        self.log_manager.lock_log_dirs(self._lock_holder())  # before anything reads or writes a log dir
         if not self.store.cluster_id:
             self.store.set_cluster_id(self.config["cluster.id"] or new_cluster_id())
         self.config_manager.load()  # dynamic broker configs, before the logs take their defaults
@@ -118,6 +120,10 @@ class Broker:
         log.info("broker %d of cluster %s started in %.0f ms, listening on %s", self.node_id,
                  self.cluster_id, (time.monotonic() - started) * 1000,
                  ", ".join(f"{name}://{h}:{p}" for name, (h, p) in self.bound.items()))
+
+    def _lock_holder(self) -> str:
+        listeners = ",".join(f"{lst.name}://{lst.host}:{lst.port}" for lst in self.config.listeners)
+        return f"pid {os.getpid()} on host {socket.gethostname()}, node.id {self.node_id}, listeners {listeners}"
 
     async def _listen(self, listener: Listener) -> None:
         server = await self.loop.create_server(
@@ -206,7 +212,7 @@ def run_broker(config: BrokerConfig) -> None:
         os.makedirs(directory, exist_ok=True)
     try:
         runner(Broker(config).serve_forever())
-    except OSError as exc:
-        # Most often a port already in use: one readable line, not a traceback.
-        log.error("broker failed to start: %s", exc)
+    except (OSError, StorageError) as exc:
+        # Most often a port already in use or a log dir another broker holds: one readable line.
+        log.error("broker failed: %s", exc)
         raise SystemExit(1) from None

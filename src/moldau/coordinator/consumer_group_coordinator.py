@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from moldau.broker.config import BrokerConfig
 from moldau.broker.replica_manager import ReplicaManager
 from moldau.coordinator import consumer_group_records as cgr
+from moldau.coordinator.append_errors import coordinator_append_error
 from moldau.coordinator.assignors import ASSIGNORS, MemberSpec
 from moldau.coordinator.consumer_group import (
     LEAVE_GROUP_MEMBER_EPOCH,
@@ -107,8 +108,8 @@ class ConsumerGroupCoordinator(GroupCoordinator):
                 await self.write(req.group_id, records)
             except (MoldauError, OSError) as exc:
                 # The state already moved on in memory (as Kafka's uncommitted state would); the member retries.
-                log.warning("writing consumer group %s records failed: %s", req.group_id, exc)
-                return HeartbeatResult(E.COORDINATOR_NOT_AVAILABLE, str(exc), req.member_id, req.member_epoch)
+                log.debug("writing consumer group %s records failed: %s", req.group_id, exc)
+                return HeartbeatResult(coordinator_append_error(exc), str(exc), req.member_id, req.member_epoch)
         return result
 
     def _validate_request(self, req: HeartbeatRequest) -> HeartbeatResult | None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from moldau.broker.errors import ApiError
+from moldau.coordinator.append_errors import coordinator_append_error
 from moldau.coordinator.classic_group import ClassicGroup, ClassicGroupMember, GroupState, subscription_topics
 from moldau.coordinator.state import CoordinatorState
 from moldau.errors import MoldauError
@@ -455,9 +456,9 @@ class GroupCoordinator(CoordinatorState):
         try:
             await self.store_group(group, pending)
         except (MoldauError, OSError) as exc:
-            log.warning("storing the assignment of group %s failed: %s", group.group_id, exc)
+            log.debug("storing the assignment of group %s failed: %s", group.group_id, exc)
             if group.generation_id == generation and group.is_in(GroupState.COMPLETING_REBALANCE):
-                self._propagate_assignment(group, E.COORDINATOR_NOT_AVAILABLE)
+                self._propagate_assignment(group, coordinator_append_error(exc))
                 self._prepare_rebalance(group, "storing the assignment failed")
             return
         if group.generation_id != generation or not group.is_in(GroupState.COMPLETING_REBALANCE):

@@ -30,6 +30,7 @@ from moldau.coordinator.records import (
 from moldau.coordinator.runtime import CoordinatorLog, KeyValue
 from moldau.coordinator.transaction_offsets import PendingTxnOffsets, load_offsets
 from moldau.protocol import messages
+from moldau.protocol.errors import ErrorCode
 
 log = logging.getLogger(__name__)
 
@@ -168,4 +169,7 @@ class CoordinatorState:
     def _write_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            log.error("writing to __consumer_offsets failed: %s", task.exception())
+            exc = task.exception()
+            # A failed log dir was logged once when it went offline; its every refused write is not news.
+            offline = getattr(exc, "error_code", None) == ErrorCode.KAFKA_STORAGE_ERROR
+            log.log(logging.DEBUG if offline else logging.ERROR, "writing to __consumer_offsets failed: %s", exc)

@@ -12,7 +12,9 @@ import logging
 import time
 
 from moldau.broker.config import BrokerConfig
-from moldau.broker.replica_manager import ReplicaManager
+from moldau.broker.errors import ApiError
+from moldau.broker.replica_manager import Partition, ReplicaManager
+from moldau.coordinator.append_errors import coordinator_append_error
 from moldau.coordinator.records import partition_for
 from moldau.coordinator.runtime import replay_topic
 from moldau.coordinator.transaction_metadata import (
@@ -72,9 +74,14 @@ class TransactionStateManager:
         self.ensure_topic()
         key = encode_key(transactional_id)
         partition = self.replica_manager.partition(TRANSACTION_STATE_TOPIC, self.partition_of(transactional_id))
-        await self.replica_manager.append(partition, build_batch([Record(0, int(time.time() * 1000), key, None)]),
-                                          acks=-1)
+        await self._append(partition, build_batch([Record(0, int(time.time() * 1000), key, None)]))
         self.replay(key, None)
+
+    async def _append(self, partition: Partition, batch: bytes) -> None:
+        try:
+            await self.replica_manager.append(partition, batch, acks=-1)
+        except ApiError as exc:  # Kafka's TransactionStateManager: e.g. KAFKA_STORAGE_ERROR -> NOT_COORDINATOR
+            raise ApiError(coordinator_append_error(exc), exc.message) from None
 
     async def write(self, metadata: TransactionMetadata) -> None:
         """Append the new state of a transactional id (acks=-1), then make it the in-memory state."""
@@ -83,7 +90,7 @@ class TransactionStateManager:
         partition = self.replica_manager.partition(TRANSACTION_STATE_TOPIC,
                                                    self.partition_of(metadata.transactional_id))
         batch = build_batch([Record(0, int(time.time() * 1000), key, value)])
-        await self.replica_manager.append(partition, batch, acks=-1)
+        await self._append(partition, batch)
         self.replay(key, value)
         log.debug("txn_state transactional_id=%s state=%s producer_id=%d epoch=%d partitions=%d",
                   metadata.transactional_id, metadata.state.display_name, metadata.producer_id,

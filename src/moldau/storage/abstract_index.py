@@ -28,6 +28,13 @@ class AbstractIndex:
         self._max_entries = max_index_size // self.entry_size
         self._fd = -1
         self._loaded = False
+        # Set while a log loads: an entry the disk refuses (full) stays in memory, the file keeps whole
+        # entries, and `write_error` tells the loader to take the dir offline (see LogLoader).
+        self.tolerate_write_errors = False
+        self.write_error: OSError | None = None
+        # Changed since the last fsync: with flush.messages=1 every acknowledgement waits for a flush, and
+        # an index gets an entry only every index.interval.bytes, so most flushes need not fsync it.
+        self._dirty = False
         self._file_entries = self._entries_on_disk()
 
     # -- subclass hooks ---------------------------------------------------------------------------------
@@ -63,7 +70,21 @@ class AbstractIndex:
         return self._fd
 
     def _write_entry(self, raw: bytes) -> None:
-        os.write(self._writer(), raw)
+        if self.write_error is not None and self.tolerate_write_errors:
+            return  # the file stops at its last whole entry: a sparse index with fewer entries is valid
+        self._dirty = True
+        try:
+            os.write(self._writer(), raw)
+        except OSError as exc:
+            if not self.tolerate_write_errors:
+                raise
+            self.write_error = exc
+            try:
+                fd = self._writer()
+                size = os.fstat(fd).st_size
+                os.ftruncate(fd, size - size % self.entry_size)  # drop a torn entry
+            except OSError:
+                pass  # a torn entry fails the next open's sanity check, which rebuilds the index
 
     def _pread_entry(self, slot: int) -> bytes:
         with open(self.path, "rb") as f:
@@ -110,6 +131,7 @@ class AbstractIndex:
             return
         self._clear_columns(entries)
         if self._fd >= 0 or self.path.exists():
+            self._dirty = True
             os.truncate(self.path, entries * self.entry_size)
 
     def reset(self) -> None:
@@ -117,6 +139,7 @@ class AbstractIndex:
         self._ensure_loaded()
         self._clear_columns(0)
         fd = self._writer()
+        self._dirty = True
         os.ftruncate(fd, 0)
 
     def sanity_check(self) -> None:
@@ -131,14 +154,22 @@ class AbstractIndex:
             )
 
     def flush(self) -> None:
-        if self._fd >= 0:
-            os.fsync(self._fd)
-        elif self.path.exists():
-            fd = os.open(self.path, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+        """fsync the file if it changed since the last flush (a change during the fsync marks it again)."""
+        if not self._dirty:
+            return
+        self._dirty = False
+        try:
+            if self._fd >= 0:
+                os.fsync(self._fd)
+            elif self.path.exists():
+                fd = os.open(self.path, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+        except BaseException:
+            self._dirty = True
+            raise
 
     def close(self) -> None:
         if self._fd >= 0:

@@ -20,6 +20,7 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from moldau.protocol.errors import ErrorCode
 from moldau.storage.errors import StorageError
 
 VERSION = 0
@@ -27,6 +28,8 @@ VERSION = 0
 
 class CorruptCheckpointError(StorageError):
     """A checkpoint file is malformed (bad version, count or entry)."""
+
+    error_code = ErrorCode.KAFKA_STORAGE_ERROR  # Kafka's CheckpointFileWithFailureHandler
 
 
 class CheckpointFile:

@@ -65,6 +65,8 @@ _BATCH_LENGTH = struct.Struct(">i")
 class CleaningAbortedError(StorageError):
     """The clean was stopped (shutdown, log deleted or changed); nothing was swapped in."""
 
+    error_code = ErrorCode.UNKNOWN_SERVER_ERROR  # internal: the cleaner retries later
+
 
 @dataclass(slots=True)
 class CleanerStats:

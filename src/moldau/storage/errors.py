@@ -28,10 +28,14 @@ class KafkaStorageError(StorageError):
 class CorruptIndexError(StorageError):
     """An index file fails its sanity check; the segment's indexes are rebuilt from the log."""
 
+    error_code = ErrorCode.UNKNOWN_SERVER_ERROR  # internal: the index is rebuilt
+
 
 class UnexpectedAppendOffsetError(StorageError):
     """A follower append whose first offset is below the log end offset (Kafka's
     UnexpectedAppendOffsetException)."""
+
+    error_code = ErrorCode.UNKNOWN_SERVER_ERROR  # Kafka's Errors.forException default
 
 
 class OutOfOrderSequenceError(StorageError):

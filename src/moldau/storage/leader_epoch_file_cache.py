@@ -151,7 +151,8 @@ class LeaderEpochFileCache:
                 removed = self._entries.pop(0)
             if removed is not None:
                 self._entries.insert(0, (removed[0], start_offset))
-                self._write()
+                if removed[1] != start_offset:  # unchanged: no rewrite (every log open calls this)
+                    self._write()
 
     def clear_and_flush(self) -> None:
         with self._lock:
@@ -168,5 +169,11 @@ class LeaderEpochFileCache:
 
     def _write(self) -> None:
         if self._checkpoint.path.parent.exists():
-            self._checkpoint.write(self._entries, sync=False)
             self._unsynced = True
+            try:
+                self._checkpoint.write(self._entries, sync=False)
+            except OSError as exc:
+                # A full disk: the entries in memory are right, and flush() (before the recovery point
+                # moves) writes them again or fails, taking the log dir offline; a crash meanwhile
+                # rebuilds them by recovery.
+                log.debug("leader_epoch_cache.write deferred path=%s error=%s", self.path, exc)

@@ -55,6 +55,7 @@ from moldau.storage.config import LogConfig
 from moldau.storage.errors import KafkaStorageError, OffsetOutOfRangeError, UnexpectedAppendOffsetError
 from moldau.storage.fetch_data_info import FetchDataInfo
 from moldau.storage.leader_epoch_file_cache import LEADER_EPOCH_CHECKPOINT_FILENAME, LeaderEpochFileCache
+from moldau.storage.log_dir_failure_channel import LogDirFailureChannel
 from moldau.storage.log_loader import LogLoader
 from moldau.storage.log_offset_lookup import (
     EARLIEST_LOCAL_TIMESTAMP,
@@ -108,9 +109,13 @@ class Log:
         next_offset: int,
         leader_epoch_cache: LeaderEpochFileCache,
         time_ms: Callable[[], int],
+        failure_channel: LogDirFailureChannel | None = None,
     ) -> None:
         self.dir = dir
         self.topic, self.partition = parse_topic_partition_name(dir.name)
+        # The log manager's channel, shared by every log of the broker; a private one otherwise.
+        self.failure_channel = failure_channel or LogDirFailureChannel()
+        self._log_dir = str(dir.parent)
         self._config = config
         self._time_ms = time_ms
         self._lock = threading.RLock()
@@ -140,9 +145,11 @@ class Log:
         log_start_offset: int | None = None,
         had_clean_shutdown: bool = False,
         now_ms: Callable[[], int] | None = None,
+        failure_channel: LogDirFailureChannel | None = None,
     ) -> Log:
         """Open (or create) the log in ``dir``, recovering segments after ``recovery_point`` unless the
         broker shut down cleanly. ``now_ms`` is the clock (milliseconds) for segment ages; wall clock if None.
+        ``failure_channel`` learns of I/O errors, which take the log dir offline for appends.
         """
         time_ms = now_ms or _wall_clock_ms
         parse_topic_partition_name(dir.name)  # fail before touching the directory
@@ -158,6 +165,9 @@ class Log:
             time_ms=time_ms,
         )
         segments, offsets = loader.load()
+        if loader.index_write_error is not None:  # a full disk: serve reads from memory, refuse appends
+            failure_channel = failure_channel or LogDirFailureChannel()
+            failure_channel.maybe_add_offline_log_dir(dir.parent, f"recovering {dir.name}", loader.index_write_error)
         log.info(
             "log.open topic_partition=%s log_start_offset=%d log_end_offset=%d recovery_point=%d segments=%d",
             dir.name,
@@ -175,6 +185,7 @@ class Log:
             next_offset=offsets.next_offset,
             leader_epoch_cache=cache,
             time_ms=time_ms,
+            failure_channel=failure_channel,
         )
 
     # -- state ---------------------------------------------------------------------------------------------
@@ -266,17 +277,32 @@ class Log:
 
     @contextmanager
     def _storage_errors(self, action: str) -> Iterator[None]:
+        """Kafka's ``maybeHandleIOException``: an I/O error takes the log dir offline (logged once, by the
+        channel) and becomes a :class:`KafkaStorageError`."""
         try:
             yield
         except OSError as exc:
-            log.error("log.io_error topic_partition=%s action=%s error=%s", self.dir.name, action, exc)
+            self.failure_channel.maybe_add_offline_log_dir(self._log_dir, f"{action} {self.dir.name}", exc)
             raise KafkaStorageError(
                 f"I/O error while {action} for {self.dir.name} in {self.dir.parent}: {exc}"
             ) from exc
 
+    @property
+    def offline(self) -> bool:
+        """Whether an I/O error took this log's dir offline: appends are refused until a restart."""
+        return self.failure_channel.is_offline(self._log_dir)
+
     def _check_open(self) -> None:
         if self._closed:
             raise KafkaStorageError(f"log {self.dir.name} is closed")
+
+    def _check_writable(self) -> None:
+        self._check_open()
+        if self.failure_channel.is_offline(self._log_dir):
+            raise KafkaStorageError(
+                f"log dir {self._log_dir} of {self.dir.name} is offline after an I/O error; "
+                "it takes no appends until the broker restarts"
+            )
 
     # -- append --------------------------------------------------------------------------------------------
 
@@ -306,7 +332,7 @@ class Log:
         self._check_fits_segment(valid_bytes)
         log_append_time = now_ms if config.log_append_time else None
         with self._lock, self._storage_errors("appending"):
-            self._check_open()
+            self._check_writable()
             first_offset = offset = self._log_end_offset
             producer_appends = None
             if any(header.producer_id >= 0 for _, header in batches):
@@ -356,7 +382,7 @@ class Log:
         valid_bytes = sum(h.size_in_bytes for _, h in headers)
         self._check_fits_segment(valid_bytes)
         with self._lock, self._storage_errors("appending as follower"):
-            self._check_open()
+            self._check_writable()
             first, last = headers[0][1].base_offset, headers[-1][1].last_offset
             if first < self._log_end_offset:
                 raise UnexpectedAppendOffsetError(
@@ -396,7 +422,7 @@ class Log:
             raise InvalidRecordError(ErrorCode.INVALID_RECORD, "a coordinator append must be transactional")
         buf = bytearray(batch)
         with self._lock, self._storage_errors("appending a coordinator batch"):
-            self._check_open()
+            self._check_writable()
             offset = self._log_end_offset
             last = offset + header.last_offset_delta
             completed = None
@@ -481,6 +507,7 @@ class Log:
     def roll(self) -> LogSegment:
         """Start a new active segment at the log end offset."""
         with self._lock, self._storage_errors("rolling a segment"):
+            self._check_writable()
             return self._roll(None)
 
     def _roll(self, expected_next_offset: int | None) -> LogSegment:
@@ -647,9 +674,13 @@ class Log:
             if self._closed:
                 return
             self._closed = True
-            log_producer_state.snapshot_producer_state_on_close(self)
+            if not self.offline:  # a failed dir gets no new files; its next open recovers producer state
+                log_producer_state.snapshot_producer_state_on_close(self)
             for segment in self._segments:
-                segment.close()
+                try:
+                    segment.close()
+                except OSError as exc:  # the last time index entry; the next open rebuilds what is missing
+                    self.failure_channel.maybe_add_offline_log_dir(self._log_dir, f"closing {self.dir.name}", exc)
         log_segment_deletion.reap_deleted_segments(self, 0, force=True)
 
     def delete(self) -> None:

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from moldau.protocol.records import InvalidRecordError
 from moldau.storage.cleaner import Cleaner, CleanerStats, CleaningAbortedError
+from moldau.storage.errors import KafkaStorageError
 from moldau.storage.log import Log
 from moldau.storage.log_cleaner_manager import LogCleanerManager, LogToClean
 from moldau.storage.offset_map import DEFAULT_LOAD_FACTOR, SkimpyOffsetMap
@@ -138,6 +139,14 @@ class LogCleaner:
             return None
         except InvalidRecordError as exc:
             log.error("log_cleaner.uncleanable topic_partition=%s error=%s", to_clean.log.dir.name, exc)
+            self.manager.mark_uncleanable(to_clean.log)
+            return None
+        except (OSError, KafkaStorageError) as exc:
+            # Kafka's LogCleaner: an I/O error (a full disk) takes the log dir offline, logged once, and
+            # the log is not cleaned again until the broker restarts.
+            cause = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc
+            to_clean.log.failure_channel.maybe_add_offline_log_dir(
+                to_clean.log.dir.parent, f"cleaning {to_clean.log.dir.name}", cause)
             self.manager.mark_uncleanable(to_clean.log)
             return None
         finally:

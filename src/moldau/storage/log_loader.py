@@ -7,15 +7,22 @@
 3. After an unclean shutdown, recover every segment from the one holding the recovery point: check
    every batch (size, magic, CRC-32C, offsets), rebuild the indexes, cut a torn or corrupt tail, and if
    a segment had to be cut, delete all the segments after it.
+4. After a clean shutdown too, check the CRC-32C of the active segment's batches after its last offset
+   index entry (at most ``index.interval.bytes`` plus the last append: the bytes the open reads anyway to
+   find the log end offset), and recover the segment if one fails. Kafka trusts a clean shutdown
+   completely; but a batch damaged at rest makes librdkafka readers abort (``rd_slice_narrow_copy``), and
+   the newest batches are the ones every consumer reads.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from moldau.protocol.records import MAGIC_V2, InvalidRecordError, batch_crc, iter_batches
 from moldau.storage.config import LogConfig
 from moldau.storage.errors import CorruptIndexError
 from moldau.storage.leader_epoch_file_cache import LeaderEpochFileCache
@@ -68,12 +75,15 @@ class LogLoader:
         self.leader_epoch_cache = leader_epoch_cache
         self.time_ms = time_ms
         self.segments: list[LogSegment] = []
+        self.index_write_error: OSError | None = None  # set if a full disk refused rebuilt index entries
 
     def load(self) -> tuple[list[LogSegment], LoadedLogOffsets]:
         swap_files = self._remove_temp_files_and_collect_swap_files()
         self._complete_swaps(swap_files)
         self._load_segment_files()
         recovery_point, next_offset = self._recover_log()
+        for segment in self.segments:
+            self.index_write_error = segment.tolerate_index_write_errors(False) or self.index_write_error
         self.segments[-1].resize_indexes(self.config.segment_index_bytes)
         self.leader_epoch_cache.truncate_from_end(next_offset)
         log_start_offset = max(self.log_start_offset_checkpoint, self.segments[0].base_offset)
@@ -152,6 +162,7 @@ class LogLoader:
                     path.unlink(missing_ok=True)
             elif _is_segment_file(path, LOG_FILE_SUFFIX):
                 segment = LogSegment(self.dir, offset_from_file(path), self.config, time_ms=self.time_ms)
+                segment.tolerate_index_write_errors(True)  # a full disk must not stop the load
                 try:
                     segment.sanity_check()
                 except CorruptIndexError as exc:
@@ -170,6 +181,12 @@ class LogLoader:
             if last.scanned_end != last.size:  # a torn tail the clean-shutdown marker did not vouch for
                 log.warning(
                     "log_loader recovering active segment with a partial tail segment=%s", last.log_path
+                )
+                last.recover(self.leader_epoch_cache)
+            elif (position := first_corrupt_tail_batch(last)) is not None:
+                log.warning(
+                    "log_loader recovering active segment: the batch at position %d fails its CRC "
+                    "after a clean shutdown segment=%s", position, last.log_path,
                 )
                 last.recover(self.leader_epoch_cache)
         log_end_offset = self._delete_segments_if_log_start_greater_than_log_end()
@@ -214,3 +231,17 @@ class LogLoader:
         self.segments.clear()
         self.leader_epoch_cache.clear_and_flush()
         return None
+
+
+def first_corrupt_tail_batch(segment: LogSegment) -> int | None:
+    """The file position of the first batch after the segment's last offset index entry that is not a
+    v2 batch matching its CRC-32C, or None if all of them are sound (see step 4 of the module docstring)."""
+    start = segment.offset_index.last_position()
+    data = os.pread(segment.file.fileno(), segment.size - start, start)
+    try:
+        for pos, header in iter_batches(data):
+            if header.magic != MAGIC_V2 or batch_crc(data, pos, pos + header.size_in_bytes) != header.crc:
+                return start + pos
+    except InvalidRecordError:  # a batch length below the header size
+        return start
+    return None

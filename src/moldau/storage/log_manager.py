@@ -6,7 +6,11 @@ Each log directory holds one ``<topic>-<partition>`` directory per partition and
 - ``log-start-offset-checkpoint``: per partition whose log start offset is past its first segment;
 - ``replication-offset-checkpoint``: per partition, the high watermark;
 - ``.kafka_cleanshutdown``: written after a clean shutdown, removed at startup; without it the logs are
-  recovered from their recovery points.
+  recovered from their recovery points;
+- ``.lock``: held by the one broker using the dir (``log_dir_lock``).
+
+An I/O error takes a log dir offline (``log_dir_failure_channel``): its logs refuse appends, checkpoints
+and the clean-shutdown marker are no longer written to it, and the next start recovers it.
 
 >>> import tempfile, pathlib
 >>> manager = LogManager([pathlib.Path(tempfile.mkdtemp())], LogConfig())
@@ -30,8 +34,10 @@ from pathlib import Path
 
 from moldau.storage.checkpoint_file import CheckpointFile, CorruptCheckpointError, fsync_dir
 from moldau.storage.config import LogConfig
-from moldau.storage.errors import StorageError
+from moldau.storage.errors import KafkaStorageError, StorageError
 from moldau.storage.log import Log, parse_topic_partition_name
+from moldau.storage.log_dir_failure_channel import LogDirFailureChannel
+from moldau.storage.log_dir_lock import LogDirLock
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +80,23 @@ class LogManager:
         self._now_ms = now_ms or (lambda: time.time_ns() // 1_000_000)
         self._logs: dict[TopicPartition, Log] = {}
         self._lock = threading.Lock()
+        self._dir_locks: list[LogDirLock] = []
+        self.failure_channel = LogDirFailureChannel()
+
+    def lock_log_dirs(self, holder: str) -> None:
+        """Take every log dir's ``.lock`` (Kafka's ``lockLogDirs``) before anything else touches them;
+        raises :class:`~moldau.storage.log_dir_lock.LogDirLockedError` if another broker holds one."""
+        try:
+            for log_dir in self.log_dirs:
+                self._dir_locks.append(LogDirLock.acquire(log_dir, holder))
+        except BaseException:
+            self.unlock_log_dirs()
+            raise
+
+    def unlock_log_dirs(self) -> None:
+        for dir_lock in self._dir_locks:
+            dir_lock.release()
+        self._dir_locks.clear()
 
     # -- startup ---------------------------------------------------------------------------------------------
 
@@ -97,14 +120,20 @@ class LogManager:
                     raise StorageError(
                         f"partition {tp[0]}-{tp[1]} is in two log directories: {self._logs[tp].dir} and {child}"
                     )
-                partition_log = Log.open(
-                    child,
-                    configs.get(tp[0], self.default_config),
-                    recovery_point=recovery_points.get(tp, 0),
-                    log_start_offset=log_start_offsets.get(tp),
-                    had_clean_shutdown=had_clean_shutdown,
-                    now_ms=self._now_ms,
-                )
+                try:
+                    partition_log = Log.open(
+                        child,
+                        configs.get(tp[0], self.default_config),
+                        recovery_point=recovery_points.get(tp, 0),
+                        log_start_offset=log_start_offsets.get(tp),
+                        had_clean_shutdown=had_clean_shutdown,
+                        now_ms=self._now_ms,
+                        failure_channel=self.failure_channel,
+                    )
+                except OSError as exc:
+                    raise KafkaStorageError(
+                        f"cannot load {child}: {exc}; free space on (or repair) {log_dir} and start again"
+                    ) from exc
                 partition_log.update_high_watermark(high_watermarks.get(tp, 0))
                 self._logs[tp] = partition_log
             marker.unlink(missing_ok=True)
@@ -146,12 +175,18 @@ class LogManager:
             existing = self._logs.get(tp)
             if existing is not None:
                 return existing
-            log_dir = min(
-                self.log_dirs, key=lambda d: sum(1 for lg in self._logs.values() if lg.dir.parent == d)
-            )
+            online = [d for d in self.log_dirs if not self.failure_channel.is_offline(d)]
+            if not online:
+                raise KafkaStorageError(f"cannot create {topic}-{partition}: every log dir is offline")
+            log_dir = min(online, key=lambda d: sum(1 for lg in self._logs.values() if lg.dir.parent == d))
             dir = log_dir / f"{topic}-{partition}"
-            partition_log = Log.open(dir, config or self.default_config, now_ms=self._now_ms)
-            fsync_dir(log_dir)
+            try:
+                partition_log = Log.open(dir, config or self.default_config, now_ms=self._now_ms,
+                                         failure_channel=self.failure_channel)
+                fsync_dir(log_dir)
+            except OSError as exc:
+                self.failure_channel.maybe_add_offline_log_dir(log_dir, f"creating {dir.name}", exc)
+                raise KafkaStorageError(f"I/O error while creating {dir}: {exc}") from exc
             self._logs[tp] = partition_log
             log.info("log_manager.created_log topic=%s partition=%d dir=%s", topic, partition, dir)
             return partition_log
@@ -178,46 +213,85 @@ class LogManager:
         flushed = 0
         for partition_log in self.all_logs():
             if partition_log.should_flush(now_ms):
-                partition_log.flush()
+                try:
+                    partition_log.flush()
+                except KafkaStorageError:
+                    continue  # its dir is offline now, and the channel said so once
                 flushed += 1
         return flushed
 
     def cleanup_logs(self, now_ms: int) -> int:
         """Apply retention to every log; returns the number of segments deleted."""
-        return sum(partition_log.delete_old_segments(now_ms) for partition_log in self.all_logs())
+        deleted = 0
+        for partition_log in self.all_logs():
+            try:
+                deleted += partition_log.delete_old_segments(now_ms)
+            except KafkaStorageError:
+                continue  # its dir is offline now, and the channel said so once
+        return deleted
 
     def checkpoint(self) -> None:
         """Write the three checkpoint files of every log directory (they are fsynced: call from a worker
-        thread, as Kafka's ``log.flush.offset.checkpoint.interval.ms`` task does)."""
+        thread, as Kafka's ``log.flush.offset.checkpoint.interval.ms`` task does). An offline dir is
+        skipped; a dir whose checkpoint cannot be written goes offline (Kafka's ``checkpointLogRecoveryOffsetsInDir``)."""
         for log_dir in self.log_dirs:
-            logs = {(lg.topic, lg.partition): lg for lg in self.all_logs() if lg.dir.parent == log_dir}
-            _write_offsets(
-                log_dir / RECOVERY_POINT_CHECKPOINT_FILE, {tp: lg.recovery_point for tp, lg in logs.items()}
-            )
-            _write_offsets(
-                log_dir / LOG_START_OFFSET_CHECKPOINT_FILE,
-                {
-                    tp: lg.log_start_offset
-                    for tp, lg in logs.items()
-                    if lg.log_start_offset > lg.segments[0].base_offset
-                },
-            )
-            _write_offsets(
-                log_dir / REPLICATION_OFFSET_CHECKPOINT_FILE,
-                {tp: lg.high_watermark for tp, lg in logs.items()},
-            )
+            if self.failure_channel.is_offline(log_dir):
+                continue
+            try:
+                self._checkpoint_dir(log_dir)
+            except OSError as exc:
+                self.failure_channel.maybe_add_offline_log_dir(log_dir, "writing checkpoints", exc)
+
+    def _checkpoint_dir(self, log_dir: Path) -> None:
+        logs = {(lg.topic, lg.partition): lg for lg in self.all_logs() if lg.dir.parent == log_dir}
+        _write_offsets(
+            log_dir / RECOVERY_POINT_CHECKPOINT_FILE, {tp: lg.recovery_point for tp, lg in logs.items()}
+        )
+        _write_offsets(
+            log_dir / LOG_START_OFFSET_CHECKPOINT_FILE,
+            {
+                tp: lg.log_start_offset
+                for tp, lg in logs.items()
+                if lg.log_start_offset > lg.segments[0].base_offset
+            },
+        )
+        _write_offsets(
+            log_dir / REPLICATION_OFFSET_CHECKPOINT_FILE,
+            {tp: lg.high_watermark for tp, lg in logs.items()},
+        )
 
     def shutdown(self) -> None:
-        """Flush and close every log, write the checkpoints and the clean-shutdown marker."""
-        for partition_log in self.all_logs():
-            partition_log.flush()
-        self.checkpoint()
-        for partition_log in self.all_logs():
-            partition_log.close()
-        for log_dir in self.log_dirs:
-            with open(log_dir / CLEAN_SHUTDOWN_FILE, "w") as marker:
-                marker.write(json.dumps({"version": 0, "brokerEpoch": -1}, separators=(",", ":")))
-                marker.flush()
-                os.fsync(marker.fileno())
+        """Flush and close every log, write the checkpoints and the clean-shutdown marker, unlock the dirs.
+
+        An offline dir (or one that fails now, e.g. a full disk) gets no checkpoints and no marker, as in
+        Kafka: its logs are recovered from their last recovery points at the next start.
+        """
+        try:
+            for partition_log in self.all_logs():
+                try:
+                    partition_log.flush()
+                except KafkaStorageError:
+                    pass  # the channel logged it; this dir gets no clean-shutdown marker
+            self.checkpoint()
+            for partition_log in self.all_logs():
+                partition_log.close()
+            for log_dir in self.log_dirs:
+                if not self.failure_channel.is_offline(log_dir):
+                    self._write_clean_shutdown_marker(log_dir)
+            offline = self.failure_channel.offline_log_dirs()
+            log.info("log_manager.shutdown logs=%d offline_log_dirs=%s", len(self._logs), sorted(offline) or "none")
+        finally:
+            self.unlock_log_dirs()
+
+    def _write_clean_shutdown_marker(self, log_dir: Path) -> None:
+        marker = log_dir / CLEAN_SHUTDOWN_FILE
+        try:
+            with open(marker, "w") as file:
+                file.write(json.dumps({"version": 0, "brokerEpoch": -1}, separators=(",", ":")))
+                file.flush()
+                os.fsync(file.fileno())
             fsync_dir(log_dir)
-        log.info("log_manager.shutdown logs=%d", len(self._logs))
+        except OSError as exc:
+            # A torn or empty marker must not vouch for logs that were not closed cleanly.
+            marker.unlink(missing_ok=True)
+            self.failure_channel.maybe_add_offline_log_dir(log_dir, "writing the clean-shutdown marker", exc)

@@ -81,7 +81,10 @@ def rebuild_producer_state(log: Log) -> None:
         record_completed(log, completed)
         offset = next_offset
     state.update_map_end_offset(end)
-    state.take_snapshot()
+    try:
+        state.take_snapshot()
+    except OSError as exc:  # a full disk: the state is in memory; a torn snapshot fails its CRC at the next load
+        log.failure_channel.maybe_add_offline_log_dir(log.dir.parent, f"snapshotting {log.dir.name}", exc)
 
 
 def active_producers(log: Log) -> list[ProducerStateEntry]:
@@ -101,5 +104,5 @@ def snapshot_producer_state_on_close(log: Log) -> None:
     log.producer_state.update_map_end_offset(log._log_end_offset)
     try:
         log.producer_state.take_snapshot(sync=True)
-    except OSError as exc:
-        logger.warning("log.producer_snapshot_failed topic_partition=%s error=%s", log.dir.name, exc)
+    except OSError as exc:  # a torn snapshot fails its CRC on load, and an older one is used
+        log.failure_channel.maybe_add_offline_log_dir(log.dir.parent, f"snapshotting {log.dir.name}", exc)

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import google_crc32c
 
+from moldau.protocol.errors import ErrorCode
 from moldau.storage.errors import StorageError
 from moldau.storage.producer_state_entry import BatchMetadata, ProducerStateEntry
 
@@ -41,6 +42,8 @@ _ENTRIES_OFFSET = _PREFIX.size
 
 class CorruptSnapshotError(StorageError):
     """A snapshot file fails its version, size or CRC check (Kafka's CorruptSnapshotException)."""
+
+    error_code = ErrorCode.UNKNOWN_SERVER_ERROR  # internal: an older snapshot is used
 
 
 def producer_snapshot_file(dir: Path, offset: int) -> Path:

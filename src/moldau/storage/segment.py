@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
+from moldau.protocol.errors import ErrorCode
 from moldau.protocol.records import (
     HEADER_SIZE,
     LOG_OVERHEAD,
@@ -75,6 +76,8 @@ def offset_from_file(path: Path) -> int:
 
 class LogSegmentOffsetOverflowError(StorageError):
     """An offset does not fit the segment's 32-bit relative offsets; the log must roll first."""
+
+    error_code = ErrorCode.UNKNOWN_SERVER_ERROR  # Kafka's Errors.forException default
 
 
 class BatchPosition(NamedTuple):
@@ -500,6 +503,13 @@ class LogSegment:
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
+    def tolerate_index_write_errors(self, tolerate: bool) -> OSError | None:
+        """While loading (``tolerate``), index entries the disk refuses stay in memory only; returns the
+        first such write error (the loader takes the dir offline: its next open rebuilds the indexes)."""
+        for index in (self.offset_index, self.time_index):
+            index.tolerate_write_errors = tolerate
+        return self.offset_index.write_error or self.time_index.write_error
+
     def on_become_inactive_segment(self) -> None:
         """On roll: record the largest timestamp in the time index and fix the index sizes (Kafka)."""
         self.time_index.maybe_append(*self.read_max_timestamp_and_offset_so_far(), skip_full_check=True)
@@ -534,14 +544,16 @@ class LogSegment:
     def close(self) -> None:
         if self._file.closed:
             return
-        if self._max_timestamp_and_offset is not None:
-            try:
-                self.time_index.maybe_append(*self._max_timestamp_and_offset, skip_full_check=True)
-            except ValueError as exc:  # a stale entry must not stop the close
-                log.warning("segment.close time index entry skipped segment=%s error=%s", self.log_path, exc)
-        self.offset_index.close()
-        self.time_index.close()
-        self._file.close()
+        try:
+            if self._max_timestamp_and_offset is not None:
+                try:
+                    self.time_index.maybe_append(*self._max_timestamp_and_offset, skip_full_check=True)
+                except ValueError as exc:  # a stale entry must not stop the close
+                    log.warning("segment.close time index entry skipped segment=%s error=%s", self.log_path, exc)
+        finally:  # a full disk fails the entry (OSError, raised); the files are closed all the same
+            self.offset_index.close()
+            self.time_index.close()
+            self._file.close()
 
     def delete(self) -> None:
         """Close and remove the three files."""

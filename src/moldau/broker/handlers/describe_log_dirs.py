@@ -40,6 +40,8 @@ async def handle(conn, header, request: messages.DescribeLogDirsRequest) -> Resp
             total, usable, error = usage.total, usage.free, ErrorCode.NONE
         except OSError:
             total, usable, error = -1, -1, ErrorCode.KAFKA_STORAGE_ERROR
+        if log_manager.failure_channel.is_offline(log_dir):  # Kafka lists an offline dir with this error
+            error = ErrorCode.KAFKA_STORAGE_ERROR
         results.append(Response.DescribeLogDirsResult(
             error_code=error,
             log_dir=str(log_dir.resolve()),

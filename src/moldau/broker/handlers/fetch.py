@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from moldau.broker.errors import ApiError
+from moldau.broker.errors import ApiError, as_api_error
 from moldau.broker.fetch_session import (
     FINAL_EPOCH,
     INITIAL_EPOCH,
@@ -22,7 +22,7 @@ from moldau.broker.fetch_session import (
 from moldau.broker.replica_manager import Partition
 from moldau.protocol import messages
 from moldau.protocol.errors import ErrorCode
-from moldau.storage.log import OffsetOutOfRangeError
+from moldau.storage.errors import StorageError
 
 API_KEY = 1
 READ_COMMITTED = 1
@@ -175,9 +175,9 @@ def _read_all(broker, wanted, by_id: bool, max_bytes: int, isolation: int):
         except ApiError as exc:
             has_error = True
             data.error_code = exc.error_code
-        except OffsetOutOfRangeError:
+        except StorageError as exc:  # OFFSET_OUT_OF_RANGE, or KAFKA_STORAGE_ERROR for a failed disk
             has_error = True
-            data.error_code = ErrorCode.OFFSET_OUT_OF_RANGE
+            data.error_code = as_api_error(exc).error_code
         reads.append(PartitionRead(key, data, size, partition))
     return reads, total, has_error
 

@@ -51,8 +51,9 @@ async def handle(conn, header, request: messages.InitProducerIdRequest) -> messa
                         producer_epoch=epoch)
     try:
         producer_id = await conn.broker.producer_id_manager.generate_producer_id()
-    except ApiError as exc:
-        log.error("init_producer_id failed for client %s: %s", header.client_id, exc)
+    except ApiError as exc:  # retriable COORDINATOR_LOAD_IN_PROGRESS (full disk) was logged once already
+        log.log(logging.DEBUG if exc.error_code == ErrorCode.COORDINATOR_LOAD_IN_PROGRESS else logging.ERROR,
+                "init_producer_id failed for client %s: %s", header.client_id, exc)
         return _error(exc.error_code)
     log.debug("init_producer_id client=%s producer_id=%d", header.client_id, producer_id)
     return Response(throttle_time_ms=0, error_code=ErrorCode.NONE, producer_id=producer_id, producer_epoch=0)

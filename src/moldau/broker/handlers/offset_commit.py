@@ -6,6 +6,7 @@ import logging
 import time
 
 from moldau.broker.errors import ApiError
+from moldau.coordinator.append_errors import coordinator_append_error
 from moldau.coordinator.offsets import OffsetAndMetadata
 from moldau.errors import MoldauError
 from moldau.protocol import messages
@@ -57,9 +58,10 @@ async def handle(conn, header, request: messages.OffsetCommitRequest) -> Respons
         try:
             await coordinator.commit_offsets(request.group_id, offsets)
         except (MoldauError, OSError) as exc:
-            log.warning("commit of %d offset(s) for group %s failed: %s", len(offsets), request.group_id, exc)
-            errors = {k: (ErrorCode.COORDINATOR_NOT_AVAILABLE if v == ErrorCode.NONE else v)
-                      for k, v in errors.items()}
+            # Debug only: a full disk fails every commit, and the log dir's failure was logged once.
+            log.debug("commit of %d offset(s) for group %s failed: %s", len(offsets), request.group_id, exc)
+            failed = coordinator_append_error(exc)
+            errors = {k: (failed if v == ErrorCode.NONE else v) for k, v in errors.items()}
     topics = []
     for ti, topic in enumerate(request.topics):
         partitions = [Response.OffsetCommitResponsePartition(partition_index=p.partition_index,
