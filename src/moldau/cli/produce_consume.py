@@ -31,7 +31,7 @@ def produce(
     if compression not in COMPRESSION:
         typer.echo(f"error: unknown compression {compression!r}; use one of {', '.join(COMPRESSION)}", err=True)
         raise typer.Exit(2)
-    headers = [(k, v.encode()) for k, v in parse_pairs(header, "header").items()]
+    headers: list[tuple[str, bytes | None]] = [(k, v.encode()) for k, v in parse_pairs(header, "header").items()]
     with connect(bootstrap_server) as client:
         # Like Kafka's producers: an unknown topic is created if the broker allows auto-creation.
         partitions = client.partitions_of(topic, auto_create=True)
