@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
-from moldau.protocol import codegen
 from moldau.protocol.errors import DecodeError, EncodeError, UnsupportedVersionError
 from moldau.protocol.messages import _apis
 from moldau.protocol.primitives import read_uvarint, skip_tagged_fields
@@ -71,6 +71,14 @@ def _build_apis() -> dict[int, ApiSpec]:
 
 #: Every live API (validVersions not "none") by key.
 APIS: dict[int, ApiSpec] = _build_apis()
+
+
+def _codegen() -> ModuleType:
+    # Imported on the first request, not at startup: the generator and the schemas it reads cost ~30 ms
+    # (issue 9: startup time), and a codec is compiled only for a (message, version) in use anyway.
+    from moldau.protocol import codegen
+
+    return codegen
 
 
 def _api(api_key: int, api_version: int) -> ApiSpec:
@@ -128,7 +136,7 @@ def decode_request_header(buf: bytes | bytearray | memoryview) -> tuple[RequestH
 
 def _decode(name: str, version: int, buf: Any, offset: int, decode: Any = None) -> tuple[Any, int]:
     if decode is None:
-        decode = codegen.decoder(name, version)
+        decode = _codegen().decoder(name, version)
     mv = buf if type(buf) is memoryview else memoryview(buf)
     try:
         return decode(mv, offset)
@@ -152,7 +160,7 @@ def decode_request(api_key: int, api_version: int, buf: bytes | bytearray | memo
     decode = _REQUEST_DECODERS.get((api_key, api_version))
     if decode is None:
         api = _api(api_key, api_version)
-        decode = _REQUEST_DECODERS[api_key, api_version] = codegen.decoder(api.name + "Request", api_version)
+        decode = _REQUEST_DECODERS[api_key, api_version] = _codegen().decoder(api.name + "Request", api_version)
     mv = buf if type(buf) is memoryview else memoryview(buf)
     try:
         return decode(mv, offset)[0]
@@ -163,7 +171,7 @@ def decode_request(api_key: int, api_version: int, buf: bytes | bytearray | memo
 
 
 def _encode_body(name: str, version: int, body: Any, out: bytearray, parts: list | None) -> None:
-    encode = codegen.encoder(name, version)
+    encode = _codegen().encoder(name, version)
     try:
         encode(body, out, parts)
     except EncodeError:
@@ -181,7 +189,7 @@ def encode_response(api_key: int, api_version: int, correlation_id: int, body: A
     cached = _RESPONSE_ENCODERS.get((api_key, api_version))
     if cached is None:
         api = _api(api_key, api_version)
-        encoder = codegen.encoder(api.name + "Response", api_version)
+        encoder = _codegen().encoder(api.name + "Response", api_version)
         cached = _RESPONSE_ENCODERS[api_key, api_version] = (
             encoder,
             _response_header_is_flexible(api, api_version),
