@@ -277,18 +277,18 @@ def build_spec(doc: dict) -> MessageSpec:
     )
 
 
+#: Folders of SCHEMA_DIR with more schemas, not RPCs (so ``api.APIS`` ignores them): the group coordinator's
+#: record schemas (``coordinator-key``/``coordinator-value``, from Kafka's group-coordinator module) and the
+#: transaction coordinator's (TransactionLogKey/Value).
+SUBDIRS = ("group-coordinator", "transaction-coordinator")
+
+
 def _schema_paths(directory: Path) -> list[Path]:
     paths = sorted(directory.glob("*.json"))
     if directory == SCHEMA_DIR:
-        # The group coordinator's record schemas (``coordinator-key``/``coordinator-value``), from Kafka's
-        # group-coordinator module; they are not RPCs, so ``api.APIS`` ignores them.
         for sub in SUBDIRS:
             paths += sorted((directory / sub).glob("*.json"))
     return paths
-
-
-#: Folders of SCHEMA_DIR with more schemas: the coordinators' record schemas.
-SUBDIRS = ("group-coordinator", "transaction-coordinator")  # transaction: TransactionLogKey/Value
 
 
 @functools.cache
