@@ -46,6 +46,41 @@ def test_every_schema_has_a_class_with_its_nested_structs() -> None:
     assert "FetchRequest" in dir(m)
 
 
+def test_checked_in_message_classes_match_the_schemas() -> None:
+    """The messages package is generated; a schema or generator change without regenerating fails here."""
+    from moldau.protocol.classes import GENERATOR, stale_files
+
+    stale = stale_files()
+    assert not stale, f"stale generated files {stale}: run `{GENERATOR}`"
+
+
+def test_the_stale_check_sees_an_edit(tmp_path) -> None:
+    from moldau.protocol.classes import PACKAGE_DIR, stale_files
+
+    for path in PACKAGE_DIR.glob("*.py"):
+        (tmp_path / path.name).write_text(path.read_text())
+    assert stale_files(tmp_path) == []
+    edited = tmp_path / "heartbeat_request.py"
+    edited.write_text(edited.read_text().replace("generation_id: int = 0", "generation_id: int = 1"))
+    (tmp_path / "no_such_message.py").write_text("")
+    (tmp_path / "fetch_request.py").unlink()
+    assert stale_files(tmp_path) == ["fetch_request.py", "heartbeat_request.py", "no_such_message.py"]
+
+
+def test_the_broker_reads_no_schema_for_the_api_table() -> None:
+    """api.APIS comes from the generated table (startup time), and agrees with the schemas."""
+    from moldau.protocol.api import APIS
+
+    specs = all_specs()
+    for api_key, api in APIS.items():
+        request, response = specs[api.name + "Request"], specs[api.name + "Response"]
+        assert request.api_key == api_key
+        assert (api.min_version, api.max_version) == (request.valid.lo, request.valid.hi)
+        assert api.response_flexible_min == (None if response.flexible.empty else response.flexible.lo)
+    live = {s.api_key for s in specs.values() if s.kind == "request" and not s.valid.empty}
+    assert set(APIS) == live
+
+
 def test_defaults() -> None:
     partition = m.FetchResponse.PartitionData()
     assert partition.last_stable_offset == -1

@@ -10,7 +10,9 @@ import socket
 import time
 import uuid
 from base64 import urlsafe_b64encode
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from moldau.broker.config import BrokerConfig, Listener
 from moldau.broker.connection import KafkaConnection
@@ -202,6 +204,7 @@ class Broker:
 
 def run_broker(config: BrokerConfig) -> None:
     """Run a broker in this process until it is told to stop."""
+    runner: Callable[[Coroutine[Any, Any, None]], None]
     if config["moldau.event.loop"] == "uvloop":
         import uvloop
 

@@ -60,7 +60,7 @@ class CoordinatorLog:
     def load(self, replay: Callable[[bytes, bytes | None, int], None]) -> int:
         """Replay every stored record, partition by partition; returns how many were read."""
         return replay_topic(self.replica_manager, OFFSETS_TOPIC,
-                            lambda record: replay(record.key, record.value, record.timestamp))
+                            lambda key, record: replay(key, record.value, record.timestamp))
 
 
 def read_batches(partition: Partition) -> Iterator[tuple[bytes, int, RecordBatchHeader]]:
@@ -87,7 +87,8 @@ def read_batches(partition: Partition) -> Iterator[tuple[bytes, int, RecordBatch
             break
 
 
-def replay_topic(replica_manager: ReplicaManager, topic_name: str, replay: Callable[[Record], None]) -> int:
+def replay_topic(replica_manager: ReplicaManager, topic_name: str,
+                 replay: Callable[[bytes, Record], None]) -> int:
     """Hand every keyed record of an internal topic to `replay`, partition by partition; returns the count."""
     topic = replica_manager.topics.get(topic_name)
     if topic is None:
@@ -96,7 +97,7 @@ def replay_topic(replica_manager: ReplicaManager, topic_name: str, replay: Calla
     for partition in topic.partitions:
         for record in data_records(partition):
             if record.key is not None:
-                replay(record)
+                replay(record.key, record)
                 count += 1
     return count
 

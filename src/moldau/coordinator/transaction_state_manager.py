@@ -57,7 +57,7 @@ class TransactionStateManager:
 
     def load(self) -> int:
         return replay_topic(self.replica_manager, TRANSACTION_STATE_TOPIC,
-                            lambda record: self.replay(record.key, record.value))
+                            lambda key, record: self.replay(key, record.value))
 
     def replay(self, key: bytes, value: bytes | None) -> None:
         try:

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
-from moldau.protocol import codegen
 from moldau.protocol.errors import DecodeError, EncodeError, UnsupportedVersionError
+from moldau.protocol.messages import _apis
 from moldau.protocol.primitives import read_uvarint, skip_tagged_fields
-from moldau.protocol.schema import MessageSpec, all_specs
 
 API_VERSIONS_KEY = 18
 
@@ -60,33 +60,25 @@ class RequestHeader:
     client_id: str | None
 
 
-def _flexible_min(spec: MessageSpec) -> int | None:
-    return None if spec.flexible.empty else spec.flexible.lo
-
-
 def _build_apis() -> dict[int, ApiSpec]:
-    specs = all_specs()
-    apis = {}
-    for request in specs.values():
-        if request.kind != "request" or request.valid.empty:
-            continue
-        name = request.name.removesuffix("Request")
-        response = specs[name + "Response"]
-        apis[request.api_key] = ApiSpec(
-            api_key=request.api_key,  # type: ignore[arg-type]
-            name=name,
-            min_version=request.valid.lo,
-            max_version=request.valid.hi,
-            request_flexible_min=_flexible_min(request),
-            response_flexible_min=_flexible_min(response),
-            listeners=request.listeners,
-            latest_version_unstable=request.latest_version_unstable,
-        )
-    return dict(sorted(apis.items()))
+    # From the table generated out of the schemas (messages/_apis.py), not the schemas themselves: reading
+    # every JSON file took ~90 ms of each broker start (issue 9).
+    return {
+        api_key: ApiSpec(api_key, name, lo, hi, req_flex, resp_flex, listeners, unstable)
+        for api_key, (name, lo, hi, req_flex, resp_flex, listeners, unstable) in _apis.APIS.items()
+    }
 
 
 #: Every live API (validVersions not "none") by key.
 APIS: dict[int, ApiSpec] = _build_apis()
+
+
+def _codegen() -> ModuleType:
+    # Imported on the first request, not at startup: the generator and the schemas it reads cost ~30 ms
+    # (issue 9: startup time), and a codec is compiled only for a (message, version) in use anyway.
+    from moldau.protocol import codegen
+
+    return codegen
 
 
 def _api(api_key: int, api_version: int) -> ApiSpec:
@@ -144,7 +136,7 @@ def decode_request_header(buf: bytes | bytearray | memoryview) -> tuple[RequestH
 
 def _decode(name: str, version: int, buf: Any, offset: int, decode: Any = None) -> tuple[Any, int]:
     if decode is None:
-        decode = codegen.decoder(name, version)
+        decode = _codegen().decoder(name, version)
     mv = buf if type(buf) is memoryview else memoryview(buf)
     try:
         return decode(mv, offset)
@@ -168,7 +160,7 @@ def decode_request(api_key: int, api_version: int, buf: bytes | bytearray | memo
     decode = _REQUEST_DECODERS.get((api_key, api_version))
     if decode is None:
         api = _api(api_key, api_version)
-        decode = _REQUEST_DECODERS[api_key, api_version] = codegen.decoder(api.name + "Request", api_version)
+        decode = _REQUEST_DECODERS[api_key, api_version] = _codegen().decoder(api.name + "Request", api_version)
     mv = buf if type(buf) is memoryview else memoryview(buf)
     try:
         return decode(mv, offset)[0]
@@ -179,7 +171,7 @@ def decode_request(api_key: int, api_version: int, buf: bytes | bytearray | memo
 
 
 def _encode_body(name: str, version: int, body: Any, out: bytearray, parts: list | None) -> None:
-    encode = codegen.encoder(name, version)
+    encode = _codegen().encoder(name, version)
     try:
         encode(body, out, parts)
     except EncodeError:
@@ -197,7 +189,7 @@ def encode_response(api_key: int, api_version: int, correlation_id: int, body: A
     cached = _RESPONSE_ENCODERS.get((api_key, api_version))
     if cached is None:
         api = _api(api_key, api_version)
-        encoder = codegen.encoder(api.name + "Response", api_version)
+        encoder = _codegen().encoder(api.name + "Response", api_version)
         cached = _RESPONSE_ENCODERS[api_key, api_version] = (
             encoder,
             _response_header_is_flexible(api, api_version),

@@ -29,7 +29,7 @@ from moldau.protocol.errors import DecodeError, UnsupportedVersionError
 from moldau.protocol.gen_decode import DecoderGenerator
 from moldau.protocol.gen_encode import EncoderGenerator
 from moldau.protocol.gen_source import StructGenerator
-from moldau.protocol.schema import ZERO_UUID, MessageSpec, all_specs
+from moldau.protocol.schema import ZERO_UUID, MessageSpec, all_specs, message_spec
 
 _ZERO_BYTES = bytes(16)
 
@@ -76,9 +76,10 @@ def _namespace(spec: MessageSpec) -> dict[str, Any]:
 
 
 def _compile(name: str, version: int, generator: type[StructGenerator]) -> Callable:
-    spec = all_specs().get(name)
-    if spec is None:
-        raise UnsupportedVersionError(f"there is no message schema named {name!r}")
+    try:
+        spec = message_spec(name)
+    except KeyError:
+        raise UnsupportedVersionError(f"there is no message schema named {name!r}") from None
     if version not in spec.valid:
         raise UnsupportedVersionError(
             f"{name} has no version {version}; valid versions are {spec.valid.lo}-{spec.valid.hi}"
@@ -104,7 +105,7 @@ def encoder(name: str, version: int) -> Callable[[Any, bytearray, list | None], 
 
 def generated_source(name: str, version: int) -> str:
     """The decoder and encoder source of one (message, version), for reading and debugging."""
-    spec = all_specs()[name]
+    spec = message_spec(name)
     return "\n".join(
         [
             f"# ---- decode {name} v{version}",

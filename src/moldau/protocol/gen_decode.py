@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import struct
 
-from moldau.protocol.classes import default_source
-from moldau.protocol.gen_source import StructGenerator, fixed_runs, is_fixed
+from moldau.protocol.gen_source import StructGenerator, default_source, fixed_runs, is_fixed
 from moldau.protocol.schema import FIXED_FORMATS, FieldSpec, StructSpec
 
 

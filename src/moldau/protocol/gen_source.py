@@ -5,9 +5,31 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from moldau.protocol.schema import FIXED_FORMATS, FieldSpec, MessageSpec, StructSpec
+from moldau.protocol.schema import FIXED_FORMATS, ZERO_UUID, FieldSpec, MessageSpec, StructSpec
 
 _NAME_CODES = str.maketrans({"?": "o", "x": "x"})
+
+
+def default_source(f: FieldSpec, struct_prefix: str = "C_") -> str:
+    """A Python expression for a field's default; a struct default is ``<struct_prefix><Struct>()``.
+
+    The codecs' namespaces name each struct class ``C_<Struct>``; the message modules write
+    ``<Message>.<Struct>``.
+    """
+    if f.default_is_null:
+        return "None"
+    if f.type == "array":
+        return "[]"
+    if f.struct is not None:
+        return f"{struct_prefix}{f.struct.name}()"
+    if f.default == ZERO_UUID:
+        return "ZERO_UUID"
+    return repr(f.default)
+
+
+def needs_fresh(f: FieldSpec) -> bool:
+    """Whether a field's default is a new object per instance (a list or a struct)."""
+    return not f.default_is_null and f.type in ("array", "struct")
 
 
 class Source:

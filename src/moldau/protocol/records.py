@@ -297,7 +297,7 @@ def validate_timestamps(
 
 
 def assign_offsets(
-    buf: bytearray, pos: int, base_offset: int, leader_epoch: int, log_append_time_ms: int | None
+    buf: bytearray | memoryview, pos: int, base_offset: int, leader_epoch: int, log_append_time_ms: int | None
 ) -> None:
     """Stamp the offset and leader epoch on the batch at ``pos``, in place.
 

@@ -18,6 +18,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from moldau.protocol.defaults import ZERO_UUID
+
 SCHEMA_DIR = Path(__file__).parent / "schemas"
 MAX_VERSION = 0x7FFF
 
@@ -34,7 +36,6 @@ FIXED_FORMATS = {
     "uuid": "16s",
 }
 PRIMITIVES = frozenset(FIXED_FORMATS) | {"string", "bytes", "records"}
-ZERO_UUID = uuid.UUID(int=0)
 
 
 class SchemaError(ValueError):
@@ -276,22 +277,43 @@ def build_spec(doc: dict) -> MessageSpec:
     )
 
 
-@functools.cache
-def all_specs(directory: Path = SCHEMA_DIR) -> dict[str, MessageSpec]:
-    """Every schema in ``directory``, by message name (``ProduceRequest``, ``RequestHeader``, ...)."""
-    specs = {}
+#: Folders of SCHEMA_DIR with more schemas, not RPCs (so ``api.APIS`` ignores them): the group coordinator's
+#: record schemas (``coordinator-key``/``coordinator-value``, from Kafka's group-coordinator module) and the
+#: transaction coordinator's (TransactionLogKey/Value).
+SUBDIRS = ("group-coordinator", "transaction-coordinator")
+
+
+def _schema_paths(directory: Path) -> list[Path]:
     paths = sorted(directory.glob("*.json"))
     if directory == SCHEMA_DIR:
-        # The group coordinator's record schemas (``coordinator-key``/``coordinator-value``), from Kafka's
-        # group-coordinator module; they are not RPCs, so ``api.APIS`` ignores them.
-        paths += sorted((directory / "group-coordinator").glob("*.json"))
-        paths += sorted((directory / "transaction-coordinator").glob("*.json"))  # TransactionLogKey/Value
-    for path in paths:
-        spec = build_spec(read_json(path))
+        for sub in SUBDIRS:
+            paths += sorted((directory / sub).glob("*.json"))
+    return paths
+
+
+@functools.cache
+def all_specs(directory: Path = SCHEMA_DIR) -> dict[str, MessageSpec]:
+    """Every schema in ``directory``, by message name (``ProduceRequest``, ``RequestHeader``, ...).
+
+    Reads every file (about 0.1 s): tools and tests use it; the broker reads one file per message it
+    uses, through ``message_spec``.
+    """
+    specs = {}
+    for path in _schema_paths(directory):
+        spec = message_spec(path.stem) if directory == SCHEMA_DIR else build_spec(read_json(path))
         specs[spec.name] = spec
     return specs
 
 
+@functools.cache
 def message_spec(name: str) -> MessageSpec:
-    """The schema named ``name``; raises KeyError for an unknown name."""
-    return all_specs()[name]
+    """The schema named ``name``, read from its own file (``<name>.json``); KeyError for an unknown name."""
+    if name.isidentifier():
+        for folder in (SCHEMA_DIR, *(SCHEMA_DIR / sub for sub in SUBDIRS)):
+            path = folder / f"{name}.json"
+            if path.is_file():
+                spec = build_spec(read_json(path))
+                if spec.name != name:
+                    raise SchemaError(f"{path} defines {spec.name}, not {name}")
+                return spec
+    raise KeyError(name)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from moldau.broker.errors import ApiError
 from moldau.protocol import messages
 from moldau.protocol.errors import ErrorCode
@@ -12,6 +14,7 @@ Response = messages.DeleteTopicsResponse
 
 async def handle(conn, header, request: messages.DeleteTopicsRequest) -> Response:
     manager = conn.broker.replica_manager
+    wanted: list[tuple[str | None, uuid.UUID | None]]
     if header.api_version >= 6:
         wanted = [(t.name, t.topic_id) for t in request.topics]
     else:

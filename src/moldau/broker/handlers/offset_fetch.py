@@ -31,6 +31,7 @@ def _fetch_group(conn, group_id: str, topics, by_id: bool, require_stable: bool 
 def _fetch_group_offsets(conn, group_id: str, topics, by_id: bool) -> tuple[ErrorCode, list[tuple]]:
     broker = conn.broker
     manager = broker.replica_manager
+    name: str | None  # None: a v10 topic id that names no topic
     try:
         if topics is None:
             found = broker.group_coordinator.fetch_offsets(group_id, None)
