@@ -18,7 +18,10 @@ import pytest
 from tests.fixtures import free_port, wait_for_port
 
 RUNS = 3  # the best of a few starts: a loaded machine makes single starts noisy
-WALL_BOUND_S = 1.5  # process start -> TCP accept; ~0.15 s on an idle 2-core machine, ~0.75 s at load 9
+# Process start -> TCP accept: ~0.15 s on an idle 2-core machine, ~0.75 s at load 9, 1.5 s at load 12. Wall time
+# follows the machine's load, so it is only a sanity bound (the old 1.5 s failed at load 12); the CPU bound below
+# is what catches a startup regression.
+WALL_BOUND_S = 5.0
 # The broker's CPU time beyond the bare server's. Before the fix it was ~0.45 s (typer, pydantic, rich, the
 # client and every JSON schema imported); now ~0.1 s.
 CPU_OVER_FLOOR_BOUND_S = 0.3
