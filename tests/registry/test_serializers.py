@@ -3,6 +3,7 @@ then the deserializers read back the same values, with the writer's schema fetch
 
 from __future__ import annotations
 
+import json
 import uuid
 
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -50,3 +51,49 @@ def test_avro_round_trip(registry):
     assert len(subjects) == 1 and subjects[0].endswith("-value")
     latest = client.get_latest_version(subjects[0])
     assert latest.version == 1 and latest.schema_id >= 1
+
+
+def test_json_schema_round_trip(registry):
+    from confluent_kafka.schema_registry.json_schema import JSONDeserializer, JSONSerializer
+
+    schema = json.dumps({
+        "$schema": "http://json-schema.org/draft-07/schema#", "title": "Order", "type": "object",
+        "properties": {"id": {"type": "integer"}, "items": {"type": "array", "items": {"type": "string"}}},
+        "required": ["id"],
+    })
+    client = SchemaRegistryClient({"url": registry.url})
+    values = [{"id": 1, "items": ["a", "b"]}, {"id": 2, "items": []}]
+    got = round_trip(registry, JSONSerializer(schema, client), JSONDeserializer(None, schema_registry_client=client),
+                     values)
+    assert got == values
+    registered = client.get_latest_version(client.get_subjects()[0])
+    assert registered.schema.schema_type == "JSON"
+
+
+def order_message_class():
+    """A Protobuf message class built at run time (no protoc here), in a pool of its own."""
+    from google.protobuf import descriptor_pb2, descriptor_pool
+    from google.protobuf.message_factory import GetMessageClass
+
+    file = descriptor_pb2.FileDescriptorProto(name="shop/order.proto", package="shop", syntax="proto3")
+    order = file.message_type.add(name="Order")
+    order.field.add(name="id", number=1, type=descriptor_pb2.FieldDescriptorProto.TYPE_INT64,
+                    label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL)
+    order.field.add(name="items", number=2, type=descriptor_pb2.FieldDescriptorProto.TYPE_STRING,
+                    label=descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED)
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(file)
+    return GetMessageClass(pool.FindMessageTypeByName("shop.Order"))
+
+
+def test_protobuf_round_trip(registry):
+    from confluent_kafka.schema_registry.protobuf import ProtobufDeserializer, ProtobufSerializer
+
+    order = order_message_class()
+    client = SchemaRegistryClient({"url": registry.url})
+    values = [order(id=1, items=["a", "b"]), order(id=2)]
+    got = round_trip(registry, ProtobufSerializer(order, client, {"use.deprecated.format": False}),
+                     ProtobufDeserializer(order, {"use.deprecated.format": False}, client), values)
+    assert [(m.id, list(m.items)) for m in got] == [(1, ["a", "b"]), (2, [])]
+    registered = client.get_latest_version(client.get_subjects()[0])
+    assert registered.schema.schema_type == "PROTOBUF"
