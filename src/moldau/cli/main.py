@@ -11,6 +11,7 @@ import typer
 
 from moldau.broker.config import ConfigError, load_config, parse_overrides
 from moldau.cli import group as group_commands
+from moldau.cli import schema as schema_commands
 from moldau.cli import topic as topic_commands
 from moldau.cli import txn as txn_commands
 from moldau.cli.produce_consume import consume, produce
@@ -20,6 +21,8 @@ app = typer.Typer(help="Moldau: a Kafka-compatible event streaming platform.", n
 app.add_typer(topic_commands.app, name="topic")
 app.add_typer(group_commands.app, name="group")
 app.add_typer(txn_commands.app, name="txn")
+app.add_typer(schema_commands.app, name="schema")
+app.command(help="Run a standalone schema registry against a Kafka-compatible cluster.")(schema_commands.registry)
 app.command(help="Write records from stdin (one per line) to a topic.")(produce)
 app.command(help="Read records from a topic and print them.")(consume)
 

@@ -31,6 +31,7 @@ CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
 ACCEPTED_CONTENT_TYPES = ("application/vnd.schemaregistry.v1+json", "application/vnd.schemaregistry+json",
                           "application/json", "application/octet-stream")
 MAX_BODY_BYTES = 4 * 1024 * 1024
+DRAIN_LIMIT_BYTES = 64 * 1024 * 1024
 
 Handler = Callable[[Request], Awaitable[Any]]
 
@@ -47,16 +48,19 @@ async def _body(request: Request) -> dict[str, Any]:
     content_type = request.headers.get("content-type", "application/octet-stream").split(";")[0].strip().lower()
     if content_type not in ACCEPTED_CONTENT_TYPES:
         raise errors.UnsupportedMediaType(f"HTTP 415 Unsupported Media Type: {content_type!r}; use {CONTENT_TYPE}")
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise errors.PayloadTooLarge(f"Request entity of {declared} bytes exceeds {MAX_BODY_BYTES} bytes")
-    raw = b""
+    raw = bytearray()
+    size = 0
     async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > MAX_BODY_BYTES:
-            raise errors.PayloadTooLarge(f"Request entity exceeds {MAX_BODY_BYTES} bytes")
+        # Read (and drop) an oversized body rather than reset the connection under a client still sending it.
+        size += len(chunk)
+        if size <= MAX_BODY_BYTES:
+            raw += chunk
+        elif size > DRAIN_LIMIT_BYTES:
+            break
+    if size > MAX_BODY_BYTES:
+        raise errors.PayloadTooLarge(f"Request entity of {size} bytes exceeds {MAX_BODY_BYTES} bytes")
     try:
-        body = json.loads(raw or b"{}")
+        body = json.loads(bytes(raw) or b"{}")
     except ValueError as exc:
         raise errors.BadRequest(f"Unexpected character in the request body: {exc}") from None
     if not isinstance(body, dict):
