@@ -112,7 +112,9 @@ class KafkaStore:
         assert self._consumer is not None
         while not self._stopping.is_set():
             try:
-                messages = self._consumer.consume(num_messages=1000, timeout=0.1)
+                # consume(n, timeout) waits for n messages or the timeout: poll for the first, drain the rest.
+                first = self._consumer.poll(0.1)
+                messages = [] if first is None else [first, *self._consumer.consume(num_messages=1000, timeout=0)]
             except (KafkaException, RuntimeError):
                 if self._stopping.is_set():
                     return

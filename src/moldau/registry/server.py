@@ -64,6 +64,9 @@ class RegistryServer:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._socket = socket.socket(family, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # Accepted sockets inherit TCP_NODELAY (Linux). Without it h11 writes headers and body separately and
+        # the body waits for the client's delayed ACK: 40 ms per response (bench/registry_bench.py).
+        self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._socket.bind((host, port))
         self._socket.listen(1024)
         self.host, self.port = host, self._socket.getsockname()[1]
