@@ -176,7 +176,7 @@ def build_app(registry: SchemaRegistry, basic_auth_users: dict[str, str] | None 
         if request.method == "GET":
             return {"mode": registry.mode(subject, subject is None or _flag(request, "defaultToGlobal"))}
         if request.method == "DELETE":
-            return {"mode": await run_in_threadpool(registry.delete_mode, subject)}
+            return {"mode": await run_in_threadpool(registry.delete_mode, str(subject))}
         body = await _body(request)
         return {"mode": await run_in_threadpool(registry.set_mode, subject, body.get("mode"),
                                                 _flag(request, "force"))}

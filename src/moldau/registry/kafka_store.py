@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
@@ -125,11 +126,12 @@ class KafkaStore:
                 continue
             with self._applied:
                 for message in messages:
-                    if message.error():
-                        if message.error().code() != KafkaError._PARTITION_EOF:
-                            log.warning("reading %s: %s", self.topic, message.error())
+                    error = message.error()
+                    if error is not None:
+                        if error.code() != KafkaError._PARTITION_EOF:
+                            log.warning("reading %s: %s", self.topic, error)
                         continue
-                    self.store.apply(message.key(), message.value(), message.offset())
+                    self.store.apply(message.key(), message.value(), message.offset() or 0)
                 self._applied.notify_all()
 
     def wait_for(self, offset: int, timeout_s: float | None = None) -> None:
@@ -153,7 +155,7 @@ class KafkaStore:
 
     # -- writing ----------------------------------------------------------------------------------
 
-    def append(self, records: list[tuple[bytes, bytes | None]]) -> int:
+    def append(self, records: Sequence[tuple[bytes, bytes | None]]) -> int:
         """Write records (acks=all) and wait until they are applied here; return the last one's offset."""
         assert self._producer is not None
         offsets: list[int] = []

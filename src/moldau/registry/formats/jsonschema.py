@@ -11,8 +11,8 @@ import json
 import re
 from typing import Any
 
-import jsonschema
-from jsonschema.exceptions import SchemaError
+import jsonschema  # type: ignore[import-untyped]
+from jsonschema.exceptions import SchemaError  # type: ignore[import-untyped]
 
 from moldau.registry.errors import InvalidSchema
 from moldau.registry.formats import JSON, ParsedSchema

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from antlr4.error.ErrorListener import ErrorListener
-from google.protobuf import descriptor_pb2
+from antlr4.error.ErrorListener import ErrorListener  # type: ignore[import-untyped]
+from google.protobuf import descriptor_pb2  # type: ignore[import-untyped]
 from proto_schema_parser import ast
 from proto_schema_parser.parser import Parser
 

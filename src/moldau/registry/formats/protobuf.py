@@ -13,8 +13,8 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from google.protobuf import descriptor_pb2, descriptor_pool
-from google.protobuf.message import DecodeError
+from google.protobuf import descriptor_pb2, descriptor_pool  # type: ignore[import-untyped]
+from google.protobuf.message import DecodeError  # type: ignore[import-untyped]
 
 from moldau.registry.errors import InvalidSchema
 from moldau.registry.formats import PROTOBUF, ParsedSchema
@@ -44,7 +44,8 @@ def _well_known(name: str) -> bytes | None:
 @dataclass(slots=True)
 class Resolved:
     file: Any  # FileDescriptorProto, resolved (full type names, types set)
-    messages: dict[str, tuple[Any, str]] = field(default_factory=dict)  # full name -> (DescriptorProto, package)
+    # full name -> (DescriptorProto, package, defined in the schema itself rather than a reference)
+    messages: dict[str, tuple[Any, str, bool]] = field(default_factory=dict)
 
 
 def _decode(text: str) -> Any:
@@ -107,7 +108,7 @@ def _add(pool: Any, name: str, dependency: ParsedSchema, resolved: Resolved) -> 
 def _index(resolved: Resolved, proto: Any, main: bool = True) -> None:
     def walk(message: Any, prefix: str) -> None:
         full = f"{prefix}.{message.name}"
-        resolved.messages[full] = (message, proto.package, main)  # type: ignore[assignment]
+        resolved.messages[full] = (message, proto.package, main)
         for nested in message.nested_type:
             walk(nested, full)
 
@@ -201,7 +202,7 @@ class _Diff:
         return str(message.oneof_decl[fld.oneof_index].name)
 
     def _lookup(self, resolved: Resolved, type_name: str) -> tuple[Any, str]:
-        message, package, _ = resolved.messages[type_name]  # type: ignore[misc]
+        message, package, _ = resolved.messages[type_name]
         return message, package
 
     def _field(self, old: Any, new: Any, where: str) -> None:
