@@ -82,6 +82,7 @@ class RegistryServer:
     def start(self) -> None:
         """Read `_schemas` to the end, then serve HTTP; raises if the store cannot be read."""
         self.kafka.start()
+        self.registry.repair_overridden()
         self._thread = threading.Thread(target=self._serve, name="schema-registry-http", daemon=True)
         self._thread.start()
         log.info("schema registry serving %s from topic %s at %s", self.url, self.config.topic,

@@ -192,6 +192,7 @@ class SchemaRegistry:
         with self._write_lock:
             for _ in range(WRITE_ATTEMPTS):
                 self.kafka.catch_up()
+                self.repair_overridden()
                 decided = self._decide(subject, key, parsed, mode, wanted_id, wanted_version)
                 if isinstance(decided, int):
                     return decided
@@ -203,13 +204,19 @@ class SchemaRegistry:
                     log.info("registered schema id %d as version %d of subject %s", decided.id, decided.version,
                              subject)
                     return decided.id
-                if winner is not None and winner.key != key:
-                    # Another instance took this version first. Re-append its record so that compaction, which
-                    # keeps the last record of a key, keeps the winner's.
-                    self.kafka.append([(schema_key(subject, winner.version), schema_value(winner))])
+                self.repair_overridden()  # another instance took this version first
                 log.info("lost a race for subject %s version %d (id %d held by %s); retrying", subject,
                          decided.version, decided.id, id_holder)
         raise errors.StoreError(f"Could not register a schema under {subject} after {WRITE_ATTEMPTS} attempts")
+
+    def repair_overridden(self) -> None:
+        """Append again the winning record of every key whose last record lost the fold, so that compaction
+        (which keeps a key's last record) cannot resurrect the loser. Any instance may do it; it is idempotent."""
+        with self.lock:
+            winners = [self.store.get_version(s, v) for s, v in sorted(self.store.overridden)]
+        records = [(schema_key(w.subject, w.version), schema_value(w)) for w in winners if w is not None]
+        if records:
+            self.kafka.append(records)
 
     def _decide(self, subject: str, key: SchemaKey, parsed: ParsedSchema, mode: str, wanted_id: Any,
                 wanted_version: Any) -> int | SchemaVersion:

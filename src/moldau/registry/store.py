@@ -72,6 +72,9 @@ class SchemaStore:
     modes: dict[str | None, str] = field(default_factory=dict)
     max_id: int = 0
     applied_offset: int = -1
+    # (subject, version) keys whose last record in the log lost the fold to an earlier one. Compaction keeps
+    # the last record of a key, so the winner's record must be appended again (service.repair_overridden).
+    overridden: set[tuple[str, int]] = field(default_factory=set)
 
     # -- the fold ---------------------------------------------------------------------------------
 
@@ -101,6 +104,7 @@ class SchemaStore:
         subject, version = str(key.get("subject")), int(key.get("version", 0))
         existing = self.versions.get(subject, {}).get(version)
         if value is None:  # tombstone: permanent delete
+            self.overridden.discard((subject, version))
             if existing is not None:
                 del self.versions[subject][version]
                 if not self.versions[subject]:
@@ -118,12 +122,14 @@ class SchemaStore:
         if bound is not None and bound != schema_key:
             return  # a concurrent writer bound this id first
         if existing is not None and (existing.id != schema_id or existing.key != schema_key):
-            return  # a concurrent writer took this version first
+            self.overridden.add((subject, version))  # a concurrent writer took this version first
+            return
         self.by_id[schema_id] = schema_key
         self.id_of.setdefault(schema_key, schema_id)
         self.max_id = max(self.max_id, schema_id)
         if existing is not None:
             existing.deleted = bool(value.get("deleted", False))
+            self.overridden.discard((subject, version))
             return
         self.versions.setdefault(subject, {})[version] = SchemaVersion(
             subject, version, schema_id, schema_key, bool(value.get("deleted", False)), offset)

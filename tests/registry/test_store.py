@@ -1,0 +1,82 @@
+"""The `_schemas` fold alone (no Kafka): Confluent's record layout, and a deterministic answer when two
+registry instances race."""
+
+from __future__ import annotations
+
+import json
+
+from moldau.registry.store import (
+    SchemaKey,
+    SchemaStore,
+    SchemaVersion,
+    config_key,
+    config_value,
+    mode_key,
+    mode_value,
+    schema_key,
+    schema_value,
+)
+
+
+def entry(subject: str, version: int, schema_id: int, schema: str, deleted: bool = False) -> SchemaVersion:
+    return SchemaVersion(subject, version, schema_id, SchemaKey("AVRO", schema), deleted)
+
+
+def fold(records: list[tuple[bytes, bytes | None]]) -> SchemaStore:
+    store = SchemaStore()
+    for offset, (key, value) in enumerate(records):
+        store.apply(key, value, offset)
+    return store
+
+
+def test_confluent_layout():
+    key = json.loads(schema_key("s", 1))
+    assert key == {"keytype": "SCHEMA", "subject": "s", "version": 1, "magic": 1}
+    value = json.loads(schema_value(entry("s", 1, 3, '"int"')))
+    assert value == {"subject": "s", "version": 1, "id": 3, "schema": '"int"', "deleted": False}
+    assert json.loads(config_key(None)) == {"keytype": "CONFIG", "subject": None, "magic": 0}
+    assert json.loads(config_value("FULL")) == {"compatibilityLevel": "FULL"}
+
+
+def test_first_record_wins_a_race_and_the_loser_is_flagged_for_repair():
+    winner, loser = entry("s", 1, 1, '"int"'), entry("s", 1, 2, '"long"')
+    store = fold([(schema_key("s", 1), schema_value(winner)), (schema_key("s", 1), schema_value(loser))])
+    assert store.get_version("s", 1).id == 1 and 2 not in store.by_id
+    assert store.overridden == {("s", 1)}
+    store.apply(schema_key("s", 1), schema_value(winner), 2)  # the repair: the winner appended again
+    assert store.overridden == set()
+
+
+def test_an_id_bound_to_another_schema_is_ignored():
+    store = fold([(schema_key("a", 1), schema_value(entry("a", 1, 1, '"int"'))),
+                  (schema_key("b", 1), schema_value(entry("b", 1, 1, '"long"')))])
+    assert store.subjects() == ["a"] and store.by_id[1].schema == '"int"'
+
+
+def test_soft_delete_tombstone_and_settings():
+    store = fold([
+        (schema_key("s", 1), schema_value(entry("s", 1, 1, '"int"'))),
+        (schema_key("s", 2), schema_value(entry("s", 2, 2, '"long"'))),
+        (schema_key("s", 1), schema_value(entry("s", 1, 1, '"int"', deleted=True))),
+        (config_key("s"), config_value("NONE")),
+        (mode_key(None), mode_value("READONLY")),
+    ])
+    assert [v.version for v in store.subject_versions("s")] == [2]
+    assert [v.version for v in store.subject_versions("s", deleted=True)] == [1, 2]
+    assert store.compatibility_of("s") == "NONE" and store.compatibility_of("t") == "BACKWARD"
+    assert store.mode_of("t") == "READONLY"
+    store.apply(schema_key("s", 1), None, 5)
+    store.apply(config_key("s"), None, 6)
+    assert [v.version for v in store.subject_versions("s", deleted=True)] == [2]
+    assert 1 not in store.by_id and store.max_id == 2  # ids are never handed out again
+    assert store.compatibility_of("s") == "BACKWARD"
+
+
+def test_delete_subject_records_and_junk_are_tolerated():
+    store = fold([
+        (schema_key("s", 1), schema_value(entry("s", 1, 1, '"int"'))),
+        (b'{"keytype":"DELETE_SUBJECT","subject":"s","magic":0}', b'{"subject":"s","version":1}'),
+        (b"not json", b"{}"),
+        (b'{"keytype":"NOOP","magic":0}', None),
+    ])
+    assert store.subject_versions("s") == [] and store.applied_offset == 3
