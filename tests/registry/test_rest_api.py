@@ -181,3 +181,19 @@ def test_wrong_content_type_and_malformed_body(url):
     assert (status, body["error_code"]) == (413, 413)
     assert call(url, "POST", "/subjects/x/versions", {"schema": '"int"'},
                 content_type="application/json")[0] == 200
+
+
+def test_basic_authentication():
+    from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+    from confluent_kafka.schema_registry.error import SchemaRegistryError
+
+    with running_broker(schema_registry=True, schema_registry_basic_auth_users="alice:secret") as broker:
+        url = broker.schema_registry_url
+        assert call(url, "GET", "/subjects")[1]["error_code"] == 401
+        wrong = SchemaRegistryClient({"url": url, "basic.auth.user.info": "alice:guess"})
+        with pytest.raises(SchemaRegistryError) as refused:
+            wrong.get_subjects()
+        assert refused.value.http_status_code == 401
+        client = SchemaRegistryClient({"url": url, "basic.auth.user.info": "alice:secret"})
+        schema_id = client.register_schema("s", Schema('"string"', "AVRO"))
+        assert client.get_subjects() == ["s"] and client.get_schema(schema_id).schema_str == '"string"'
