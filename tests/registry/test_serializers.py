@@ -97,3 +97,6 @@ def test_protobuf_round_trip(registry):
     assert [(m.id, list(m.items)) for m in got] == [(1, ["a", "b"]), (2, [])]
     registered = client.get_latest_version(client.get_subjects()[0])
     assert registered.schema.schema_type == "PROTOBUF"
+    # The serializer sent a base64 descriptor; like Confluent, the registry keeps (and answers) .proto text.
+    assert registered.schema.schema_str.startswith('syntax = "proto3";') and "message Order" in \
+        registered.schema.schema_str

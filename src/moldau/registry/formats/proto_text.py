@@ -9,6 +9,7 @@ from typing import Any
 from antlr4.error.ErrorListener import ErrorListener  # type: ignore[import-untyped]
 from google.protobuf import descriptor_pb2  # type: ignore[import-untyped]
 from proto_schema_parser import ast
+from proto_schema_parser.generator import Generator
 from proto_schema_parser.parser import Parser
 
 from moldau.registry.errors import InvalidSchema
@@ -123,3 +124,73 @@ def _service(out: Any, service: ast.Service) -> None:
 
 def _type_name(message_type: Any) -> str:
     return str(getattr(message_type, "type", message_type))
+
+
+# -- FileDescriptorProto to .proto text (for schemas that arrive as base64 descriptors) ----------------------
+
+_SCALAR_NAMES = {number: name for name, number in SCALARS.items()}
+
+
+def to_proto_text(proto: Any) -> str:
+    """The .proto text of a resolved `FileDescriptorProto` (full type names), as Confluent stores a schema
+    that confluent-kafka's ProtobufSerializer sent as a base64 descriptor."""
+    elements: list[Any] = []
+    if proto.package:
+        elements.append(ast.Package(name=proto.package))
+    public = set(proto.public_dependency)
+    elements += [ast.Import(name=name, public=index in public) for index, name in enumerate(proto.dependency)]
+    proto3 = proto.syntax == "proto3"
+    elements += [_message_ast(m, proto3) for m in proto.message_type]
+    elements += [_enum_ast(e) for e in proto.enum_type]
+    for service in proto.service:
+        elements.append(ast.Service(name=service.name, elements=[
+            ast.Method(name=m.name, input_type=ast.MessageType(type=m.input_type, stream=m.client_streaming),
+                       output_type=ast.MessageType(type=m.output_type, stream=m.server_streaming))
+            for m in service.method]))
+    return str(Generator().generate(ast.File(syntax=proto.syntax or "proto2", file_elements=elements)))
+
+
+def _message_ast(message: Any, proto3: bool) -> Any:
+    entries = {nested.name: nested for nested in message.nested_type if nested.options.map_entry}
+    elements: list[Any] = []
+    oneofs: dict[int, Any] = {}
+    for field in message.field:
+        entry_name = field.type_name.rsplit(".", 1)[-1]
+        if field.label == FD.LABEL_REPEATED and field.type_name and entry_name in entries:
+            key, value = entries[entry_name].field
+            elements.append(ast.MapField(name=field.name, number=field.number, key_type=_type_of(key),
+                                         value_type=_type_of(value)))
+            continue
+        node = ast.Field(name=field.name, number=field.number, type=_type_of(field),
+                         cardinality=_cardinality(field, proto3))
+        if field.HasField("oneof_index") and not field.proto3_optional:
+            if field.oneof_index not in oneofs:
+                oneofs[field.oneof_index] = ast.OneOf(name=message.oneof_decl[field.oneof_index].name, elements=[])
+                elements.append(oneofs[field.oneof_index])
+            node.cardinality = None
+            oneofs[field.oneof_index].elements.append(node)
+        else:
+            elements.append(node)
+    elements += [_message_ast(m, proto3) for m in message.nested_type if not m.options.map_entry]
+    elements += [_enum_ast(e) for e in message.enum_type]
+    if message.reserved_name:
+        elements.append(ast.Reserved(names=list(message.reserved_name)))
+    return ast.Message(name=message.name, elements=elements)
+
+
+def _type_of(field: Any) -> str:
+    return str(field.type_name) if field.type_name else _SCALAR_NAMES[field.type]
+
+
+def _cardinality(field: Any, proto3: bool) -> Any:
+    if field.label == FD.LABEL_REPEATED:
+        return ast.FieldCardinality.REPEATED
+    if field.label == FD.LABEL_REQUIRED:
+        return ast.FieldCardinality.REQUIRED
+    if not proto3 or field.proto3_optional:
+        return ast.FieldCardinality.OPTIONAL
+    return None
+
+
+def _enum_ast(enum: Any) -> Any:
+    return ast.Enum(name=enum.name, elements=[ast.EnumValue(name=v.name, number=v.number) for v in enum.value])

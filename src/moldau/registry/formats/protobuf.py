@@ -18,7 +18,7 @@ from google.protobuf.message import DecodeError  # type: ignore[import-untyped]
 
 from moldau.registry.errors import InvalidSchema
 from moldau.registry.formats import PROTOBUF, ParsedSchema
-from moldau.registry.formats.proto_text import to_file_descriptor
+from moldau.registry.formats.proto_text import to_file_descriptor, to_proto_text
 
 FDP = descriptor_pb2.FileDescriptorProto
 FD = descriptor_pb2.FieldDescriptorProto
@@ -48,20 +48,21 @@ class Resolved:
     messages: dict[str, tuple[Any, str, bool]] = field(default_factory=dict)
 
 
-def _decode(text: str) -> Any:
+def _decode(text: str) -> tuple[Any, bool]:
+    """The schema's FileDescriptorProto, and whether it came as a base64 descriptor rather than .proto text."""
     stripped = text.strip()
     if "{" not in stripped and ";" not in stripped:
         try:
             proto = FDP()
             proto.ParseFromString(base64.b64decode(stripped, validate=True))
-            return proto
+            return proto, True
         except (binascii.Error, DecodeError, ValueError):
             pass
-    return to_file_descriptor(text)
+    return to_file_descriptor(text), False
 
 
 def parse(text: str, dependencies: dict[str, ParsedSchema], normalize: bool) -> ParsedSchema:
-    proto = _decode(text)
+    proto, from_descriptor = _decode(text)
     if not proto.name:
         proto.name = "schema.proto"
     pool = descriptor_pool.DescriptorPool()
@@ -74,13 +75,15 @@ def parse(text: str, dependencies: dict[str, ParsedSchema], normalize: bool) -> 
             if serialized is None:
                 raise InvalidSchema(f"Invalid schema: import {name!r} has no reference")
             _add_serialized(pool, serialized)
+            _index(resolved, FDP.FromString(serialized), main=False)
     try:
         descriptor = pool.AddSerializedFile(proto.SerializeToString())
     except (TypeError, KeyError, ValueError) as exc:
         raise InvalidSchema(f"Invalid schema: {exc}") from None
     descriptor.CopyToProto(resolved.file)
     _index(resolved, resolved.file)
-    stored = text.strip() if normalize else text
+    # Like Confluent, a descriptor is stored as .proto text; `?format=serialized` gives the descriptor back.
+    stored = to_proto_text(resolved.file) if from_descriptor else text.strip() if normalize else text
     return ParsedSchema(PROTOBUF, stored, resolved, dict(dependencies))
 
 
@@ -101,6 +104,7 @@ def _add(pool: Any, name: str, dependency: ParsedSchema, resolved: Resolved) -> 
         serialized = _well_known(wanted)
         if serialized is not None:
             _add_serialized(pool, serialized)
+            _index(resolved, FDP.FromString(serialized), main=False)
     _add_serialized(pool, proto.SerializeToString())
     _index(resolved, proto, main=False)
 
@@ -202,8 +206,10 @@ class _Diff:
         return str(message.oneof_decl[fld.oneof_index].name)
 
     def _lookup(self, resolved: Resolved, type_name: str) -> tuple[Any, str]:
-        message, package, _ = resolved.messages[type_name]
-        return message, package
+        found = resolved.messages.get(type_name)
+        if found is None:  # not indexed (cannot happen for a pool-validated schema): compare by name alone
+            return descriptor_pb2.DescriptorProto(name=type_name.rsplit(".", 1)[-1]), ""
+        return found[0], found[1]
 
     def _field(self, old: Any, new: Any, where: str) -> None:
         old_message, new_message = old.type in _MESSAGE_TYPES, new.type in _MESSAGE_TYPES
