@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from moldau.registry.store import (
     SchemaKey,
     SchemaStore,
@@ -80,3 +83,52 @@ def test_delete_subject_records_and_junk_are_tolerated():
         (b'{"keytype":"NOOP","magic":0}', None),
     ])
     assert store.subject_versions("s") == [] and store.applied_offset == 3
+
+
+def visible(store: SchemaStore) -> dict:
+    """What clients can see: every version (deleted or not) with its id and schema, and the settings."""
+    return {
+        "versions": {(e.subject, e.version): (e.id, e.key, e.deleted)
+                     for s in store.versions for e in store.versions[s].values()},
+        "by_id": dict(store.by_id), "compatibility": dict(store.compatibility), "modes": dict(store.modes),
+    }
+
+
+def compacted(records: list[tuple[bytes, bytes | None]]) -> list[tuple[bytes, bytes | None]]:
+    """What Kafka's log cleaner leaves: the last record of each key, in offset order (tombstones kept)."""
+    last = {key: offset for offset, (key, _) in enumerate(records)}
+    return [record for offset, record in enumerate(records) if last[record[0]] == offset]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["register", "soft", "hard", "config"]),
+                          st.sampled_from(["a", "b", "c"]), st.integers(0, 4)), max_size=40))
+def test_state_survives_compaction(operations):
+    """Replaying the compacted `_schemas` gives the state of replaying all of it (design decision 7)."""
+    store, records = SchemaStore(), []
+
+    def write(key: bytes, value: bytes | None) -> None:
+        records.append((key, value))
+        store.apply(key, value, len(records) - 1)
+
+    for op, subject, n in operations:
+        live = store.subject_versions(subject)
+        if op == "register":
+            key = SchemaKey("AVRO", f'"schema-{n}"')
+            if any(e.key == key for e in live):
+                continue
+            all_versions = store.subject_versions(subject, deleted=True)
+            version = (all_versions[-1].version if all_versions else 0) + 1
+            write(schema_key(subject, version), schema_value(SchemaVersion(
+                subject, version, store.id_of.get(key, store.max_id + 1), key)))
+        elif op == "soft" and live:
+            e = live[n % len(live)]
+            write(schema_key(subject, e.version), schema_value(SchemaVersion(e.subject, e.version, e.id, e.key,
+                                                                              deleted=True)))
+        elif op == "hard":
+            deleted = [e for e in store.subject_versions(subject, deleted=True) if e.deleted]
+            if deleted:
+                write(schema_key(subject, deleted[n % len(deleted)].version), None)
+        elif op == "config":
+            write(config_key(subject), config_value(["NONE", "FULL"][n % 2]) if n < 4 else None)
+    assert visible(fold(compacted(records))) == visible(store)
