@@ -197,3 +197,29 @@ def test_basic_authentication():
         client = SchemaRegistryClient({"url": url, "basic.auth.user.info": "alice:secret"})
         schema_id = client.register_schema("s", Schema('"string"', "AVRO"))
         assert client.get_subjects() == ["s"] and client.get_schema(schema_id).schema_str == '"string"'
+
+
+def test_protobuf_and_json_schema_references(url):
+    common = 'syntax = "proto3";\npackage shop;\nmessage Money { int64 cents = 1; string currency = 2; }\n'
+    assert register(url, "money.proto", common, schemaType="PROTOBUF")[0] == 200
+    order = ('syntax = "proto3";\npackage shop;\nimport "money.proto";\n'
+             "message Order { string id = 1; shop.Money total = 2; }\n")
+    refs = [{"name": "money.proto", "subject": "money.proto", "version": 1}]
+    status, body = register(url, "order-value", order, schemaType="PROTOBUF", references=refs)
+    assert status == 200, body
+    assert register(url, "order-bad", order, schemaType="PROTOBUF")[1]["error_code"] == 42201  # import unresolved
+    # The referenced subject checks its own versions: a field kind change there is refused.
+    money2 = common.replace("int64 cents", "string cents")
+    assert register(url, "money.proto", money2, schemaType="PROTOBUF")[1]["error_code"] == 409
+
+    address = json.dumps({"type": "object", "properties": {"city": {"type": "string"}}})
+    assert register(url, "address.json", address, schemaType="JSON")[0] == 200
+    person = json.dumps({"type": "object", "properties": {"home": {"$ref": "address.json"}}})
+    json_refs = [{"name": "address.json", "subject": "address.json", "version": 1}]
+    status, body = register(url, "person-value", person, schemaType="JSON", references=json_refs)
+    assert status == 200, body
+    narrowed = json.dumps({"type": "object", "properties": {"home": {"$ref": "address.json"}},
+                           "required": ["home"]})
+    status, body = call(url, "POST", "/compatibility/subjects/person-value/versions/latest",
+                        {"schema": narrowed, "schemaType": "JSON", "references": json_refs})
+    assert status == 200 and body["is_compatible"] is False
