@@ -100,3 +100,41 @@ def test_protobuf_round_trip(registry):
     # The serializer sent a base64 descriptor; like Confluent, the registry keeps (and answers) .proto text.
     assert registered.schema.schema_str.startswith('syntax = "proto3";') and "message Order" in \
         registered.schema.schema_str
+
+
+def test_kafka_python_producer_with_registry_ids_read_by_avro_deserializer(registry):
+    """A second client library: kafka-python writes Confluent's wire format by hand (magic 0, the id the
+    registry gave over plain HTTP, fastavro's body); confluent-kafka's AvroDeserializer reads it back."""
+    import io
+    import struct
+
+    import fastavro
+    from confluent_kafka.schema_registry.avro import AvroDeserializer
+    from kafka import KafkaProducer
+
+    from tests.registry.http import call
+
+    topic = unique_topic("sr-kp")
+    status, body = call(registry.url, "POST", f"/subjects/{topic}-value/versions", {"schema": USER_AVRO})
+    assert status == 200
+    parsed = fastavro.parse_schema(json.loads(USER_AVRO))
+    values = [{"name": "grace", "age": 85, "email": None}, {"name": "linus", "age": 56, "email": "l@k.org"}]
+    producer = KafkaProducer(bootstrap_servers=registry.bootstrap_servers)
+    for value in values:
+        buffer = io.BytesIO()
+        buffer.write(struct.pack(">bI", 0, body["id"]))
+        fastavro.schemaless_writer(buffer, parsed, value)
+        producer.send(topic, buffer.getvalue()).get(timeout=30)
+    producer.close()
+    consumer = Consumer({"bootstrap.servers": registry.bootstrap_servers, "group.id": str(uuid.uuid4())})
+    consumer.assign([TopicPartition(topic, 0, 0)])
+    deserializer = AvroDeserializer(SchemaRegistryClient({"url": registry.url}))
+    got = []
+    try:
+        while len(got) < len(values):
+            message = consumer.poll(30)
+            assert message is not None and message.error() is None
+            got.append(deserializer(message.value(), SerializationContext(topic, MessageField.VALUE)))
+    finally:
+        consumer.close()
+    assert got == values
