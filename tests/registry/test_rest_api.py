@@ -223,3 +223,14 @@ def test_protobuf_and_json_schema_references(url):
     status, body = call(url, "POST", "/compatibility/subjects/person-value/versions/latest",
                         {"schema": narrowed, "schemaType": "JSON", "references": json_refs})
     assert status == 200 and body["is_compatible"] is False
+
+
+def test_compatibility_endpoint_without_a_subject(url):
+    body = {"schema": record("a")}
+    assert call(url, "POST", "/compatibility/subjects/nobody/versions", body) == (200, {"is_compatible": True})
+    status, got = call(url, "POST", "/compatibility/subjects/nobody/versions/1", body)
+    assert (status, got["error_code"]) == (404, 40402)
+    status, got = call(url, "POST", "/compatibility/subjects/nobody/versions/latest", body)
+    assert (status, got["error_code"]) == (404, 40402)
+    status, got = register(url, "typed", record("a"), id="seven")
+    assert (status, got["error_code"]) == (422, 422)

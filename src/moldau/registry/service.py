@@ -184,6 +184,9 @@ class SchemaRegistry:
         if mode == "READONLY":
             raise errors.OperationNotPermitted(f"Subject {subject} is in read-only mode")
         wanted_id, wanted_version = body.get("id"), body.get("version")
+        for name, value in (("id", wanted_id), ("version", wanted_version)):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+                raise errors.UnprocessableEntity(f"The '{name}' of a schema must be an integer, not {value!r}")
         if mode != "IMPORT" and wanted_id is not None and int(wanted_id) >= 0:
             raise errors.OperationNotPermitted(f"Subject {subject} is not in import mode")
         parsed = self.parse_request(body, normalize)
@@ -256,15 +259,16 @@ class SchemaRegistry:
         with self.lock:
             live = self.store.subject_versions(subject)
             level = self.store.compatibility_of(subject)
-        if raw_version is None or parse_version(raw_version) is None:
-            if raw_version is not None and not live:
-                raise errors.SubjectNotFound(f"Subject '{subject}' not found.")
+        if raw_version is None:  # against every version the level asks for; none yet: compatible
             return compatibility.check(level, parsed, [self.parsed(e.key) for e in live])
         version = parse_version(raw_version)
+        # Confluent answers 40402 (not 40401) when the subject or the version does not exist here.
+        if version is None:
+            if not live:
+                raise errors.VersionNotFound(f"Version latest not found for subject '{subject}'.")
+            return compatibility.check(level, parsed, [self.parsed(e.key) for e in live])
         entry = next((e for e in live if e.version == version), None)
         if entry is None:
-            if not live:
-                raise errors.SubjectNotFound(f"Subject '{subject}' not found.")
             raise errors.VersionNotFound(f"Version {version} not found.")
         return compatibility.check(level.removesuffix("_TRANSITIVE"), parsed, [self.parsed(entry.key)])
 
