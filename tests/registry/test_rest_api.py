@@ -234,3 +234,13 @@ def test_compatibility_endpoint_without_a_subject(url):
     assert (status, got["error_code"]) == (404, 40402)
     status, got = register(url, "typed", record("a"), id="seven")
     assert (status, got["error_code"]) == (422, 422)
+
+
+def test_schemas_listing_and_contexts(url):
+    for fields in (("a",), ("a", "b")):
+        assert register(url, "listing-x", record(*fields))[0] == 200
+    listed = call(url, "GET", "/schemas?subjectPrefix=listing-")[1]
+    assert [(e["subject"], e["version"]) for e in listed] == [("listing-x", 1), ("listing-x", 2)]
+    latest = call(url, "GET", "/schemas?subjectPrefix=listing-&latestOnly=true")[1]
+    assert [(e["subject"], e["version"]) for e in latest] == [("listing-x", 2)]
+    assert call(url, "GET", "/contexts") == (200, ["."])

@@ -111,6 +111,14 @@ def build_app(registry: SchemaRegistry, basic_auth_users: dict[str, str] | None 
     async def versions_of_id(request: Request) -> Any:
         return registry.subjects_of_id(_schema_id(request), _flag(request, "deleted"))
 
+    async def schemas(request: Request) -> Any:
+        entries = registry.all_versions(_flag(request, "deleted"), request.query_params.get("subjectPrefix", ""),
+                                        _flag(request, "latestOnly"))
+        return [e.to_json() for e in entries]
+
+    async def contexts(request: Request) -> Any:
+        return ["."]  # the default context only (Confluent's schema linking contexts are not served)
+
     async def subjects(request: Request) -> Any:
         return registry.subjects(_flag(request, "deleted"), request.query_params.get("subjectPrefix", ""))
 
@@ -183,6 +191,8 @@ def build_app(registry: SchemaRegistry, basic_auth_users: dict[str, str] | None 
 
     routes = [
         Route("/", endpoint(root), methods=["GET"]),
+        Route("/schemas", endpoint(schemas), methods=["GET"]),
+        Route("/contexts", endpoint(contexts), methods=["GET"]),
         Route("/schemas/types", endpoint(schema_types), methods=["GET"]),
         Route("/schemas/ids/{id}", endpoint(schema_by_id), methods=["GET"]),
         Route("/schemas/ids/{id}/schema", endpoint(schema_text_by_id), methods=["GET"]),

@@ -90,6 +90,13 @@ class SchemaRegistry:
         with self.lock:
             return [s for s in self.store.subjects(deleted) if s.startswith(prefix)]
 
+    def all_versions(self, deleted: bool = False, prefix: str = "", latest_only: bool = False) -> list[SchemaVersion]:
+        """`GET /schemas`: every version of every subject under `prefix`, or only each subject's latest."""
+        with self.lock:
+            subjects = [s for s in self.store.subjects(deleted) if s.startswith(prefix)]
+            per_subject = [self.store.subject_versions(s, deleted) for s in subjects]
+        return [e for entries in per_subject for e in (entries[-1:] if latest_only else entries)]
+
     def versions(self, subject: str, deleted: bool = False) -> list[int]:
         with self.lock:
             entries = self.store.subject_versions(subject, deleted)
