@@ -28,8 +28,3 @@ def registry(request: pytest.FixtureRequest) -> Iterator[Registry]:
                 RegistryConfig(broker.bootstrap_servers, listener="http://127.0.0.1:0")) as server:
             yield Registry(broker.bootstrap_servers, server.url)
 
-
-@pytest.fixture
-def embedded_registry() -> Iterator[Registry]:
-    with running_broker(schema_registry=True) as broker:
-        yield Registry(broker.bootstrap_servers, broker.schema_registry_url)
