@@ -25,11 +25,16 @@ BAD = json.dumps({"type": "record", "name": "User", "fields": [{"name": "name", 
 def registry_url(tmp_path_factory):
     with running_broker() as broker:
         port = free_port()
-        log = tmp_path_factory.mktemp("registry") / "registry.log"
+        directory = tmp_path_factory.mktemp("registry")
+        log, properties = directory / "registry.log", directory / "schema-registry.properties"
+        # Confluent's own configuration file works unchanged; flags override it.
+        properties.write_text(f"listeners=http://127.0.0.1:{port}\n"
+                              f"kafkastore.bootstrap.servers=PLAINTEXT://{broker.bootstrap_servers}\n"
+                              "kafkastore.topic=_schemas\n")
         with open(log, "wb") as out:
             process = subprocess.Popen(
-                [sys.executable, "-m", "moldau.cli.main", "registry", "--bootstrap-server",
-                 broker.bootstrap_servers, "--listener", f"http://127.0.0.1:{port}", "--replication-factor", "1"],
+                [sys.executable, "-m", "moldau.cli.main", "registry", "--config", str(properties),
+                 "--replication-factor", "1"],
                 stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ))
         try:
             wait_for_port(port, PROCESS_START_TIMEOUT_S, process)

@@ -132,3 +132,21 @@ def test_state_survives_compaction(operations):
         elif op == "config":
             write(config_key(subject), config_value(["NONE", "FULL"][n % 2]) if n < 4 else None)
     assert visible(fold(compacted(records))) == visible(store)
+
+
+def test_registry_config_from_confluent_properties():
+    import pytest
+
+    from moldau.errors import MoldauError
+    from moldau.registry import RegistryConfig
+
+    config = RegistryConfig.from_properties({
+        "listeners": "http://0.0.0.0:8085", "kafkastore.bootstrap.servers": "PLAINTEXT://k1:9092,SASL_SSL://k2:9093",
+        "kafkastore.topic": "_schemas_x", "kafkastore.timeout.ms": "2500",
+        "kafkastore.security.protocol": "SASL_SSL", "kafkastore.sasl.mechanism": "PLAIN",
+    })
+    assert (config.bootstrap_servers, config.listener, config.topic, config.timeout_s) == \
+        ("k1:9092,k2:9093", "http://0.0.0.0:8085", "_schemas_x", 2.5)
+    assert config.client_config == {"security.protocol": "SASL_SSL", "sasl.mechanism": "PLAIN"}
+    with pytest.raises(MoldauError, match="kafkastore.bootstrap.servers"):
+        RegistryConfig.from_properties({"listeners": "http://0.0.0.0:8081"})

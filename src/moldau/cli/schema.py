@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from moldau.cli.common import DEFAULT_BOOTSTRAP, Bootstrap
+from moldau.cli.common import DEFAULT_BOOTSTRAP
 
 app = typer.Typer(help="Register, read and check schemas in a schema registry.", no_args_is_help=True)
 
@@ -146,16 +146,22 @@ def set_compat(level: Annotated[str, typer.Argument(help="NONE, BACKWARD, FORWAR
 
 
 def registry(
-    bootstrap_server: Bootstrap = DEFAULT_BOOTSTRAP,
-    listener: Annotated[str, typer.Option("--listener", "-l", help="http://host:port to serve on")]
-    = "http://0.0.0.0:8081",
-    topic: Annotated[str, typer.Option(help="The schemas topic (kafkastore.topic)")] = "_schemas",
-    replication_factor: Annotated[int, typer.Option(help="Of the schemas topic when created")] = 3,
+    bootstrap_server: Annotated[str | None, typer.Option("--bootstrap-server", "-b", envvar="MOLDAU_BOOTSTRAP_SERVER",
+                                                         help="host:port of a broker")] = None,
+    listener: Annotated[str | None, typer.Option("--listener", "-l", help="http://host:port to serve on "
+                                                 "(default http://0.0.0.0:8081)")] = None,
+    topic: Annotated[str | None, typer.Option(help="The schemas topic (kafkastore.topic, default _schemas)")] = None,
+    replication_factor: Annotated[int | None, typer.Option(help="Of the schemas topic when created "
+                                                           "(default 3, capped by the brokers)")] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="Confluent's schema-registry.properties "
+                                                "(flags override it)")] = None,
+    basic_auth_user: Annotated[list[str] | None, typer.Option(help="user:password; turns on HTTP Basic")] = None,
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")] = "INFO",
 ) -> None:
     """Run a standalone schema registry against any Kafka-compatible cluster, until SIGTERM/SIGINT."""
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from moldau.broker.config import parse_properties
     from moldau.errors import MoldauError
     from moldau.registry import RegistryConfig, RegistryServer
 
@@ -163,7 +169,15 @@ def registry(
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     try:
-        server = RegistryServer(RegistryConfig(bootstrap_server, listener, topic, replication_factor))
+        properties = parse_properties(config.read_text()) if config else {}
+        flags = {"kafkastore.bootstrap.servers": bootstrap_server or (None if config else DEFAULT_BOOTSTRAP),
+                 "listeners": listener, "kafkastore.topic": topic,
+                 "kafkastore.topic.replication.factor": None if replication_factor is None else str(replication_factor)}
+        properties.update({k: v for k, v in flags.items() if v is not None})
+        registry_config = RegistryConfig.from_properties(properties)
+        if basic_auth_user:
+            registry_config.basic_auth_users = dict(pair.split(":", 1) for pair in basic_auth_user)
+        server = RegistryServer(registry_config)
         server.start()
     except (MoldauError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)

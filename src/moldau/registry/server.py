@@ -45,6 +45,28 @@ class RegistryConfig:
     basic_auth_users: dict[str, str] | None = None  # user -> password; None: no authentication
     client_config: dict[str, Any] = field(default_factory=dict)  # extra librdkafka settings (security, ...)
 
+    @classmethod
+    def from_properties(cls, properties: dict[str, str]) -> RegistryConfig:
+        """Confluent's `schema-registry.properties` names: `listeners`, `kafkastore.bootstrap.servers`,
+        `kafkastore.topic`, `kafkastore.topic.replication.factor`, `kafkastore.timeout.ms`; any other
+        `kafkastore.<name>` (security.protocol, sasl.*, ssl.*) goes to the Kafka client as `<name>`."""
+        known = {"kafkastore.bootstrap.servers", "kafkastore.topic", "kafkastore.topic.replication.factor",
+                 "kafkastore.timeout.ms"}
+        servers = [s.strip().split("://")[-1] for s in properties.get("kafkastore.bootstrap.servers", "").split(",")
+                   if s.strip()]
+        if not servers:
+            raise MoldauError("kafkastore.bootstrap.servers is required (host:port of the Kafka cluster)")
+        return cls(
+            bootstrap_servers=",".join(servers),
+            listener=properties.get("listeners", "http://0.0.0.0:8081").split(",")[0].strip(),
+            topic=properties.get("kafkastore.topic", DEFAULT_TOPIC),
+            replication_factor=int(properties.get("kafkastore.topic.replication.factor",
+                                                  DEFAULT_REPLICATION_FACTOR)),
+            timeout_s=int(properties.get("kafkastore.timeout.ms", DEFAULT_TIMEOUT_S * 1000)) / 1000,
+            client_config={k.removeprefix("kafkastore."): v for k, v in properties.items()
+                           if k.startswith("kafkastore.") and k not in known},
+        )
+
 
 def parse_listener(listener: str) -> tuple[str, int]:
     parts = urlsplit(listener)
