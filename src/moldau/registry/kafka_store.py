@@ -64,7 +64,7 @@ class KafkaStore:
         })
         self._consumer = Consumer({
             **self._common, "client.id": "moldau-schema-registry-reader", "group.id": "moldau-schema-registry",
-            "enable.auto.commit": False, "fetch.wait.max.ms": 100, "fetch.error.backoff.ms": 50,
+            "enable.auto.commit": False, "fetch.error.backoff.ms": 50,
             # Never skip records: an out-of-range position (e.g. after DeleteRecords) restarts from the start.
             "auto.offset.reset": "earliest",
         })
