@@ -96,3 +96,18 @@ def test_two_standalone_registries_agree_on_ids():
             for schema, ids in by_schema.items():
                 got = call(second.url, "GET", f"/schemas/ids/{next(iter(ids))}")[1]
                 assert json.loads(got["schema"]) == json.loads(schema)
+
+
+def test_standalone_registry_rides_out_a_broker_restart(broker_process, tmp_path):
+    broker = broker_process(tmp_path / "data")
+    config = RegistryConfig(broker.bootstrap_servers, listener="http://127.0.0.1:0", replication_factor=1)
+    with RegistryServer(config) as server:
+        url = server.url
+        first = call(url, "POST", "/subjects/s/versions", {"schema": record("s", "a")})[1]["id"]
+        broker.kill()
+        assert call(url, "GET", f"/schemas/ids/{first}")[0] == 200  # reads are served from memory meanwhile
+        broker.start()
+        status, body = call(url, "POST", "/subjects/s/versions", {"schema": record("s", "a", "b")})
+        assert status == 200, body
+        assert body["id"] == first + 1
+        assert call(url, "GET", "/subjects/s/versions")[1] == [1, 2]

@@ -147,11 +147,18 @@ class KafkaStore:
     def catch_up(self) -> None:
         """Read to the current end of the topic (the high watermark when this is called)."""
         assert self._offsets is not None
-        try:
-            _, high = self._offsets.get_watermark_offsets(TopicPartition(self.topic, 0),
-                                                           timeout=self.timeout_s, cached=False)
-        except KafkaException as exc:
-            raise StoreError(f"Could not read the end offset of {self.topic}: {exc}") from None
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            try:
+                _, high = self._offsets.get_watermark_offsets(
+                    TopicPartition(self.topic, 0), timeout=max(0.1, deadline - time.monotonic()), cached=False)
+                break
+            except KafkaException as exc:
+                # A restarting broker answers "unknown partition" until its logs are loaded: retry until the
+                # store timeout, as Confluent's KafkaStore does within kafkastore.timeout.ms.
+                if time.monotonic() >= deadline:
+                    raise StoreError(f"Could not read the end offset of {self.topic}: {exc}") from None
+                time.sleep(0.05)
         if high > 0:
             self.wait_for(high - 1)
 
