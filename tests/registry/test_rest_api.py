@@ -244,3 +244,17 @@ def test_schemas_listing_and_contexts(url):
     latest = call(url, "GET", "/schemas?subjectPrefix=listing-&latestOnly=true")[1]
     assert [(e["subject"], e["version"]) for e in latest] == [("listing-x", 2)]
     assert call(url, "GET", "/contexts") == (200, ["."])
+
+
+def test_formatting_and_key_order_do_not_make_a_new_schema(url):
+    compact = '{"type":"record","name":"Fmt","fields":[{"name":"a","type":"int"}]}'
+    reordered = '{ "fields" : [ { "type" : "int", "name" : "a" } ], "name" : "Fmt", "type" : "record" }'
+    schema_id = register(url, "fmt", compact)[1]["id"]
+    assert register(url, "fmt", reordered) == (200, {"id": schema_id})
+    assert call(url, "GET", "/subjects/fmt/versions")[1] == [1]
+    assert call(url, "POST", "/subjects/fmt", {"schema": reordered})[1]["id"] == schema_id
+    assert register(url, "fmt-other", reordered) == (200, {"id": schema_id})
+    # Field order is part of an Avro schema (it is the binary layout): a different order is a new schema.
+    swapped = '{"type":"record","name":"Fmt","fields":[{"name":"b","type":"int","default":0},' \
+              '{"name":"a","type":"int"}]}'
+    assert register(url, "fmt", swapped)[1]["id"] != schema_id

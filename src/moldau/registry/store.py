@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 DEFAULT_COMPATIBILITY = "BACKWARD"
@@ -35,13 +36,35 @@ class Reference:
         return {"name": self.name, "subject": self.subject, "version": self.version}
 
 
-@dataclass(slots=True, frozen=True)
+@lru_cache(maxsize=4096)
+def match_form(schema_type: str, schema: str) -> str:
+    """The form two schemas are compared in: JSON-based schemas (Avro, JSON Schema) without whitespace and with
+    sorted keys, so that formatting and key order do not make a new schema (Confluent compares Avro's and
+    JSON Schema's canonical strings); Protobuf text as written."""
+    if schema_type in ("AVRO", "JSON"):
+        try:
+            return json.dumps(json.loads(schema), sort_keys=True, separators=(",", ":"))
+        except ValueError:
+            return schema
+    return schema.strip()
+
+
+@dataclass(slots=True, frozen=True, eq=False)
 class SchemaKey:
     """What makes two registered schemas the same schema, and so the same global id."""
 
     schema_type: str
-    schema: str
+    schema: str  # as stored and answered
     references: tuple[Reference, ...] = ()
+
+    def identity(self) -> tuple[str, str, tuple[Reference, ...]]:
+        return self.schema_type, match_form(self.schema_type, self.schema), self.references
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SchemaKey) and self.identity() == other.identity()
+
+    def __hash__(self) -> int:
+        return hash(self.identity())
 
 
 @dataclass(slots=True)
