@@ -150,3 +150,17 @@ def test_registry_config_from_confluent_properties():
     assert config.client_config == {"security.protocol": "SASL_SSL", "sasl.mechanism": "PLAIN"}
     with pytest.raises(MoldauError, match="kafkastore.bootstrap.servers"):
         RegistryConfig.from_properties({"listeners": "http://0.0.0.0:8081"})
+
+
+def test_a_record_ignored_for_its_id_applies_once_the_id_is_freed():
+    """Live instances and an instance replaying the compacted log (without the id holder) end the same."""
+    holder, orphan = entry("a", 1, 7, '"int"', deleted=True), entry("b", 1, 7, '"long"')
+    records = [(schema_key("a", 1), schema_value(holder)), (schema_key("b", 1), schema_value(orphan)),
+               (schema_key("a", 1), None)]
+    live = fold(records)
+    assert [(e.subject, e.id) for e in live.subject_versions("b")] == [("b", 7)]
+    assert visible(live) == visible(fold(compacted(records))) == visible(fold(records[1:]))
+    # A later record for the orphan's key supersedes it: nothing is resurrected.
+    superseded = fold(records[:2] + [(schema_key("b", 1), schema_value(entry("b", 1, 8, '"long"'))),
+                                     records[2]])
+    assert [(e.subject, e.id) for e in superseded.subject_versions("b")] == [("b", 8)]

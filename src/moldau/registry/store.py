@@ -98,6 +98,10 @@ class SchemaStore:
     # (subject, version) keys whose last record in the log lost the fold to an earlier one. Compaction keeps
     # the last record of a key, so the winner's record must be appended again (service.repair_overridden).
     overridden: set[tuple[str, int]] = field(default_factory=set)
+    # Records ignored because their id was bound to another schema, by their (subject, version) while no later
+    # record supersedes that key: (offset, key, value). If the id is freed (hard delete), they apply then, as
+    # they would for an instance replaying a compacted log without the id holder's record.
+    ignored: dict[tuple[str, int], tuple[int, dict[str, Any], dict[str, Any]]] = field(default_factory=dict)
 
     # -- the fold ---------------------------------------------------------------------------------
 
@@ -126,6 +130,7 @@ class SchemaStore:
     def _apply_schema(self, key: dict[str, Any], value: dict[str, Any] | None, offset: int) -> None:
         subject, version = str(key.get("subject")), int(key.get("version", 0))
         existing = self.versions.get(subject, {}).get(version)
+        self.ignored.pop((subject, version), None)  # superseded by this record, as compaction would
         if value is None:  # tombstone: permanent delete
             self.overridden.discard((subject, version))
             if existing is not None:
@@ -143,7 +148,9 @@ class SchemaStore:
         schema_id = int(value["id"])
         bound = self.by_id.get(schema_id)
         if bound is not None and bound != schema_key:
-            return  # a concurrent writer bound this id first
+            if existing is None:  # a concurrent writer bound this id first
+                self.ignored[(subject, version)] = (offset, key, value)
+            return
         if existing is not None and (existing.id != schema_id or existing.key != schema_key):
             self.overridden.add((subject, version))  # a concurrent writer took this version first
             return
@@ -163,6 +170,9 @@ class SchemaStore:
         schema_key = self.by_id.pop(schema_id, None)
         if schema_key is not None and self.id_of.get(schema_key) == schema_id:
             del self.id_of[schema_key]
+        waiting = sorted((o, k, v) for (o, k, v) in self.ignored.values() if int(v["id"]) == schema_id)
+        for offset, key, value in waiting:
+            self._apply_schema(key, value, offset)
 
     @staticmethod
     def _apply_setting(table: dict[str | None, str], subject: str | None, value: Any, name: str) -> None:
