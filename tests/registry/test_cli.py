@@ -44,7 +44,7 @@ def registry_url(tmp_path_factory):
             assert process.wait(30) == 0, log.read_text()
 
 
-def test_schema_commands(registry_url, tmp_path):
+def test_register_get_and_list_commands(registry_url, tmp_path):
     url = ("--url", registry_url)
     v2_file = tmp_path / "user.avsc"
     v2_file.write_text(V2)
@@ -58,17 +58,22 @@ def test_schema_commands(registry_url, tmp_path):
     assert json.loads(json.loads(moldau("schema", "get", "--id", str(first), *url).stdout)["schema"]) \
         == json.loads(V1)
 
-    incompatible = moldau("schema", "check-compat", "users-value", "--schema", BAD, *url, check=False)
-    assert incompatible.returncode == 1 and "incompatible" in incompatible.stdout
-    assert moldau("schema", "check-compat", "users-value", "--schema", V2, *url).stdout.strip() == "compatible"
-    refused = moldau("schema", "register", "users-value", "--schema", BAD, *url, check=False)
-    assert refused.returncode == 1 and "error code 409" in refused.stderr
-    assert moldau("schema", "set-compat", "none", "--subject", "users-value", *url).stdout.strip() == "NONE"
-    assert int(moldau("schema", "register", "users-value", "--schema", BAD, *url).stdout) == second + 1
 
-    assert json.loads(moldau("schema", "delete", "users-value", "--version", "1", *url).stdout) == 1
-    assert json.loads(moldau("schema", "delete", "users-value", *url).stdout) == [2, 3]
-    assert moldau("schema", "list", *url).stdout.split() == []
-    assert moldau("schema", "list", "--deleted", *url).stdout.split() == ["users-value"]
+def test_compatibility_and_delete_commands(registry_url):
+    url = ("--url", registry_url)
+    moldau("schema", "register", "orders-value", "--schema", V1, *url)
+    second = int(moldau("schema", "register", "orders-value", "--schema", V2, *url).stdout)
+    incompatible = moldau("schema", "check-compat", "orders-value", "--schema", BAD, *url, check=False)
+    assert incompatible.returncode == 1 and "incompatible" in incompatible.stdout
+    assert moldau("schema", "check-compat", "orders-value", "--schema", V2, *url).stdout.strip() == "compatible"
+    refused = moldau("schema", "register", "orders-value", "--schema", BAD, *url, check=False)
+    assert refused.returncode == 1 and "error code 409" in refused.stderr
+    assert moldau("schema", "set-compat", "none", "--subject", "orders-value", *url).stdout.strip() == "NONE"
+    assert int(moldau("schema", "register", "orders-value", "--schema", BAD, *url).stdout) == second + 1
+
+    assert json.loads(moldau("schema", "delete", "orders-value", "--version", "1", *url).stdout) == 1
+    assert json.loads(moldau("schema", "delete", "orders-value", *url).stdout) == [2, 3]
+    assert "orders-value" not in moldau("schema", "list", *url).stdout.split()
+    assert "orders-value" in moldau("schema", "list", "--deleted", *url).stdout.split()
     invalid = moldau("schema", "register", "x", "--schema", "{nope", *url, check=False)
     assert invalid.returncode == 1 and "error code 42201" in invalid.stderr
