@@ -40,6 +40,13 @@ class EmbeddedBroker:
         return f"{host}:{port}"
 
     @property
+    def schema_registry_url(self) -> str:
+        """The built-in schema registry's URL (start with `running_broker(schema_registry=True)`)."""
+        if self.broker.schema_registry is None:
+            raise RuntimeError("no schema registry: start the broker with running_broker(schema_registry=True)")
+        return str(self.broker.schema_registry.url)
+
+    @property
     def port(self) -> int:
         return self.broker.bound["PLAINTEXT"][1]
 
@@ -69,13 +76,19 @@ class EmbeddedBroker:
 
 
 @contextmanager
-def running_broker(data_dir: str | Path | None = None, **overrides: Any) -> Iterator[EmbeddedBroker]:
-    """Start a broker on 127.0.0.1 with a free port; keyword overrides use `_` for `.` in Kafka's names."""
+def running_broker(data_dir: str | Path | None = None, schema_registry: bool = False,
+                   **overrides: Any) -> Iterator[EmbeddedBroker]:
+    """Start a broker on 127.0.0.1 with a free port; keyword overrides use `_` for `.` in Kafka's names.
+
+    `schema_registry=True` also starts the built-in schema registry on a free port: `broker.schema_registry_url`.
+    """
     with tempfile.TemporaryDirectory(prefix="moldau-") as tmp:
         settings: dict[str, Any] = {
             "listeners": "PLAINTEXT://127.0.0.1:0",
             "log.dirs": str(data_dir or tmp),
         }
+        if schema_registry:
+            settings["schema.registry.listeners"] = "http://127.0.0.1:0"
         settings.update({key.replace("_", "."): value for key, value in overrides.items()})
         embedded = EmbeddedBroker(BrokerConfig(settings))
         embedded.start()

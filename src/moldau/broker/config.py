@@ -161,6 +161,12 @@ BROKER_CONFIGS: dict[str, ConfigDef] = _defs(
     ConfigDef("log.cleaner.min.cleanable.ratio", float, 0.5, "Default min.cleanable.dirty.ratio", 0),
     ConfigDef("producer.id.expiration.ms", int, 86400000, "Forget an idle idempotent producer after this", 1),
     ConfigDef("producer.id.expiration.check.interval.ms", int, 600000, "How often producer ids expire", 1),
+    # The built-in schema registry (docs/schema-registry.md); Confluent's names after the `schema.registry.` prefix.
+    ConfigDef("schema.registry.listeners", list, [], "http://host:port URIs of the built-in schema registry; "
+              "empty: not started"),
+    ConfigDef("schema.registry.kafkastore.topic", str, "_schemas", "The compacted topic holding the schemas"),
+    ConfigDef("schema.registry.basic.auth.users", list, [], "user:password pairs; when set, the registry "
+              "requires HTTP Basic authentication"),
 )
 
 

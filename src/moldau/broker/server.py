@@ -62,6 +62,7 @@ class Broker:
         self.servers: list[asyncio.base_events.Server] = []
         self.bound: dict[str, tuple[str, int]] = {}
         self._background: list[asyncio.Task[None]] = []
+        self.schema_registry: Any = None  # moldau.registry.RegistryServer when schema.registry.listeners is set
         log_dirs = config.log_dirs
         self.store = LocalMetadataStore(log_dirs[0])
         self.log_manager = LogManager(log_dirs, broker_default_log_config(config))
@@ -119,6 +120,7 @@ class Broker:
         self._background.append(self.loop.create_task(self.log_retention.run()))
         self._background.append(self.loop.create_task(self.group_coordinator.run_expiry()))
         self._background.append(self.loop.create_task(self.transaction_coordinator.run()))
+        await self._start_schema_registry()
         log.info("broker %d of cluster %s started in %.0f ms, listening on %s", self.node_id,
                  self.cluster_id, (time.monotonic() - started) * 1000,
                  ", ".join(f"{name}://{h}:{p}" for name, (h, p) in self.bound.items()))
@@ -126,6 +128,24 @@ class Broker:
     def _lock_holder(self) -> str:
         listeners = ",".join(f"{lst.name}://{lst.host}:{lst.port}" for lst in self.config.listeners)
         return f"pid {os.getpid()} on host {socket.gethostname()}, node.id {self.node_id}, listeners {listeners}"
+
+    async def _start_schema_registry(self) -> None:
+        """`schema.registry.listeners`: run the registry beside the broker, a Kafka client of it over loopback
+        (moldau.registry never imports the broker)."""
+        if not self.config["schema.registry.listeners"]:
+            return
+        from moldau.registry.server import RegistryConfig, RegistryServer
+
+        host, port = next(iter(self.bound.values()))
+        users = dict(pair.split(":", 1) for pair in self.config["schema.registry.basic.auth.users"])
+        self.schema_registry = RegistryServer(RegistryConfig(
+            bootstrap_servers=f"{'127.0.0.1' if host in ('', '0.0.0.0', '::') else host}:{port}",
+            listener=self.config["schema.registry.listeners"][0],
+            topic=self.config["schema.registry.kafkastore.topic"],
+            replication_factor=self.config["offsets.topic.replication.factor"],
+            basic_auth_users=users or None,
+        ))
+        await asyncio.to_thread(self.schema_registry.start)  # its Kafka client needs this loop running
 
     async def _listen(self, listener: Listener) -> None:
         server = await self.loop.create_server(
@@ -173,6 +193,8 @@ class Broker:
 
     async def stop(self) -> None:
         """Graceful shutdown: stop accepting, close connections, flush and checkpoint every log."""
+        if self.schema_registry is not None:
+            await asyncio.to_thread(self.schema_registry.stop)
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)  # retention finishes its deletes

@@ -8,6 +8,7 @@ import typer
 
 import moldau
 from moldau.cli import group as group_commands
+from moldau.cli import schema as schema_commands
 from moldau.cli import server as server_command
 from moldau.cli import topic as topic_commands
 from moldau.cli import txn as txn_commands
@@ -19,6 +20,8 @@ app = typer.Typer(help="Moldau: a Kafka-compatible event streaming platform.", n
 app.add_typer(topic_commands.app, name="topic")
 app.add_typer(group_commands.app, name="group")
 app.add_typer(txn_commands.app, name="txn")
+app.add_typer(schema_commands.app, name="schema")
+app.command(help="Run a standalone schema registry against a Kafka-compatible cluster.")(schema_commands.registry)
 app.command(help="Write records from stdin (one per line, sent as they arrive) to a topic.")(produce)
 app.command(help="Read records from a topic and print them (until Ctrl-C unless told when to stop).")(consume)
 
