@@ -11,13 +11,18 @@ import kafka.errors as kafka_errors
 from aiokafka import AIOKafkaConsumer
 from kafka import KafkaConsumer, TopicPartition
 
-from tests import fixtures
-from tests.fixtures import unique_topic
-from tests.integration.test_confluent import create_topic
-from tests.integration.test_groups_confluent import PARTITIONS, produce
+from tests.fixtures import (
+    DEADLINE_S,
+    GROUP_PARTITIONS,
+    clients,
+    create_topic,
+    produce_values,
+    unique_topic,
+    wait_until,
+)
 
-group_broker = fixtures.group_broker
-DEADLINE_S = 30
+PARTITIONS = GROUP_PARTITIONS
+
 POLL_MS = 2000
 
 
@@ -25,7 +30,7 @@ def test_aiokafka_group_splits_rebalances_and_commits(group_broker):
     bootstrap = group_broker.bootstrap_servers
     topic, group = unique_topic("aio"), unique_topic("g")
     create_topic(bootstrap, topic, PARTITIONS)
-    produce(bootstrap, topic, range(120))
+    produce_values(bootstrap, topic, range(120))
 
     def make() -> AIOKafkaConsumer:
         return AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
@@ -65,7 +70,7 @@ def test_kafka_python_group_consumes_and_commits(group_broker):
     bootstrap = group_broker.bootstrap_servers
     topic, group = unique_topic("kp"), unique_topic("g")
     create_topic(bootstrap, topic, PARTITIONS)
-    produce(bootstrap, topic, range(60))
+    produce_values(bootstrap, topic, range(60))
     seen: list[int] = []
     done = threading.Event()
 
