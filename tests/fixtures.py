@@ -215,13 +215,17 @@ class Read(NamedTuple):
     value: bytes | None
 
 
+def values_of(reads: Iterable[Read]) -> list[str]:
+    return [r.value.decode() for r in reads if r.value is not None]
+
+
 def read_all(bootstrap: str, topic: str, partitions: int = 1, *, isolation: str = "read_uncommitted",
-             expected: int = 0, idle_s: float | None = None) -> list[Read]:
+             expected: int = 0, idle_s: float | None = None, timeout: float = DEADLINE_S) -> list[Read]:
     """Every record of `topic` from the beginning, in order per partition, read with librdkafka.
 
     Stops once at least `expected` records were read and then either every partition reached its end
     (`idle_s` None) or no record came for `idle_s` seconds (to see records that might still arrive, such as
-    a transaction's once its markers are written). Fails after DEADLINE_S.
+    a transaction's once its markers are written). Fails after `timeout` seconds.
     """
     consumer = clients.track(Consumer({
         "bootstrap.servers": bootstrap, "group.id": unique_topic("reader"), "enable.auto.commit": False,
@@ -229,7 +233,7 @@ def read_all(bootstrap: str, topic: str, partitions: int = 1, *, isolation: str 
     consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
     out: list[Read] = []
     at_end: set[int] = set()
-    deadline = time.monotonic() + DEADLINE_S
+    deadline = time.monotonic() + timeout
     quiet_since = time.monotonic()
     try:
         while True:

@@ -11,16 +11,14 @@ import pytest
 from moldau.coordinator.consumer_group_coordinator import HeartbeatRequest
 from moldau.coordinator.service import Coordinator
 from moldau.protocol.errors import ErrorCode as E
-from moldau.testing import running_broker
-from tests.fixtures import GROUP_TEST_OVERRIDES
+from tests.fixtures import GROUP_TEST_OVERRIDES, embedded_broker, kafka_overrides
 
 TOPIC = "events"
 
 
 @pytest.fixture
 def embedded():
-    overrides = {k.replace(".", "_"): v for k, v in GROUP_TEST_OVERRIDES.items()}
-    with running_broker(num_partitions=6, **overrides) as b:
+    with embedded_broker(num_partitions=6, **kafka_overrides(GROUP_TEST_OVERRIDES)) as b:
         b.call(_setup(b))
         yield b
 

@@ -18,7 +18,9 @@ TOPIC = "crash"
 CYCLES = 5
 
 
-def read_all(bootstrap: str, topic: str) -> list[bytes]:
+def fetched_values(bootstrap: str, topic: str) -> list[bytes]:
+    """Values of partition 0 through raw Fetch requests (moldau's own client), not librdkafka: a damaged batch
+    served after a crash must fail this test, and librdkafka aborts the whole process on one."""
     values: list[bytes] = []
     with Client(bootstrap) as client:
         end = client.list_offset(topic, 0, -1)
@@ -67,7 +69,7 @@ def test_sigkill_under_acks_all_loses_no_acknowledged_record(tmp_path: Path):
         producer.flush(10)  # the rest fail: they were never acknowledged
     broker = BrokerProcess(data_dir, port=port).start()
     try:
-        stored = [int(v) for v in read_all(broker.bootstrap_servers, TOPIC)]
+        stored = [int(v) for v in fetched_values(broker.bootstrap_servers, TOPIC)]
     finally:
         broker.stop()
     assert len(acked) > 50, "the producer barely got going; the test proves nothing"
@@ -102,7 +104,7 @@ def test_damaged_segment_tail_is_truncated_and_the_rest_served(tmp_path: Path):
 
     broker = BrokerProcess(data_dir, port=port).start()
     try:
-        values = read_all(broker.bootstrap_servers, "damaged")
+        values = fetched_values(broker.bootstrap_servers, "damaged")
         with Client(broker.bootstrap_servers) as client:
             after = client.produce("damaged", 0, build_batch([Record(0, 0, None, b"after", [])]))
     finally:
