@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -122,7 +123,9 @@ class Clients:
 def _close(client: Any) -> None:
     if isinstance(client, Producer):
         client.purge()  # close() flushes first, which waits for message.timeout.ms on a dead broker
-        client.close()
+        with warnings.catch_warnings():  # a fenced transactional producer warns that it cannot abort
+            warnings.simplefilter("ignore", RuntimeWarning)
+            client.close()
     elif type(client).__module__.startswith("kafka."):
         client.close(**({"autocommit": False} if hasattr(client, "commit") else {"timeout": 0}))
     elif hasattr(client, "close"):
