@@ -27,7 +27,7 @@ PY
 ) || { note "python3 is required"; exit 1; }
 if [ -n "${MOLDAU_VENV:-}" ] || [ "$externally_managed" = 1 ]; then
     venv=${MOLDAU_VENV:-.venv}
-    if [ ! -x "$venv/bin/python" ]; then
+    if ! "$venv/bin/python" -m pip --version >/dev/null 2>&1; then  # missing, or left without pip by a failure
         # Debian's python3 makes virtualenvs only with python3-venv (ensurepip) installed.
         # --system-site-packages: the exact pins below still win over whatever the system has.
         if ! python3 -m venv --system-site-packages "$venv" 2>/dev/null; then
