@@ -12,8 +12,14 @@ its own event loop in a background thread, so synchronous client code can talk t
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import logging
+import os
+import socket
+import sys
 import tempfile
 import threading
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +29,10 @@ from moldau.broker.config import BrokerConfig
 from moldau.broker.server import Broker
 
 START_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 30.0
+ABORT_TIMEOUT_S = 5.0
+
+log = logging.getLogger(__name__)
 
 
 class EmbeddedBroker:
@@ -66,13 +76,77 @@ class EmbeddedBroker:
             self._loop.close()
             raise
 
-    def stop(self) -> None:
-        try:
-            self.call(self.broker.stop())
-        finally:
+    def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
+        """Stop the broker, then its loop and thread, in at most about `timeout` + 10 seconds.
+
+        A clean stop flushes and checkpoints every log. If that does not finish in time, the stop is
+        cancelled, every connection and task is aborted, and TimeoutError says where the loop was: the broker
+        no longer listens either way, so a hung stop cannot leave a broker behind for the tests that follow.
+        """
+        if self._loop.is_closed():
+            return
+        error: BaseException | None = None
+        if self._thread.is_alive():
+            stopping = asyncio.run_coroutine_threadsafe(self.broker.stop(), self._loop)
+            try:
+                stopping.result(timeout)
+            except concurrent.futures.TimeoutError:
+                stuck = self._loop_stack()
+                stopping.cancel()
+                self._abort()
+                error = TimeoutError(f"broker on {self._address()} did not stop within {timeout} s; "
+                                     f"aborted it. The loop thread was at:\n{stuck}")
+            except BaseException as exc:  # noqa: BLE001 (re-raised below, after the loop is down)
+                self._abort()
+                error = exc
             self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(START_TIMEOUT_S)
+            self._thread.join(ABORT_TIMEOUT_S)
+        if self._thread.is_alive():
+            # Something blocks the loop itself: nothing scheduled on it runs, and closing a running loop is
+            # an error. Stop listening from this thread, and leave the daemon thread to the interpreter.
+            self._shutdown_listeners()
+            stuck = self._loop_stack()
+            log.error("broker loop thread is still running after stop; its listeners are shut. It is at:\n%s",
+                      stuck)
+            error = error or TimeoutError(f"broker loop thread did not stop; it is at:\n{stuck}")
+        else:
             self._loop.close()
+        if error is not None:
+            raise error
+
+    def _address(self) -> str:
+        return ", ".join(f"{name}://{host}:{port}" for name, (host, port) in self.broker.bound.items())
+
+    def _loop_stack(self) -> str:
+        frame = sys._current_frames().get(self._thread.ident or -1)
+        return "".join(traceback.format_stack(frame)) if frame is not None else "(thread not running)"
+
+    def _abort(self) -> None:
+        """Close listeners and connections and cancel every task, without waiting on logs or threads."""
+        aborted = threading.Event()
+
+        def abort() -> None:  # a plain callback: it needs no task, so it also runs on a loop that stopped
+            for server in self.broker.servers:
+                server.close()
+            for connection in list(self.broker.connections):
+                if connection.transport is not None:
+                    connection.transport.abort()
+            for task in asyncio.all_tasks(self._loop):
+                task.cancel()
+            aborted.set()
+
+        self._loop.call_soon_threadsafe(abort)
+        aborted.wait(ABORT_TIMEOUT_S)  # if the loop is blocked, stop() shuts the listeners from outside
+
+    def _shutdown_listeners(self) -> None:
+        for server in self.broker.servers:
+            for transport_socket in server.sockets or ():
+                try:
+                    # A duplicate descriptor of the same socket: shutting it down stops the listener for all.
+                    with socket.socket(fileno=os.dup(transport_socket.fileno())) as listener:
+                        listener.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
 
 
 @contextmanager

@@ -11,16 +11,14 @@ import pytest
 from moldau.coordinator.consumer_group_coordinator import HeartbeatRequest
 from moldau.coordinator.service import Coordinator
 from moldau.protocol.errors import ErrorCode as E
-from moldau.testing import running_broker
-from tests.fixtures import GROUP_TEST_OVERRIDES
+from tests.fixtures import GROUP_TEST_OVERRIDES, embedded_broker, kafka_overrides
 
 TOPIC = "events"
 
 
 @pytest.fixture
 def embedded():
-    overrides = {k.replace(".", "_"): v for k, v in GROUP_TEST_OVERRIDES.items()}
-    with running_broker(num_partitions=6, **overrides) as b:
+    with embedded_broker(num_partitions=6, **kafka_overrides(GROUP_TEST_OVERRIDES)) as b:
         b.call(_setup(b))
         yield b
 
@@ -77,8 +75,10 @@ def test_fencing_leaving_and_commit_validation(embedded):
         a = await c.consumer_group_heartbeat(hb("a", 0))
         assert (await c.consumer_group_heartbeat(hb("a", 5))).error == E.FENCED_MEMBER_EPOCH
         assert (await c.consumer_group_heartbeat(hb("zz", 1))).error == E.UNKNOWN_MEMBER_ID
-        assert c.validate_commit("g", "a", None, a.member_epoch) == E.NONE
-        assert c.validate_commit("g", "a", None, a.member_epoch - 1) == E.STALE_MEMBER_EPOCH
+        topic_id = embedded.broker.replica_manager.topics[TOPIC].topic_id
+        assert c.validate_commit("g", "a", None, a.member_epoch, [(topic_id, 0)]) == E.NONE
+        assert c.validate_commit("g", "a", None, a.member_epoch - 1, [(topic_id, 0)]) == E.STALE_MEMBER_EPOCH
+        assert c.validate_commit("g", "a", None, a.member_epoch + 1, [(topic_id, 0)]) == E.STALE_MEMBER_EPOCH
         assert c.validate_commit("g", "x", None, 1) == E.UNKNOWN_MEMBER_ID
         assert c.validate_consumer_fetch("g", "a", a.member_epoch + 1) == E.STALE_MEMBER_EPOCH
         left = await c.consumer_group_heartbeat(hb("a", -1))
@@ -89,6 +89,40 @@ def test_fencing_leaving_and_commit_validation(embedded):
         await c.consumer_group_heartbeat(hb("b", 0, group="busy"))
         assert await c.delete_groups(["g", "busy"]) == {"g": E.NONE, "busy": E.NON_EMPTY_GROUP}
         assert "g" not in c.consumer_groups
+    embedded.call(scenario(), timeout=30)
+
+
+def test_commit_with_the_epoch_before_a_bump_is_accepted_for_partitions_held_since(embedded):
+    """KIP-1251 (Kafka 4.3): a member commits with the epoch it knows while the heartbeat that bumps it is in
+    flight; Kafka accepts that commit for partitions it held since that epoch, and fences the rest."""
+    async def scenario():
+        c = embedded.broker.group_coordinator
+        topic_id = embedded.broker.replica_manager.topics[TOPIC].topic_id
+        await c.consumer_group_heartbeat(hb("a", 0))  # a: epoch 1, all six partitions
+        await c.consumer_group_heartbeat(hb("b", 0))  # group epoch 2: a must give up three
+        a = await c.consumer_group_heartbeat(hb("a", 1, {topic_id: set(range(6))}))
+        kept = parts(a)
+        a = await c.consumer_group_heartbeat(hb("a", 1, {topic_id: kept}))
+        assert a.member_epoch == 2  # the bump that a client may not have seen when it commits
+        revoked = next(iter(set(range(6)) - kept))
+        for p in kept:
+            assert c.validate_commit("g", "a", None, 1, [(topic_id, p)]) == E.NONE
+        assert c.validate_commit("g", "a", None, 1, [(topic_id, revoked)]) == E.STALE_MEMBER_EPOCH
+        assert c.validate_commit("g", "a", None, 1, [(topic_id, min(kept)), (topic_id, revoked)]) == (
+            E.STALE_MEMBER_EPOCH)  # one fenced partition fences the whole commit, as in Kafka
+        b = await c.consumer_group_heartbeat(hb("b", 2, {}))
+        assert parts(b) == set(range(6)) - kept
+        assert c.validate_commit("g", "b", None, 2, [(topic_id, revoked)]) == E.NONE
+        assert c.validate_commit("g", "b", None, 1, [(topic_id, revoked)]) == E.STALE_MEMBER_EPOCH
+        # The assignment epochs are in the records: a reloaded coordinator judges the same.
+        replayed = Coordinator(embedded.broker.config, embedded.broker.replica_manager)
+        replayed.load()
+        try:
+            assert replayed.consumer_groups["g"].members["a"].assignment_epochs == (
+                c.consumer_groups["g"].members["a"].assignment_epochs)
+            assert replayed.validate_commit("g", "a", None, 1, [(topic_id, min(kept))]) == E.NONE
+        finally:
+            replayed.shutdown()
     embedded.call(scenario(), timeout=30)
 
 

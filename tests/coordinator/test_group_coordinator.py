@@ -13,15 +13,14 @@ from moldau.coordinator.offsets import OffsetAndMetadata
 from moldau.coordinator.records import OffsetCommitKey, decode_key, encode_key, partition_for
 from moldau.coordinator.service import Coordinator
 from moldau.protocol.errors import ErrorCode as E
-from moldau.testing import running_broker
-from tests.fixtures import GROUP_TEST_OVERRIDES
+from tests.fixtures import GROUP_TEST_OVERRIDES, embedded_broker, kafka_overrides
 
 SESSION_MS = 2000
 
 
 @pytest.fixture
 def embedded():
-    with running_broker(num_partitions=6, **{k.replace(".", "_"): v for k, v in GROUP_TEST_OVERRIDES.items()}) as b:
+    with embedded_broker(num_partitions=6, **kafka_overrides(GROUP_TEST_OVERRIDES)) as b:
         b.call(_ensure_topic(b))
         yield b
 

@@ -16,10 +16,8 @@ from confluent_kafka.admin import (
 
 from moldau.client.client import Client, ClientError
 from moldau.protocol.errors import ErrorCode
-from moldau.testing import running_broker
-from tests.fixtures import unique_topic
+from tests.fixtures import DEADLINE_S, embedded_broker, unique_topic
 
-DEADLINE_S = 30
 SET, DELETE, APPEND, SUBTRACT = (AlterConfigOpType.SET, AlterConfigOpType.DELETE, AlterConfigOpType.APPEND,
                                  AlterConfigOpType.SUBTRACT)
 
@@ -165,12 +163,12 @@ def test_broker_configs_per_broker_and_cluster_default(admin, broker):
 
 
 def test_configs_survive_a_restart(tmp_path):
-    with running_broker(tmp_path) as broker:
+    with embedded_broker(tmp_path) as broker:
         admin = AdminClient({"bootstrap.servers": broker.bootstrap_servers})
         topic = new_topic(admin)
         incremental(admin, "TOPIC", topic, ("retention.ms", SET, "123456"), ("segment.bytes", SET, "2097152"))
         set_cluster_default(broker.bootstrap_servers, "log.retention.bytes", "99999999")
-    with running_broker(tmp_path) as broker:
+    with embedded_broker(tmp_path) as broker:
         admin = AdminClient({"bootstrap.servers": broker.bootstrap_servers})
         configs = describe(admin, "TOPIC", topic)
         assert configs["retention.ms"].value == "123456"

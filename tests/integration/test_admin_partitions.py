@@ -12,9 +12,7 @@ from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
 from typer.testing import CliRunner
 
 from moldau.cli.main import app as cli
-from tests.fixtures import unique_topic
-
-DEADLINE_S = 30
+from tests.fixtures import DEADLINE_S, unique_topic
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from tests.fixtures import unique_topic
+from tests.fixtures import DEADLINE_S, unique_topic
 from tests.integration.scenario import (
     BASE_TIMESTAMP_MS,
     COMPRESSIONS,
@@ -17,8 +17,6 @@ from tests.integration.scenario import (
     check_received,
     records_to_send,
 )
-
-DEADLINE_S = 30
 
 
 async def consume(bootstrap: str, topic: str, expected: int, start: dict[int, int] | None = None):

@@ -8,11 +8,9 @@ from __future__ import annotations
 import time
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import KafkaError, Producer
 
-from moldau.testing import running_broker
-from tests.fixtures import unique_topic
+from tests.fixtures import clients, create_topic, embedded_broker, read_all, unique_topic, wait_until
 
 DEADLINE_S = 60
 KEYS = 300
@@ -23,21 +21,19 @@ VALUE_PAD = "x" * 200
 
 @pytest.fixture(scope="module")
 def compacting_broker():
-    with running_broker(log_cleaner_backoff_ms=50) as embedded:
+    with embedded_broker(log_cleaner_backoff_ms=50) as embedded:
         yield embedded
 
 
 def create_compacted_topic(bootstrap: str, topic: str) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    configs = {"cleanup.policy": "compact", "segment.bytes": str(1024 * 1024),
-               "min.cleanable.dirty.ratio": "0.01", "delete.retention.ms": str(DELETE_RETENTION_MS)}
-    futures = admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1, config=configs)])
-    futures[topic].result(DEADLINE_S)
+    create_topic(bootstrap, topic, 1, config={
+        "cleanup.policy": "compact", "segment.bytes": str(1024 * 1024), "min.cleanable.dirty.ratio": "0.01",
+        "delete.retention.ms": str(DELETE_RETENTION_MS)})
 
 
 def produce(bootstrap: str, topic: str, records: list[tuple[str | None, str | None]], codec: str) -> list:
-    producer = Producer({"bootstrap.servers": bootstrap, "compression.type": codec, "linger.ms": 5,
-                         "enable.idempotence": False, "message.send.max.retries": 0})
+    producer = clients.track(Producer({"bootstrap.servers": bootstrap, "compression.type": codec, "linger.ms": 5,
+                                       "enable.idempotence": False, "message.send.max.retries": 0}))
     errors: list = []
     for key, value in records:
         producer.produce(topic, key=key, value=value,
@@ -46,33 +42,15 @@ def produce(bootstrap: str, topic: str, records: list[tuple[str | None, str | No
     return errors
 
 
-def read_all(bootstrap: str, topic: str) -> list[tuple[int, str, str | None]]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "compaction-check",
-                         "enable.auto.commit": False, "enable.partition.eof": True})
-    consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
-    out: list[tuple[int, str, str | None]] = []
-    deadline = time.monotonic() + DEADLINE_S
-    try:
-        while time.monotonic() < deadline:
-            msg = consumer.poll(0.5)
-            if msg is None:
-                continue
-            if msg.error():
-                if msg.error().code() == KafkaError._PARTITION_EOF:
-                    return out
-                raise AssertionError(msg.error())
-            value = msg.value()
-            out.append((msg.offset(), msg.key().decode(), None if value is None else value.decode()))
-    finally:
-        consumer.close()
-    raise AssertionError("did not reach the end of the partition in time")
+def read_compacted(bootstrap: str, topic: str) -> list[tuple[int, str, str | None]]:
+    """(offset, key, value or None) of every record of the one partition, read to its end."""
+    return [(r.offset, (r.key or b"").decode(), None if r.value is None else r.value.decode())
+            for r in read_all(bootstrap, topic, timeout=DEADLINE_S)]
 
 
 def wait_for_clean(embedded, cleans: int) -> None:
-    deadline = time.monotonic() + DEADLINE_S
-    while embedded.broker.log_cleaner.cleans < cleans:
-        assert time.monotonic() < deadline, "the log cleaner did not clean in time"
-        time.sleep(0.05)  # polling a counter on another thread: there is no event to await
+    wait_until(lambda: embedded.broker.log_cleaner.cleans >= cleans, DEADLINE_S,
+               f"{cleans} clean(s) of the log cleaner")
 
 
 def filler(round_: int, count: int = 4500) -> list[tuple[str | None, str | None]]:
@@ -103,7 +81,7 @@ def test_compacted_topic_keeps_the_latest_value_per_key(compacting_broker) -> No
 
     cleans = compacting_broker.broker.log_cleaner.cleans
     wait_for_clean(compacting_broker, max(cleans, 1))
-    records = read_all(bootstrap, topic)
+    records = read_compacted(bootstrap, topic)
     offsets = [offset for offset, _, _ in records]
     assert offsets == sorted(set(offsets))
     latest = {key: value for _, key, value in records}
@@ -113,7 +91,7 @@ def test_compacted_topic_keeps_the_latest_value_per_key(compacting_broker) -> No
     # Deleted keys go once delete.retention.ms has passed since their batch was first cleaned.
     deadline = time.monotonic() + DEADLINE_S
     round_ = 2
-    while DELETED & {key for _, key, _ in read_all(bootstrap, topic)}:
+    while DELETED & {key for _, key, _ in read_compacted(bootstrap, topic)}:
         assert time.monotonic() < deadline, "tombstones outlived delete.retention.ms"
         cleans = compacting_broker.broker.log_cleaner.cleans
         fill = filler(round_)
@@ -122,4 +100,4 @@ def test_compacted_topic_keeps_the_latest_value_per_key(compacting_broker) -> No
         round_ += 1
         wait_for_clean(compacting_broker, cleans + 1)
     live = {key: value for key, value in expected.items() if value is not None}
-    assert {key: value for _, key, value in read_all(bootstrap, topic)} == live
+    assert {key: value for _, key, value in read_compacted(bootstrap, topic)} == live

@@ -6,9 +6,8 @@ import time
 
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
 
-from tests.fixtures import unique_topic
+from tests.fixtures import DEADLINE_S, create_topic, unique_topic
 from tests.integration.scenario import (
     BASE_TIMESTAMP_MS,
     COMPRESSIONS,
@@ -17,14 +16,6 @@ from tests.integration.scenario import (
     check_received,
     records_to_send,
 )
-
-DEADLINE_S = 30
-
-
-def create_topic(bootstrap: str, topic: str, partitions: int = NUM_PARTITIONS) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    futures = admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
-    futures[topic].result(DEADLINE_S)
 
 
 def produce_all(bootstrap: str, topic: str, compression: str = "none") -> None:

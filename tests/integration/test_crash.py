@@ -12,7 +12,7 @@ from confluent_kafka import Producer
 
 from moldau.client.client import Client
 from moldau.protocol.records import Record, build_batch, iter_batches
-from tests.fixtures import BrokerProcess, free_port, read_all
+from tests.fixtures import BrokerProcess, fetched_values, free_port
 
 TOPIC = "crash"
 CYCLES = 5
@@ -51,7 +51,7 @@ def test_sigkill_under_acks_all_loses_no_acknowledged_record(tmp_path: Path):
         producer.flush(10)  # the rest fail: they were never acknowledged
     broker = BrokerProcess(data_dir, port=port).start()
     try:
-        stored = [int(v) for v in read_all(broker.bootstrap_servers, TOPIC)]
+        stored = [int(v) for v in fetched_values(broker.bootstrap_servers, TOPIC)]
     finally:
         broker.stop()
     assert len(acked) > 50, "the producer barely got going; the test proves nothing"
@@ -86,7 +86,7 @@ def test_damaged_segment_tail_is_truncated_and_the_rest_served(tmp_path: Path):
 
     broker = BrokerProcess(data_dir, port=port).start()
     try:
-        values = read_all(broker.bootstrap_servers, "damaged")
+        values = fetched_values(broker.bootstrap_servers, "damaged")
         with Client(broker.bootstrap_servers) as client:
             after = client.produce("damaged", 0, build_batch([Record(0, 0, None, b"after", [])]))
     finally:
@@ -117,7 +117,7 @@ def test_damage_in_the_last_batch_after_a_clean_stop_is_cut_before_librdkafka_re
     broker = BrokerProcess(data_dir, port=port).start()
     try:
         expected = [b"record-%02d" % i + b"." * 200 for i in range(19)]
-        assert read_all(broker.bootstrap_servers, "rot") == expected  # the damaged batch is gone
+        assert fetched_values(broker.bootstrap_servers, "rot") == expected  # the damaged batch is gone
         consumer = Consumer({"bootstrap.servers": broker.bootstrap_servers, "group.id": "rot-reader",
                              "enable.auto.commit": False, "enable.partition.eof": True,
                              "check.crcs": True})
@@ -141,6 +141,6 @@ def test_damage_in_the_last_batch_after_a_clean_stop_is_cut_before_librdkafka_re
     assert "fails its CRC after a clean shutdown" in broker.log_text()
     broker = BrokerProcess(data_dir, port=port).start()
     try:
-        assert read_all(broker.bootstrap_servers, "rot") == expected
+        assert fetched_values(broker.bootstrap_servers, "rot") == expected
     finally:
         assert broker.stop() == 0

@@ -16,7 +16,7 @@ from confluent_kafka import KafkaError, Producer
 from moldau.client.client import Client, ClientError
 from moldau.protocol.errors import ErrorCode
 from moldau.protocol.records import Record, build_batch
-from tests.fixtures import BrokerProcess, read_all
+from tests.fixtures import BrokerProcess, fetched_values
 
 TOPIC = "full"
 PARTITIONS = 2
@@ -120,7 +120,7 @@ def test_full_disk_answers_kafka_storage_error_and_keeps_acknowledged_records(sm
         assert outcome and outcome[0] is not None, outcome
 
         for partition in range(PARTITIONS):  # reads keep working on the offline dir
-            stored = read_all(broker.bootstrap_servers, TOPIC, partition)
+            stored = fetched_values(broker.bootstrap_servers, TOPIC, partition)
             assert stored[: len(acked[partition])] == acked[partition]
 
         assert broker.stop() == 0  # SIGTERM with 0 bytes free
@@ -135,7 +135,7 @@ def test_full_disk_answers_kafka_storage_error_and_keeps_acknowledged_records(sm
         started.append(broker.start())  # 0 bytes free: it starts, and serves reads
         try:
             for partition in range(PARTITIONS):
-                stored = read_all(broker.bootstrap_servers, TOPIC, partition)
+                stored = fetched_values(broker.bootstrap_servers, TOPIC, partition)
                 assert stored[: len(acked[partition])] == acked[partition], "an acknowledged record was lost"
         finally:
             assert broker.stop() == 0
@@ -147,7 +147,7 @@ def test_full_disk_answers_kafka_storage_error_and_keeps_acknowledged_records(sm
             with Client(broker.bootstrap_servers) as client:
                 after = client.produce(TOPIC, 0, build_batch([Record(0, 1000, None, b"after", [])]))
                 client.commit_offsets("g", {(TOPIC, 0): 7})
-            stored = read_all(broker.bootstrap_servers, TOPIC, 0)
+            stored = fetched_values(broker.bootstrap_servers, TOPIC, 0)
             assert stored[: len(acked[0])] == acked[0] and stored[after.base_offset] == b"after"
         finally:
             assert broker.stop() == 0

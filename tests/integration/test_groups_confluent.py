@@ -8,22 +8,20 @@ import sys
 import threading
 import time
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
-from tests import fixtures
-from tests.fixtures import unique_topic
-from tests.integration.test_confluent import create_topic
+from tests.fixtures import (
+    DEADLINE_S,
+    GROUP_PARTITIONS,
+    Worker,
+    clients,
+    create_topic,
+    produce_values,
+    run_until,
+    unique_topic,
+)
 
-group_broker = fixtures.group_broker
-DEADLINE_S = 30
-PARTITIONS = 6
-
-
-def produce(bootstrap: str, topic: str, values: range) -> None:
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
-    for i in values:
-        producer.produce(topic, value=str(i).encode(), partition=i % PARTITIONS)
-    assert producer.flush(DEADLINE_S) == 0
+PARTITIONS = GROUP_PARTITIONS
 
 
 def consumer(bootstrap: str, group: str, **extra: object) -> Consumer:
@@ -31,34 +29,7 @@ def consumer(bootstrap: str, group: str, **extra: object) -> Consumer:
               "enable.auto.commit": False, "session.timeout.ms": 2000, "heartbeat.interval.ms": 200,
               "topic.metadata.refresh.interval.ms": 1000}
     config.update(extra)
-    return Consumer(config)
-
-
-class Worker:
-    """A consumer that commits each message after processing it; `seen` records what it processed."""
-
-    def __init__(self, c: Consumer, topic: str) -> None:
-        self.c = c
-        self.seen: list[int] = []
-        c.subscribe([topic])
-
-    def step(self) -> None:
-        msg = self.c.poll(0.05)
-        if msg is None or msg.error():
-            return
-        self.seen.append(int(msg.value()))
-        self.c.commit(message=msg, asynchronous=False)
-
-    def assigned(self) -> set[int]:
-        return {tp.partition for tp in self.c.assignment()}
-
-
-def run_until(workers: list[Worker], done, timeout: float = DEADLINE_S) -> None:
-    deadline = time.monotonic() + timeout
-    while not done():
-        assert time.monotonic() < deadline, "timed out"
-        for w in workers:
-            w.step()
+    return clients.track(Consumer(config))
 
 
 def assignments_settle(workers: list[Worker], expected_members: int) -> None:
@@ -91,7 +62,7 @@ def test_group_splits_rebalances_and_loses_nothing(group_broker):
     bootstrap = group_broker.bootstrap_servers
     topic, group = unique_topic("grp"), unique_topic("g")
     create_topic(bootstrap, topic, PARTITIONS)
-    produce(bootstrap, topic, range(300))
+    produce_values(bootstrap, topic, range(300))
     a, b = Worker(consumer(bootstrap, group), topic), Worker(consumer(bootstrap, group), topic)
     killed = subprocess.Popen([sys.executable, "-c", KILLED_CONSUMER, bootstrap, group, topic],
                               stdout=subprocess.PIPE, text=True)
@@ -117,11 +88,11 @@ def test_group_splits_rebalances_and_loses_nothing(group_broker):
         killed.wait(10)
         assignments_settle([a, b], 2)
         # When one leaves cleanly and another joins, the group rebalances again.
-        produce(bootstrap, topic, range(300, 450))
+        produce_values(bootstrap, topic, range(300, 450))
         b.c.close()
         c = Worker(consumer(bootstrap, group), topic)
         assignments_settle([a, c], 2)
-        produce(bootstrap, topic, range(450, 600))
+        produce_values(bootstrap, topic, range(450, 600))
         everything = set(range(600))
         run_until([a, c], lambda: everything <= set(a.seen) | set(b.seen) | set(c.seen) | set(killed_seen))
         # Commits after processing: nothing lost; only work in flight at a rebalance may repeat.

@@ -11,10 +11,14 @@ import time
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from tests.fixtures import GROUP_TEST_OVERRIDES, unique_topic
-from tests.integration.test_confluent import create_topic
-
-DEADLINE_S = 30
+from tests.fixtures import (
+    DEADLINE_S,
+    GROUP_TEST_OVERRIDES,
+    create_topic,
+    embedded_broker,
+    kafka_overrides,
+    unique_topic,
+)
 
 
 def test_offsets_survive_sigkill(broker_process):
@@ -64,9 +68,7 @@ def test_cli_describe_shows_members_assignments_and_lag(group_broker_cli):
 
 @pytest.fixture
 def group_broker_cli():
-    from moldau.testing import running_broker
-
-    with running_broker(**{k.replace(".", "_"): v for k, v in GROUP_TEST_OVERRIDES.items()}) as b:
+    with embedded_broker(**kafka_overrides(GROUP_TEST_OVERRIDES)) as b:
         bootstrap = b.bootstrap_servers
         topic, group = unique_topic("cli"), unique_topic("g")
         create_topic(bootstrap, topic, 3)

@@ -13,9 +13,19 @@ import pytest
 from confluent_kafka import Consumer, KafkaError
 from confluent_kafka.admin import AdminClient
 
-from tests.fixtures import unique_topic
-from tests.integration.test_confluent import create_topic
-from tests.integration.test_groups_confluent import DEADLINE_S, PARTITIONS, Worker, produce, run_until
+from tests.fixtures import (
+    DEADLINE_S,
+    GROUP_PARTITIONS,
+    Worker,
+    clients,
+    create_topic,
+    embedded_broker,
+    produce_values,
+    run_until,
+    unique_topic,
+)
+
+PARTITIONS = GROUP_PARTITIONS
 
 KIP848_OVERRIDES = {
     "group_initial_rebalance_delay_ms": 100,
@@ -28,9 +38,7 @@ KIP848_OVERRIDES = {
 
 @pytest.fixture
 def kip848_broker():
-    from moldau.testing import running_broker
-
-    with running_broker(num_partitions=PARTITIONS, **KIP848_OVERRIDES) as b:
+    with embedded_broker(num_partitions=PARTITIONS, **KIP848_OVERRIDES) as b:
         yield b
 
 
@@ -40,7 +48,7 @@ def consumer(bootstrap: str, group: str, **extra: object) -> Consumer:
               "auto.offset.reset": "earliest", "enable.auto.commit": False,
               "topic.metadata.refresh.interval.ms": 1000}
     config.update(extra)
-    return Consumer(config)
+    return clients.track(Consumer(config))
 
 
 def shares_settle(workers: list[Worker], members: int) -> None:
@@ -57,7 +65,7 @@ def test_members_share_leave_and_join_exactly_once(kip848_broker, assignor):
     bootstrap = kip848_broker.bootstrap_servers
     topic, group = unique_topic("kip848"), unique_topic("g")
     create_topic(bootstrap, topic, PARTITIONS)
-    produce(bootstrap, topic, range(300))
+    produce_values(bootstrap, topic, range(300))
     extra = {"group.remote.assignor": assignor} if assignor else {}
     a, b, c = (Worker(consumer(bootstrap, group, **extra), topic) for _ in range(3))
     # Given three members, each gets a disjoint share of two partitions.
@@ -71,7 +79,7 @@ def test_members_share_leave_and_join_exactly_once(kip848_broker, assignor):
     # When one leaves and another joins, the partitions move only after their owner gave them up.
     b.c.close()
     d = Worker(consumer(bootstrap, group, **extra), topic)
-    produce(bootstrap, topic, range(300, 450))
+    produce_values(bootstrap, topic, range(300, 450))
     shares_settle([a, c, d], 3)
     everything = set(range(450))
     run_until([a, c, d], lambda: everything <= set(a.seen) | set(b.seen) | set(c.seen) | set(d.seen))
@@ -129,7 +137,7 @@ def test_classic_and_consumer_groups_side_by_side(kip848_broker):
     topic = unique_topic("both")
     classic_group, consumer_group = unique_topic("classic"), unique_topic("consumer")
     create_topic(bootstrap, topic, PARTITIONS)
-    produce(bootstrap, topic, range(60))
+    produce_values(bootstrap, topic, range(60))
     classic = Worker(Consumer({"bootstrap.servers": bootstrap, "group.id": classic_group,
                                "auto.offset.reset": "earliest", "enable.auto.commit": False,
                                "session.timeout.ms": 2000, "heartbeat.interval.ms": 200}), topic)
@@ -143,7 +151,8 @@ def test_classic_and_consumer_groups_side_by_side(kip848_broker):
     assert len(described.members) == 1
     assert {tp.partition for tp in described.members[0].assignment.topic_partitions} == set(range(PARTITIONS))
     # A classic member cannot join the consumer group: librdkafka reports INCONSISTENT_GROUP_PROTOCOL.
-    intruder = Consumer({"bootstrap.servers": bootstrap, "group.id": consumer_group, "session.timeout.ms": 2000})
+    intruder = clients.track(Consumer({"bootstrap.servers": bootstrap, "group.id": consumer_group,
+                                       "session.timeout.ms": 2000}))
     intruder.subscribe([topic])
     errors = []
     deadline = time.monotonic() + 10
@@ -160,18 +169,18 @@ def test_classic_and_consumer_groups_side_by_side(kip848_broker):
 
 
 def test_restart_keeps_group_and_offsets(broker_process, tmp_path):
-    overrides = {k.replace("_", "."): v for k, v in KIP848_OVERRIDES.items()}
+    overrides = {k.replace("_", "."): v for k, v in KIP848_OVERRIDES.items()}  # BrokerProcess takes either
     process = broker_process(tmp_path / "data", num_partitions=PARTITIONS, **overrides)
     bootstrap = process.bootstrap_servers
     topic, group = unique_topic("restart"), unique_topic("g")
     create_topic(bootstrap, topic, PARTITIONS)
-    produce(bootstrap, topic, range(60))
+    produce_values(bootstrap, topic, range(60))
     a = Worker(consumer(bootstrap, group), topic)
     run_until([a], lambda: len(a.seen) == 60)
     a.c.close()
     process.stop()
     process = broker_process(tmp_path / "data", port=process.port, num_partitions=PARTITIONS, **overrides)
-    produce(bootstrap, topic, range(60, 90))
+    produce_values(bootstrap, topic, range(60, 90))
     b = Worker(consumer(bootstrap, group), topic)
     run_until([b], lambda: len(b.seen) == 30)
     assert sorted(b.seen) == list(range(60, 90))  # resumed from the committed offsets

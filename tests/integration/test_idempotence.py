@@ -14,9 +14,8 @@ from moldau.client.client import Client
 from moldau.protocol import messages
 from moldau.protocol.errors import ErrorCode
 from moldau.protocol.records import Record, build_batch, decode_batch, iter_batches
-from tests.fixtures import unique_topic
+from tests.fixtures import DEADLINE_S, unique_topic
 
-DEADLINE_S = 30
 PARTITIONS = 3
 RECORDS = 300
 NOW = 1_700_000_000_000

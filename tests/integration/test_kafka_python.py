@@ -8,7 +8,7 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 
-from tests.fixtures import unique_topic
+from tests.fixtures import DEADLINE_S, unique_topic
 from tests.integration.scenario import (
     BASE_TIMESTAMP_MS,
     COMPRESSIONS,
@@ -18,10 +18,9 @@ from tests.integration.scenario import (
     records_to_send,
 )
 
-DEADLINE_S = 30
-
 
 def create_topic(bootstrap: str, topic: str) -> None:
+    """Through kafka-python's own admin client (CreateTopics as it sends it), not fixtures.create_topic."""
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
         admin.create_topics([NewTopic(topic, num_partitions=NUM_PARTITIONS, replication_factor=1)])

@@ -17,7 +17,7 @@ from dataclasses import replace
 
 import pytest
 
-from tests.fixtures import unique_topic
+from tests.fixtures import create_topic, unique_topic
 from tests.integration.scenario import (
     COMPRESSIONS,
     NUM_PARTITIONS,
@@ -26,7 +26,6 @@ from tests.integration.scenario import (
     check_received,
     records_to_send,
 )
-from tests.integration.test_confluent import create_topic
 
 KCAT = shutil.which("kcat")
 PROCESS_TIMEOUT_S = 20
@@ -54,7 +53,9 @@ def produce(bootstrap: str, topic: str, records: list[Sent], header: str, compre
     """Produce `records` as `key<TAB>value` lines in one kcat run; return the run's wall-clock span in ms.
 
     librdkafka quietly sends a batch uncompressed when it judges that the broker lacks the codec, so
-    this reads its `msg` debug log to check that every batch went out with `compression`.
+    this reads its `msg` debug log to check that batches went out with `compression` and none fell back for
+    that reason. (It also sends a batch uncompressed when compressing would make it bigger, as for a batch of
+    one record that a loaded machine's kcat read slowly: that is allowed.)
     """
     lines = "".join(f"{r.key}\t{r.value}\n" for r in records)
     started_ms = int(time.time() * 1000)
@@ -64,7 +65,8 @@ def produce(bootstrap: str, topic: str, records: list[Sent], header: str, compre
     sent_with = set(SENT_BATCH_CODEC.findall(done.stderr))
     expected = "uncompressed" if compression == "none" else compression
     why = FALLBACK_REASON.findall(done.stderr)[:1]
-    assert sent_with == {expected}, f"batches went out as {sorted(sent_with)}, not {expected}: {why}"
+    assert expected in sent_with and sent_with <= {expected, "uncompressed"} and not why, (
+        f"batches went out as {sorted(sent_with)}, not {expected}: {why}")
     return span
 
 

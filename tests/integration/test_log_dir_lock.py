@@ -12,7 +12,7 @@ from moldau.client.client import Client
 from moldau.protocol.records import Record, build_batch
 from moldau.storage.log_dir_lock import LogDirLockedError
 from moldau.testing import running_broker
-from tests.fixtures import BrokerProcess, read_all
+from tests.fixtures import BrokerProcess, fetched_values
 
 
 def test_second_broker_process_on_the_same_log_dir_refuses_to_start(tmp_path: Path):
@@ -37,7 +37,7 @@ def test_second_broker_process_on_the_same_log_dir_refuses_to_start(tmp_path: Pa
         assert first.stop() == 0
     second.start()  # released at shutdown
     try:
-        assert read_all(second.bootstrap_servers, "locked") == [b"before", b"after"]
+        assert fetched_values(second.bootstrap_servers, "locked") == [b"before", b"after"]
     finally:
         assert second.stop() == 0
 
@@ -67,6 +67,6 @@ def test_a_sigkilled_broker_leaves_no_stale_lock(tmp_path: Path):
     assert (data_dir / ".lock").exists()
     second = BrokerProcess(data_dir).start()
     try:
-        assert read_all(second.bootstrap_servers, "killed") == [b"acked"]
+        assert fetched_values(second.bootstrap_servers, "killed") == [b"acked"]
     finally:
         assert second.stop() == 0

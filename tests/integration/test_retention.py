@@ -11,10 +11,8 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic
 
 from moldau.client.client import Client
-from moldau.testing import running_broker
-from tests.fixtures import unique_topic
+from tests.fixtures import DEADLINE_S, embedded_broker, unique_topic
 
-DEADLINE_S = 30
 CHECK_INTERVAL_MS = 200
 HOUR_MS = 3_600_000
 SEGMENT_BYTES = 1024 * 1024  # the minimum (KIP-1030)
@@ -23,7 +21,7 @@ VALUE = b"x" * 1000
 
 @pytest.fixture
 def retention_broker():
-    with running_broker(log_retention_check_interval_ms=CHECK_INTERVAL_MS) as embedded:
+    with embedded_broker(log_retention_check_interval_ms=CHECK_INTERVAL_MS) as embedded:
         yield embedded
 
 

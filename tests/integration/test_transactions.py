@@ -9,12 +9,18 @@ import time
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
 
 from tests.cli.test_cli import moldau
-from tests.fixtures import unique_topic
+from tests.fixtures import (
+    DEADLINE_S,
+    clients,
+    create_topic,
+    embedded_broker,
+    read_all,
+    unique_topic,
+    values_of,
+)
 
-DEADLINE_S = 30
 PARTITIONS = 3
 # Few internal partitions keep startup quick; short group timers keep rebalances fast.
 TXN_OVERRIDES = {"num_partitions": PARTITIONS, "offsets_topic_num_partitions": 3,
@@ -25,50 +31,20 @@ TXN_OVERRIDES = {"num_partitions": PARTITIONS, "offsets_topic_num_partitions": 3
 
 @pytest.fixture
 def txn_broker():
-    from moldau.testing import running_broker
-
-    with running_broker(**TXN_OVERRIDES) as embedded:
+    with embedded_broker(**TXN_OVERRIDES) as embedded:
         yield embedded
 
 
-def create_topic(bootstrap: str, topic: str, partitions: int = PARTITIONS) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])[topic].result(
-        DEADLINE_S)
-
-
 def txn_producer(bootstrap: str, transactional_id: str, **extra: object) -> Producer:
-    producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": transactional_id, "linger.ms": 5,
-                         **extra})
+    producer = clients.track(Producer({"bootstrap.servers": bootstrap, "transactional.id": transactional_id,
+                                       "linger.ms": 5, **extra}))
     producer.init_transactions(DEADLINE_S)
     return producer
 
 
-def read_all(bootstrap: str, topic: str, isolation: str, expected: int, partitions: int = PARTITIONS,
-             idle_s: float = 1.0) -> list[str]:
-    """Values of `topic` from the beginning; stops at `expected` records once no more arrive for `idle_s`."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique_topic("reader"),
-                         "enable.auto.commit": False, "isolation.level": isolation,
-                         "auto.offset.reset": "earliest"})
-    consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
-    values: list[str] = []
-    deadline = time.monotonic() + DEADLINE_S
-    quiet_since = time.monotonic()
-    try:
-        while time.monotonic() < deadline:
-            msg = consumer.poll(0.2)
-            if msg is None:
-                if len(values) >= expected and time.monotonic() - quiet_since >= idle_s:
-                    break
-                continue
-            if msg.error():
-                assert msg.error().code() == KafkaError._PARTITION_EOF, msg.error()
-                continue
-            values.append(msg.value().decode())
-            quiet_since = time.monotonic()
-    finally:
-        consumer.close()
-    return values
+def read_values(bootstrap: str, topic: str, isolation: str, expected: int, idle_s: float = 1.0) -> list[str]:
+    """Values of `topic` from the beginning: at least `expected`, then whatever comes within `idle_s`."""
+    return values_of(read_all(bootstrap, topic, PARTITIONS, isolation=isolation, expected=expected, idle_s=idle_s))
 
 
 def test_commit_and_abort_isolation_with_confluent(txn_broker):
@@ -95,9 +71,9 @@ def test_commit_and_abort_isolation_with_confluent(txn_broker):
     producer.abort_transaction(DEADLINE_S)
 
     # Then read_committed sees only the committed records, read_uncommitted both
-    committed = read_all(bootstrap, topic, "read_committed", 30)
+    committed = read_values(bootstrap, topic, "read_committed", 30)
     assert sorted(committed) == sorted(f"committed-{i}" for i in range(30))
-    uncommitted = read_all(bootstrap, topic, "read_uncommitted", 39)
+    uncommitted = read_values(bootstrap, topic, "read_uncommitted", 39)
     assert len(uncommitted) == 39 and sum(v.startswith("aborted") for v in uncommitted) == 9
 
     # and the transactional offsets are the group's committed offsets
@@ -188,7 +164,7 @@ def test_second_producer_fences_the_first(txn_broker):
     second.begin_transaction()
     second.produce(topic, value=b"live", partition=0)
     second.commit_transaction(DEADLINE_S)
-    assert read_all(bootstrap, topic, "read_committed", 1) == ["live"]
+    assert read_values(bootstrap, topic, "read_committed", 1) == ["live"]
 
 
 def test_timed_out_transaction_is_aborted_and_shown_by_the_cli(txn_broker):
@@ -217,7 +193,7 @@ def test_timed_out_transaction_is_aborted_and_shown_by_the_cli(txn_broker):
     assert aborted == [transactional_id]
     assert coordinator.transactions[transactional_id].state.display_name == "CompleteAbort"
     assert log.last_stable_offset == log.high_watermark == 2
-    assert read_all(bootstrap, topic, "read_committed", 0, idle_s=0.5) == []
+    assert read_values(bootstrap, topic, "read_committed", 0, idle_s=0.5) == []
     with pytest.raises(KafkaException):
         producer.commit_transaction(DEADLINE_S)
 

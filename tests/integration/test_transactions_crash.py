@@ -8,7 +8,8 @@ import time
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
-from tests.integration.test_transactions import DEADLINE_S, PARTITIONS, create_topic, read_all
+from tests.fixtures import DEADLINE_S, create_topic
+from tests.integration.test_transactions import PARTITIONS, read_values
 
 RECORDS_PER_PARTITION = 60
 BATCH = 15
@@ -110,7 +111,7 @@ def test_broker_killed_mid_transaction(broker_process):
 
 
     expected = sorted(f"{p}-{i}" for p in range(PARTITIONS) for i in range(RECORDS_PER_PARTITION))
-    assert sorted(read_all(bootstrap, sink, "read_committed", len(expected))) == expected
+    assert sorted(read_values(bootstrap, sink, "read_committed", len(expected))) == expected
     # the abandoned transaction's records are in the log, but aborted
-    assert len(read_all(bootstrap, sink, "read_uncommitted", len(expected))) > len(expected)
+    assert len(read_values(bootstrap, sink, "read_uncommitted", len(expected))) > len(expected)
     assert "Traceback" not in broker.log_text()

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 
 # topic id -> partitions
 Partitions = dict[uuid.UUID, set[int]]
+# (topic id, partition) -> the member epoch at which the member was given the partition (KIP-1251)
+AssignmentEpochs = dict[tuple[uuid.UUID, int], int]
 LEAVE_GROUP_MEMBER_EPOCH = -1
 LEAVE_GROUP_STATIC_MEMBER_EPOCH = -2
 
@@ -59,6 +61,9 @@ class ConsumerGroupMember:
     state: MemberState = MemberState.STABLE
     assigned_partitions: Partitions = field(default_factory=dict)
     partitions_pending_revocation: Partitions = field(default_factory=dict)
+    # KIP-1251: the assignment epoch of each partition held (assigned or pending revocation); a commit with an
+    # older member epoch is accepted for a partition the member held since that epoch
+    assignment_epochs: AssignmentEpochs = field(default_factory=dict)
     # target assignment (ConsumerGroupTargetAssignmentMember)
     target: Partitions = field(default_factory=dict)
     # KIP-848 subscriptions resolved against the topics that exist (names + regex), not stored
@@ -98,12 +103,15 @@ class ConsumerGroup:
         return self.partition_epochs.get((topic_id, partition))
 
     def update_current_assignment(self, member: ConsumerGroupMember, epoch: int, previous_epoch: int,
-                                  state: MemberState, assigned: Partitions, pending: Partitions) -> None:
+                                  state: MemberState, assigned: Partitions, pending: Partitions,
+                                  assignment_epochs: AssignmentEpochs | None = None) -> None:
         """Replace a member's current assignment, keeping the partition epochs in step (Kafka's
-        `updateMember` -> `maybeUpdatePartitionEpoch`)."""
+        `updateMember` -> `maybeUpdatePartitionEpoch`). Partitions without an assignment epoch get the member
+        epoch (never below 0), as Kafka reads a record written before KIP-1251."""
         self._release(member)
         member.member_epoch, member.previous_member_epoch, member.state = epoch, previous_epoch, state
         member.assigned_partitions, member.partitions_pending_revocation = assigned, pending
+        member.assignment_epochs = _held_epochs(assigned, pending, assignment_epochs or {}, max(epoch, 0))
         for parts in (assigned, pending):
             for topic_id, partitions in parts.items():
                 for p in partitions:
@@ -120,6 +128,12 @@ class ConsumerGroup:
                 for p in partitions:
                     if self.partition_epochs.get((topic_id, p)) == member.member_epoch:
                         del self.partition_epochs[topic_id, p]
+
+
+def _held_epochs(assigned: Partitions, pending: Partitions, epochs: AssignmentEpochs,
+                 default: int) -> AssignmentEpochs:
+    return {(t, p): epochs.get((t, p), default) for parts in (assigned, pending) for t, ps in parts.items()
+            for p in ps}
 
 
 def _minus(a: Partitions, b: Partitions) -> Partitions:
@@ -141,6 +155,8 @@ class NextAssignment:
     state: MemberState
     assigned: Partitions
     pending_revocation: Partitions
+    # KIP-1251: kept and revoking partitions keep their assignment epoch; new ones get the new member epoch
+    assignment_epochs: AssignmentEpochs = field(default_factory=dict)
 
 
 def next_assignment(member: ConsumerGroupMember, target_epoch: int, target: Partitions, owned: Partitions | None,
@@ -167,7 +183,8 @@ def _compute(member: ConsumerGroupMember, epoch: int, assigned: Partitions, targ
     revoke = _minus(assigned, target)
     if revoke and (owned is None or _overlaps(revoke, owned)):
         # Revoke first; the member keeps its epoch until it reports the partitions gone.
-        result = NextAssignment(epoch, member.member_epoch, MemberState.UNREVOKED_PARTITIONS, kept, revoke)
+        result = NextAssignment(epoch, member.member_epoch, MemberState.UNREVOKED_PARTITIONS, kept, revoke,
+                                _held_epochs(kept, revoke, member.assignment_epochs, member.member_epoch))
     else:
         new_assigned = {t: set(ps) for t, ps in kept.items()}
         unreleased = False
@@ -179,7 +196,8 @@ def _compute(member: ConsumerGroupMember, epoch: int, assigned: Partitions, targ
                 else:
                     unreleased = True
         state = MemberState.UNRELEASED_PARTITIONS if unreleased else MemberState.STABLE
-        result = NextAssignment(target_epoch, member.member_epoch, state, new_assigned, {})
+        result = NextAssignment(target_epoch, member.member_epoch, state, new_assigned, {},
+                                _held_epochs(new_assigned, {}, member.assignment_epochs, target_epoch))
     if (result.member_epoch, result.state, result.assigned, result.pending_revocation) == (
             member.member_epoch, member.state, member.assigned_partitions, member.partitions_pending_revocation):
         return None
@@ -199,3 +217,4 @@ def reconcile(member: ConsumerGroupMember, target_epoch: int, target: Partitions
         member.member_epoch, member.previous_member_epoch, member.state = (
             nxt.member_epoch, nxt.previous_member_epoch, nxt.state)
         member.assigned_partitions, member.partitions_pending_revocation = nxt.assigned, nxt.pending_revocation
+        member.assignment_epochs = nxt.assignment_epochs

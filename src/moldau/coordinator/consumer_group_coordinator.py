@@ -14,6 +14,7 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from moldau.broker.config import BrokerConfig
@@ -189,7 +190,7 @@ class ConsumerGroupCoordinator(GroupCoordinator):
         if nxt is not None:
             self._apply(records, [cgr.current_assignment_record(
                 group.group_id, member.member_id, nxt.member_epoch, nxt.previous_member_epoch, nxt.state,
-                nxt.assigned, nxt.pending_revocation)])
+                nxt.assigned, nxt.pending_revocation, assignment_epochs=nxt.assignment_epochs)])
         self._schedule_session(group.group_id, member.member_id)
         self._schedule_revocation(group, member, restart=nxt is not None)
         send = (req.member_epoch == 0 or member.assigned_partitions != previous_assigned
@@ -240,7 +241,8 @@ class ConsumerGroupCoordinator(GroupCoordinator):
             cgr.member_record(group.group_id, new),
             cgr.target_member_record(group.group_id, new.member_id, old.target),
             cgr.current_assignment_record(group.group_id, new.member_id, epoch, epoch, old.state,
-                                          old.assigned_partitions, old.partitions_pending_revocation)])
+                                          old.assigned_partitions, old.partitions_pending_revocation,
+                                          assignment_epochs=old.assignment_epochs)])
         log.info("static member %s of group %s replaced member id %s with %s", old.instance_id, group.group_id,
                  old.member_id, new.member_id)
         return self.consumer_groups[group.group_id].members[new.member_id]
@@ -273,9 +275,12 @@ class ConsumerGroupCoordinator(GroupCoordinator):
                                    req.member_id, req.member_epoch)
         if req.member_epoch == LEAVE_GROUP_STATIC_MEMBER_EPOCH:
             # KIP-848: a static member leaving temporarily keeps its assignment until its session expires.
+            # KIP-1251 (Kafka's resetAssignedPartitionsEpochsToZero): the member that comes back with the
+            # instance id holds the partitions from epoch 0.
             self._apply(records, [cgr.current_assignment_record(
                 group.group_id, member.member_id, LEAVE_GROUP_STATIC_MEMBER_EPOCH, member.member_epoch,
-                member.state, member.assigned_partitions, member.partitions_pending_revocation)])
+                member.state, member.assigned_partitions, member.partitions_pending_revocation,
+                assignment_epochs=dict.fromkeys(member.assignment_epochs, 0))])
             self._schedule_session(group.group_id, member.member_id)
             log.info("static member %s of group %s left temporarily", member.instance_id, group.group_id)
         else:
@@ -381,15 +386,27 @@ class ConsumerGroupCoordinator(GroupCoordinator):
     # -- offsets and admin --------------------------------------------------------------------------
 
     def validate_consumer_commit(self, group: ConsumerGroup, member_id: str, member_epoch: int,
-                                 ) -> ErrorCode:
-        """Kafka's `ConsumerGroup.validateOffsetCommit` (OffsetCommit v9+ carries the member epoch)."""
+                                 partitions: Collection[tuple[uuid.UUID, int]] = ()) -> ErrorCode:
+        """Kafka 4.3's `ConsumerGroup.validateOffsetCommit` (OffsetCommit v9+ carries the member epoch).
+
+        KIP-1251: the member's epoch commits anything; a newer one is stale; an older one commits a partition
+        only if the member still holds it (assigned or pending revocation) and was given it at or before that
+        epoch (`createAssignmentEpochValidator`). A member commits with the epoch it knows while the heartbeat
+        that bumps it is in flight, so an exact match alone would fence a member that did nothing wrong.
+        """
         if member_epoch < 0 and not group.members:
             return E.NONE
         member = group.members.get(member_id)
         if member is None:
             return E.UNKNOWN_MEMBER_ID
-        if member_epoch != member.member_epoch:
+        if member_epoch == member.member_epoch:
+            return E.NONE
+        if member_epoch > member.member_epoch:
             return E.STALE_MEMBER_EPOCH
+        for tp in partitions:
+            assigned_at = member.assignment_epochs.get(tp)
+            if assigned_at is None or member_epoch < assigned_at:
+                return E.STALE_MEMBER_EPOCH
         return E.NONE
 
     def validate_consumer_fetch(self, group_id: str, member_id: str | None, member_epoch: int) -> ErrorCode:

@@ -12,7 +12,13 @@ import struct
 import uuid
 from typing import Any
 
-from moldau.coordinator.consumer_group import ConsumerGroup, ConsumerGroupMember, MemberState, Partitions
+from moldau.coordinator.consumer_group import (
+    AssignmentEpochs,
+    ConsumerGroup,
+    ConsumerGroupMember,
+    MemberState,
+    Partitions,
+)
 from moldau.coordinator.records import CoordinatorRecordError, decode_value, encode_value
 from moldau.protocol import api, messages
 from moldau.protocol.errors import ProtocolError
@@ -51,6 +57,21 @@ def _topic_partitions(cls: Any, parts: Partitions) -> list[Any]:
 
 def _partitions(entries: list[Any]) -> Partitions:
     return {e.topic_id: set(e.partitions) for e in entries if e.partitions}
+
+
+def _with_epochs(cls: Any, parts: Partitions, epochs: AssignmentEpochs) -> list[Any]:
+    """KIP-1251: TopicPartitions with the tagged AssignmentEpochs, one per partition, in the same order."""
+    entries = _topic_partitions(cls, parts)
+    for entry in entries:
+        if all((entry.topic_id, p) in epochs for p in entry.partitions):
+            entry.assignment_epochs = [epochs[entry.topic_id, p] for p in entry.partitions]
+    return entries
+
+
+def _epochs(entries: list[Any]) -> AssignmentEpochs:
+    """The assignment epochs a record carries; a record written before KIP-1251 has none."""
+    return {(e.topic_id, p): epoch for e in entries if e.assignment_epochs is not None
+            and len(e.assignment_epochs) == len(e.partitions) for p, epoch in zip(e.partitions, e.assignment_epochs)}
 
 
 # -- builders ---------------------------------------------------------------------------------------
@@ -94,12 +115,14 @@ def target_member_record(group_id: str, member_id: str, parts: Partitions | None
 
 
 def current_assignment_record(group_id: str, member_id: str, epoch: int, previous_epoch: int, state: MemberState,
-                              assigned: Partitions, pending: Partitions, tombstone: bool = False) -> KeyValue:
+                              assigned: Partitions, pending: Partitions, tombstone: bool = False,
+                              assignment_epochs: AssignmentEpochs | None = None) -> KeyValue:
     cls = messages.ConsumerGroupCurrentMemberAssignmentValue
+    epochs = assignment_epochs or {}
     value = None if tombstone else cls(
         member_epoch=epoch, previous_member_epoch=previous_epoch, state=int(state),
-        assigned_partitions=_topic_partitions(cls.TopicPartitions, assigned),
-        partitions_pending_revocation=_topic_partitions(cls.TopicPartitions, pending))
+        assigned_partitions=_with_epochs(cls.TopicPartitions, assigned, epochs),
+        partitions_pending_revocation=_with_epochs(cls.TopicPartitions, pending, epochs))
     return _record(CURRENT_MEMBER_ASSIGNMENT, group_id, member_id, value)
 
 
@@ -166,7 +189,8 @@ def _replay_member(group: ConsumerGroup, kind: int, member_id: str, value: Any) 
     else:
         group.update_current_assignment(member, value.member_epoch, value.previous_member_epoch,
                                         _member_state(value.state), _partitions(value.assigned_partitions),
-                                        _partitions(value.partitions_pending_revocation))
+                                        _partitions(value.partitions_pending_revocation),
+                                        _epochs(value.assigned_partitions + value.partitions_pending_revocation))
 
 
 def _member_state(value: int) -> MemberState:

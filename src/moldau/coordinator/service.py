@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
+from collections.abc import Collection
 
 from moldau.coordinator.classic_group import ClassicGroup, GroupState
 from moldau.coordinator.consumer_group_coordinator import ConsumerGroupCoordinator
@@ -26,12 +28,13 @@ class Coordinator(ConsumerGroupCoordinator):
     # -- offsets ------------------------------------------------------------------------------------
 
     def validate_commit(self, group_id: str, member_id: str, instance_id: str | None, generation_id: int,
-                        ) -> ErrorCode:
-        """Kafka's `ClassicGroup.validateOffsetCommit`; may create a simple group for a non-member commit."""
+                        partitions: Collection[tuple[uuid.UUID, int]] = ()) -> ErrorCode:
+        """Kafka's `ClassicGroup.validateOffsetCommit`; may create a simple group for a non-member commit.
+        `partitions` (topic id, partition) are the ones committed, which KIP-1251 checks for consumer groups."""
         self.check_available(group_id)
         consumer_group = self.consumer_groups.get(group_id)
         if consumer_group is not None:
-            return self.validate_consumer_commit(consumer_group, member_id, generation_id)
+            return self.validate_consumer_commit(consumer_group, member_id, generation_id, partitions)
         group = self.groups.get(group_id)
         if group is None:
             if generation_id >= 0:

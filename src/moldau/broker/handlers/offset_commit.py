@@ -27,19 +27,21 @@ async def handle(conn, header, request: messages.OffsetCommitRequest) -> Respons
     now = int(time.time() * 1000)
     # OffsetCommit v2-v4 carry a retention time; -1 means the broker's offsets.retention.minutes.
     retention = request.retention_time_ms if 2 <= version <= 4 else -1
+    entries = [broker.replica_manager.topics_by_id.get(topic.topic_id) if by_id
+               else broker.replica_manager.topics.get(topic.name) for topic in request.topics]
+    committed = [(entry.topic_id, p.partition_index) for entry, topic in zip(entries, request.topics)
+                 if entry is not None for p in topic.partitions]
     try:
         group_error = coordinator.validate_commit(request.group_id, request.member_id,
                                                   request.group_instance_id if version >= 7 else None,
-                                                  request.generation_id_or_member_epoch)
+                                                  request.generation_id_or_member_epoch, committed)
     except ApiError as exc:
         group_error = exc.error_code
     if not request.group_id:
         group_error = ErrorCode.INVALID_GROUP_ID
     errors: dict[tuple[int, int], ErrorCode] = {}
     offsets: dict[tuple[str, int], OffsetAndMetadata] = {}
-    for ti, topic in enumerate(request.topics):
-        entry = (broker.replica_manager.topics_by_id.get(topic.topic_id) if by_id
-                 else broker.replica_manager.topics.get(topic.name))
+    for ti, (topic, entry) in enumerate(zip(request.topics, entries)):
         for pi, p in enumerate(topic.partitions):
             if group_error:
                 errors[ti, pi] = group_error

@@ -36,8 +36,11 @@ def _group_error(conn, header, request: messages.TxnOffsetCommitRequest) -> Erro
     try:
         # KIP-447: v3+ carries the consumer's generation, checked like a member's OffsetCommit.
         if header.api_version >= 3 and (request.generation_id >= 0 or request.member_id):
+            topics = conn.broker.replica_manager.topics
+            committed = [(topics[t.name].topic_id, p.partition_index) for t in request.topics
+                         if t.name in topics for p in t.partitions]
             return coordinator.validate_commit(request.group_id, request.member_id, request.group_instance_id,
-                                               request.generation_id)
+                                               request.generation_id, committed)
         coordinator.check_available(request.group_id)
     except ApiError as exc:
         return exc.error_code

@@ -1,0 +1,69 @@
+"""Given an embedded broker (`moldau.testing`), when its stop hangs, then stop still returns within its bound,
+says where the loop was stuck, and leaves nothing listening on the broker's port."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+
+import pytest
+
+from moldau.testing import ABORT_TIMEOUT_S, EmbeddedBroker, running_broker
+
+
+def refuses_connections(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2):
+            return False
+    except OSError:
+        return True
+
+
+def start_broker(tmp_path) -> EmbeddedBroker:
+    from moldau.broker.config import BrokerConfig
+
+    embedded = EmbeddedBroker(BrokerConfig({"listeners": "PLAINTEXT://127.0.0.1:0", "log.dirs": str(tmp_path)}))
+    embedded.start()
+    return embedded
+
+
+def test_a_hung_broker_stop_is_aborted_within_its_bound(tmp_path):
+    embedded = start_broker(tmp_path)
+    port = embedded.port
+
+    async def never_stops() -> None:
+        await asyncio.Event().wait()
+
+    embedded.broker.stop = never_stops  # type: ignore[method-assign]
+    started = time.monotonic()
+    with pytest.raises(TimeoutError, match="did not stop within 1"):
+        embedded.stop(timeout=1)
+    assert time.monotonic() - started < 1 + 2 * ABORT_TIMEOUT_S + 5  # + slack for a loaded machine
+    assert not embedded._thread.is_alive()
+    assert refuses_connections(port)
+    embedded.stop()  # a second stop is a no-op
+
+
+def test_a_blocked_loop_still_stops_listening(tmp_path):
+    embedded = start_broker(tmp_path)
+    port = embedded.port
+    release = threading.Event()
+    embedded._loop.call_soon_threadsafe(release.wait, 60)  # a callback that blocks the loop
+    try:
+        started = time.monotonic()
+        with pytest.raises(TimeoutError, match="loop thread"):
+            embedded.stop(timeout=1)
+        assert time.monotonic() - started < 1 + 2 * ABORT_TIMEOUT_S + 5  # + slack for a loaded machine
+        assert refuses_connections(port)
+    finally:
+        release.set()
+        embedded._thread.join(10)
+
+
+def test_a_clean_stop_closes_the_loop(tmp_path):
+    with running_broker(tmp_path) as embedded:
+        port = embedded.port
+    assert embedded._loop.is_closed()
+    assert refuses_connections(port)
