@@ -14,8 +14,9 @@ import pytest
 from confluent_kafka import Consumer
 
 from tests.cli.runner import MOLDAU, TIMEOUT_S, moldau
-from tests.fixtures import unique_topic
-from tests.integration.test_groups_confluent import PARTITIONS, Worker, produce, run_until
+from tests.fixtures import GROUP_PARTITIONS as PARTITIONS
+from tests.fixtures import Worker, run_until, unique_topic
+from tests.fixtures import produce_values as produce
 from tests.integration.test_groups_kip848 import KIP848_OVERRIDES
 from tests.integration.test_groups_kip848 import consumer as kip848_consumer
 
