@@ -89,6 +89,12 @@ BROKER_CONFIGS: dict[str, ConfigDef] = _defs(
     ConfigDef("default.replication.factor", int, 1, "Default replication factor of auto-created topics", 1),
     ConfigDef("auto.create.topics.enable", bool, True, "Create unknown topics on Metadata/Produce"),
     ConfigDef("delete.topic.enable", bool, True, "Allow DeleteTopics"),
+    # KIP-578 (Kafka leaves both unlimited): one broker hosts every partition here, and each costs files and
+    # memory, so this broker refuses to go past 10 000 by default.
+    ConfigDef("max.broker.partitions", int, 10000, "KIP-578: most partitions this broker hosts", 1),
+    ConfigDef("max.partitions", int, INT_MAX, "KIP-578: most partitions in the cluster", 1),
+    ConfigDef("moldau.max.partitions.per.request", int, 10000, "Most partitions one CreateTopics or "
+              "CreatePartitions may add (KRaft's fixed MAX_PARTITIONS_PER_BATCH, KAFKA-14996)", 1),
     ConfigDef("socket.request.max.bytes", int, 104857600, "Largest request frame accepted", 1),
     ConfigDef("connections.max.idle.ms", int, 600000, "Idle connections are closed after this"),
     ConfigDef("message.max.bytes", int, 1048588, "Largest record batch accepted", 0),

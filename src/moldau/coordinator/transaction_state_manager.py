@@ -14,7 +14,7 @@ import time
 from moldau.broker.config import BrokerConfig
 from moldau.broker.replica_manager import ReplicaManager
 from moldau.coordinator.records import partition_for
-from moldau.coordinator.runtime import replay_topic
+from moldau.coordinator.runtime import CreateTopic, no_topic_creation, replay_topic
 from moldau.coordinator.transaction_metadata import (
     TRANSACTION_STATE_TOPIC,
     TransactionMetadata,
@@ -38,6 +38,7 @@ class TransactionStateManager:
         self.num_partitions: int = config["transaction.state.log.num.partitions"]
         self.replication_factor: int = config["transaction.state.log.replication.factor"]
         self.transactions: dict[str, TransactionMetadata] = {}
+        self.create_topic: CreateTopic = no_topic_creation  # the broker gives its controller's
 
     @property
     def partition_count(self) -> int:
@@ -50,8 +51,8 @@ class TransactionStateManager:
     def ensure_topic(self) -> None:
         """Create ``__transaction_state`` on first use, as Kafka does on the first FindCoordinator."""
         if TRANSACTION_STATE_TOPIC not in self.replica_manager.topics:
-            self.replica_manager.create_topic(TRANSACTION_STATE_TOPIC, self.num_partitions,
-                                              self.replication_factor, dict(TRANSACTION_STATE_TOPIC_CONFIGS))
+            self.create_topic(TRANSACTION_STATE_TOPIC, self.num_partitions, self.replication_factor,
+                              dict(TRANSACTION_STATE_TOPIC_CONFIGS))
 
     def load(self) -> int:
         return replay_topic(self.replica_manager, TRANSACTION_STATE_TOPIC,
