@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -54,29 +55,29 @@ class Controller:
 
         Blocking file work: the broker calls this in a worker thread before it listens.
         """
-        budget = self._broker_limit()
-        for metadata in self.store.topics().values():
+        manager = self.replica_manager
+        topics = self.store.topics()
+        present = Counter(lg.topic for lg in manager.log_manager.all_logs()
+                          if lg.topic in topics and lg.partition < topics[lg.topic].num_partitions)
+        total = sum(m.num_partitions for m in topics.values())
+        for metadata in list(topics.values()):
+            missing = metadata.num_partitions - present[metadata.name] if total > self._broker_limit() else 0
             if metadata.creating:
                 log.warning("removing topic %s: its creation did not finish before the broker stopped",
                             metadata.name)
-                self.store.delete_topic(metadata.name)
-        topics = self.store.topics()
-        self._delete_strays(topics)
-        manager = self.replica_manager
-        existing = {(lg.topic, lg.partition) for lg in manager.log_manager.all_logs()}
-        total = sum(m.num_partitions for m in topics.values())
-        for metadata in topics.values():
-            missing = sum(1 for i in range(metadata.num_partitions) if (metadata.name, i) not in existing)
-            if missing and total > budget:
+            elif missing:
                 # Written by an older broker that stored the topic before creating its partitions.
                 log.error("removing topic %s: %d of its %d partitions were never created, and creating them "
                           "would exceed max.broker.partitions=%d", metadata.name, missing,
-                          metadata.num_partitions, budget)
-                self.store.delete_topic(metadata.name)
-                total -= metadata.num_partitions
+                          metadata.num_partitions, self._broker_limit())
+            else:
                 continue
-            partitions = manager.open_partitions(metadata, range(metadata.num_partitions))
-            manager.add_topic(Topic(metadata, partitions))
+            self.store.delete_topic(metadata.name)
+            del topics[metadata.name]
+            total -= metadata.num_partitions
+        self._delete_strays(topics)
+        for metadata in topics.values():
+            manager.add_topic(Topic(metadata, manager.open_partitions(metadata, range(metadata.num_partitions))))
 
     def _delete_strays(self, topics: dict[str, TopicMetadata]) -> None:
         """Delete partition logs that committed metadata does not name (KIP-858's stray logs): left by a
