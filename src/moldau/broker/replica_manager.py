@@ -214,4 +214,4 @@ def _append_errors_as_api_errors() -> Iterator[None]:
     try:
         yield
     except (InvalidRecordError, OutOfOrderSequenceError, InvalidProducerEpochError, InvalidTxnStateError) as exc:
-        raise ApiError(ErrorCode(int(exc.error_code)), str(exc)) from None
+        raise ApiError(ErrorCode(int(exc.error_code)), str(exc), getattr(exc, "record_errors", None)) from None
