@@ -26,7 +26,7 @@ def embedded():
 
 
 async def _setup(b) -> None:
-    b.broker.group_coordinator.log.ensure_topic()
+    await b.broker.group_coordinator.log.ensure_topic()
     await b.broker.controller.create_topic(TOPIC, 6, 1)
 
 

@@ -132,7 +132,7 @@ class Controller:
     # -- create ----------------------------------------------------------------------------------
 
     def _new_topic_metadata(self, name: str, num_partitions: int, replication_factor: int,
-                            configs: dict[str, str | None] | None) -> TopicMetadata:
+                            configs: dict[str, str | None] | None, *, limited: bool = True) -> TopicMetadata:
         problem = validate_topic_name(name)
         if problem:
             raise ApiError(ErrorCode.INVALID_TOPIC_EXCEPTION, problem)
@@ -160,7 +160,8 @@ class Controller:
             checked = validate_topic_configs(configs or {})
         except ConfigError as exc:
             raise ApiError(ErrorCode.INVALID_CONFIG, str(exc)) from None
-        self._check_broker_partitions(num_partitions)
+        if limited:
+            self._check_broker_partitions(num_partitions)
         return TopicMetadata(name=name, topic_id=uuid.uuid4(), num_partitions=num_partitions,
                              replication_factor=replication_factor, configs=checked,
                              is_internal=name in INTERNAL_TOPICS)
@@ -212,15 +213,15 @@ class Controller:
         for index in range(metadata.num_partitions):
             self.replica_manager.log_manager.delete_log(metadata.name, index)
 
-    def create_internal_topic(self, name: str, num_partitions: int, replication_factor: int,
-                              configs: dict[str, str | None]) -> None:
-        """`__consumer_offsets` / `__transaction_state` on first use. Coordinators need it synchronously;
-        its size is the broker's own `*.num.partitions` config, not a client's request."""
-        if name in self.replica_manager.topics or name in self._busy:
-            return
-        metadata = self._new_topic_metadata(name, num_partitions, replication_factor, configs)
-        self.replica_manager.add_topic(self._materialize(metadata))
-        log.info("created internal topic %s with %d partition(s)", name, num_partitions)
+    async def create_internal_topic(self, name: str, num_partitions: int, replication_factor: int,
+                                    configs: dict[str, str | None]) -> None:
+        """`__consumer_offsets` / `__transaction_state` on first use; concurrent callers wait for one creation.
+
+        The operator's `*.num.partitions` sizes them, so the partition limits meant for clients don't apply."""
+        async with self._exclusive(name):
+            if name not in self.replica_manager.topics:
+                await self._create(self._new_topic_metadata(name, num_partitions, replication_factor, configs,
+                                                            limited=False))
 
     async def auto_create(self, name: str) -> Topic | None:
         """Kafka's `auto.create.topics.enable`: Metadata for an unknown topic creates it, within the limits."""

@@ -48,10 +48,10 @@ class TransactionStateManager:
     def partition_of(self, transactional_id: str) -> int:
         return partition_for(transactional_id, self.partition_count)
 
-    def ensure_topic(self) -> None:
+    async def ensure_topic(self) -> None:
         """Create ``__transaction_state`` on first use, as Kafka does on the first FindCoordinator."""
         if TRANSACTION_STATE_TOPIC not in self.replica_manager.topics:
-            self.create_topic(TRANSACTION_STATE_TOPIC, self.num_partitions, self.replication_factor,
+            await self.create_topic(TRANSACTION_STATE_TOPIC, self.num_partitions, self.replication_factor,
                               dict(TRANSACTION_STATE_TOPIC_CONFIGS))
 
     def load(self) -> int:
@@ -70,7 +70,7 @@ class TransactionStateManager:
 
     async def remove(self, transactional_id: str) -> None:
         """Write a tombstone for an expired transactional id, then forget it."""
-        self.ensure_topic()
+        await self.ensure_topic()
         key = encode_key(transactional_id)
         partition = self.replica_manager.partition(TRANSACTION_STATE_TOPIC, self.partition_of(transactional_id))
         await self.replica_manager.append(partition, build_batch([Record(0, int(time.time() * 1000), key, None)]),
@@ -79,7 +79,7 @@ class TransactionStateManager:
 
     async def write(self, metadata: TransactionMetadata) -> None:
         """Append the new state of a transactional id (acks=-1), then make it the in-memory state."""
-        self.ensure_topic()
+        await self.ensure_topic()
         key, value = encode_key(metadata.transactional_id), encode_value(metadata)
         partition = self.replica_manager.partition(TRANSACTION_STATE_TOPIC,
                                                    self.partition_of(metadata.transactional_id))
