@@ -238,3 +238,20 @@ def test_restart_never_recreates_a_huge_topic_before_listening(broker_process, t
         assert described(client, "huge") is None and described(client, "half") is None
     assert not partition_dirs(data_dir, "huge") and not partition_dirs(data_dir, "half")
     assert "removing topic huge" in process.log_text()
+
+
+def test_a_client_hanging_up_mid_create_still_gets_a_whole_served_topic(broker_process):
+    process = broker_process()
+    request = messages.CreateTopicsRequest
+    with Client(process.bootstrap_servers) as client:
+        client.send(19, request(topics=[request.CreatableTopic(name="orphan", num_partitions=100,
+                                                               replication_factor=1)],
+                                timeout_ms=30000, validate_only=False), expect_response=False)
+    with Client(process.bootstrap_servers) as client:  # the first connection is gone
+        deadline = time.monotonic() + DEADLINE_S
+        while described(client, "orphan") != 100:
+            assert time.monotonic() < deadline, "the topic never appeared"
+            time.sleep(0.1)  # polling another process over the protocol
+        with pytest.raises(ClientError) as exists:
+            client.create_topic("orphan", 1)
+        assert exists.value.error_code == ErrorCode.TOPIC_ALREADY_EXISTS

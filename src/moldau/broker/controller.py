@@ -20,18 +20,29 @@ import asyncio
 import logging
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Coroutine, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import replace
+from typing import Any, TypeVar
 
 from moldau.broker.config import BrokerConfig, ConfigError
 from moldau.broker.errors import ApiError
 from moldau.broker.replica_manager import INTERNAL_TOPICS, ReplicaManager, Topic
 from moldau.broker.topic_config import validate_topic_configs, validate_topic_name
-from moldau.cluster.metadata_store import MetadataStore, TopicMetadata
+from moldau.cluster.metadata_store import MetadataStore, TopicMetadata, UnknownTopicError
 from moldau.protocol.errors import ErrorCode
+from moldau.storage.errors import StorageError
 
 log = logging.getLogger(__name__)
+
+
+T = TypeVar("T")
+
+
+def _forget_result(task: asyncio.Future[Any]) -> None:
+    """Its caller may be gone: fetch the outcome, so an error is not reported as never retrieved."""
+    if not task.cancelled():
+        task.exception()
 
 
 def collision_key(name: str) -> str:
@@ -47,6 +58,7 @@ class Controller:
         self._busy: dict[str, asyncio.Future[None]] = {}  # topic name -> its create/delete/grow in progress
         self._creating: dict[str, str] = {}  # collision key -> name, of topics being created
         self._reserved = 0  # partitions being created, counted against the limits
+        self._running: set[asyncio.Future[Any]] = set()
 
     # -- start -----------------------------------------------------------------------------------
 
@@ -116,6 +128,21 @@ class Controller:
 
     # -- serialising work on one topic ----------------------------------------------------------
 
+    async def _detached(self, work: Coroutine[Any, Any, T]) -> T:
+        """Run `work` as a task that its caller's cancellation does not stop: a client that hangs up in the
+        middle of a CreateTopics must not leave the topic committed on disk but not served. `shutdown`
+        waits for these tasks."""
+        task = asyncio.ensure_future(work)
+        self._running.add(task)
+        task.add_done_callback(_forget_result)
+        task.add_done_callback(self._running.discard)
+        return await asyncio.shield(task)
+
+    async def shutdown(self) -> None:
+        """Let topic changes in progress finish, so no thread writes to a log dir the broker has closed."""
+        while self._running:
+            await asyncio.gather(*self._running, return_exceptions=True)
+
     @asynccontextmanager
     async def _exclusive(self, name: str) -> AsyncIterator[None]:
         """One create, delete or grow of a topic at a time; others on the same name wait their turn."""
@@ -179,9 +206,17 @@ class Controller:
         """CreateTopics for one topic; the partitions are created in a worker thread."""
         if validate_only:
             return self._new_topic_metadata(name, num_partitions, replication_factor, configs)
+        return await self._detached(self._create_exclusive(name, num_partitions, replication_factor, configs))
+
+    async def _create_exclusive(self, name: str, num_partitions: int, replication_factor: int,
+                                configs: dict[str, str | None] | None, *, limited: bool = True,
+                                exist_ok: bool = False) -> TopicMetadata:
         async with self._exclusive(name):
+            if exist_ok and name in self.replica_manager.topics:
+                return self.replica_manager.topics[name].metadata
             # Validated and reserved with no await in between, so concurrent creates can't both fit a limit.
-            return await self._create(self._new_topic_metadata(name, num_partitions, replication_factor, configs))
+            return await self._create(self._new_topic_metadata(name, num_partitions, replication_factor, configs,
+                                                               limited=limited))
 
     async def _create(self, metadata: TopicMetadata) -> TopicMetadata:
         key = collision_key(metadata.name)
@@ -189,6 +224,9 @@ class Controller:
         self._reserved += metadata.num_partitions
         try:
             topic = await asyncio.to_thread(self._materialize, metadata)
+        except (OSError, StorageError) as exc:
+            log.error("creating topic %s failed: %s", metadata.name, exc)
+            raise ApiError(ErrorCode.KAFKA_STORAGE_ERROR, f"Creating topic {metadata.name} failed: {exc}") from None
         finally:
             del self._creating[key]
             self._reserved -= metadata.num_partitions
@@ -202,38 +240,39 @@ class Controller:
         self.store.create_topic(replace(metadata, creating=True))
         try:
             partitions = self.replica_manager.open_partitions(metadata, range(metadata.num_partitions))
+            self.store.update_topic(metadata)
         except BaseException:
             self._undo_create(metadata)
             raise
-        self.store.update_topic(metadata)
         return Topic(metadata, partitions)
 
     def _undo_create(self, metadata: TopicMetadata) -> None:
-        self.store.delete_topic(metadata.name)
-        for index in range(metadata.num_partitions):
-            self.replica_manager.log_manager.delete_log(metadata.name, index)
+        """Best effort: what is left (a full disk) is rolled back by `load` on the next start."""
+        try:
+            self.store.delete_topic(metadata.name)
+            self._delete_logs(metadata.name, range(metadata.num_partitions))
+        except (OSError, StorageError, UnknownTopicError) as exc:
+            log.warning("could not roll back topic %s now (%s); the next start will", metadata.name, exc)
 
     async def create_internal_topic(self, name: str, num_partitions: int, replication_factor: int,
                                     configs: dict[str, str | None]) -> None:
         """`__consumer_offsets` / `__transaction_state` on first use; concurrent callers wait for one creation.
 
         The operator's `*.num.partitions` sizes them, so the partition limits meant for clients don't apply."""
-        async with self._exclusive(name):
-            if name not in self.replica_manager.topics:
-                await self._create(self._new_topic_metadata(name, num_partitions, replication_factor, configs,
-                                                            limited=False))
+        await self._detached(self._create_exclusive(name, num_partitions, replication_factor, configs,
+                                                    limited=False, exist_ok=True))
 
     async def auto_create(self, name: str) -> Topic | None:
         """Kafka's `auto.create.topics.enable`: Metadata for an unknown topic creates it, within the limits."""
         if not self.config["auto.create.topics.enable"] or validate_topic_name(name) or name in INTERNAL_TOPICS:
             return None
-        async with self._exclusive(name):
-            topic = self.replica_manager.topics.get(name)
-            if topic is not None:  # a concurrent request created it
-                return topic
-            metadata = self._new_topic_metadata(name, -1, -1, None)
-            await self._create(metadata)
+        await self._detached(self._auto_create_exclusive(name))
         return self.replica_manager.topics.get(name)
+
+    async def _auto_create_exclusive(self, name: str) -> None:
+        async with self._exclusive(name):
+            if name not in self.replica_manager.topics:  # else a concurrent request created it
+                await self._create(self._new_topic_metadata(name, -1, -1, None))
 
     # -- grow ------------------------------------------------------------------------------------
 
@@ -242,6 +281,9 @@ class Controller:
         topic = self._check_growth(name, count)
         if validate_only:
             return topic
+        return await self._detached(self._grow_exclusive(name, count))
+
+    async def _grow_exclusive(self, name: str, count: int) -> Topic:
         async with self._exclusive(name):
             topic = self._check_growth(name, count)
             current = len(topic.partitions)
@@ -249,6 +291,9 @@ class Controller:
             self._reserved += count - current
             try:
                 added = await asyncio.to_thread(self._grow, metadata, current)
+            except (OSError, StorageError) as exc:
+                log.error("adding partitions to %s failed: %s", name, exc)
+                raise ApiError(ErrorCode.KAFKA_STORAGE_ERROR, f"Adding partitions to {name} failed: {exc}") from None
             finally:
                 self._reserved -= count - current
             self.replica_manager.add_partitions(metadata, added)
@@ -279,15 +324,24 @@ class Controller:
 
     async def delete_topic(self, name: str) -> TopicMetadata:
         """DeleteTopics: the metadata change commits it; the files go in a worker thread."""
+        return await self._detached(self._delete_exclusive(name))
+
+    async def _delete_exclusive(self, name: str) -> TopicMetadata:
         async with self._exclusive(name):
             topic = self.replica_manager.topics.get(name)
             if topic is None:
                 raise ApiError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, "This server does not host this topic.")
             if not self.config["delete.topic.enable"]:
                 raise ApiError(ErrorCode.TOPIC_DELETION_DISABLED, "Topic deletion is disabled.")
-            await asyncio.to_thread(self.store.delete_topic, name)
+            try:
+                await asyncio.to_thread(self.store.delete_topic, name)
+            except OSError as exc:
+                raise ApiError(ErrorCode.KAFKA_STORAGE_ERROR, f"Deleting topic {name} failed: {exc}") from None
             self.replica_manager.remove_topic(name)
-            await asyncio.to_thread(self._delete_logs, name, (p.index for p in topic.partitions))
+            try:
+                await asyncio.to_thread(self._delete_logs, name, [p.index for p in topic.partitions])
+            except (OSError, StorageError) as exc:  # deleted all the same: the next start removes the rest
+                log.error("removing the files of deleted topic %s failed: %s", name, exc)
         log.info("deleted topic %s (id %s)", name, topic.topic_id)
         return topic.metadata
 

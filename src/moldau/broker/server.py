@@ -184,6 +184,7 @@ class Broker:
         await asyncio.gather(*tasks, return_exceptions=True)
         for server in self.servers:
             await server.wait_closed()
+        await self.controller.shutdown()  # topic changes in progress finish before the logs close
         await asyncio.to_thread(self.log_cleaner.shutdown)
         await asyncio.to_thread(self.log_manager.shutdown)
         log.info("broker %d stopped", self.node_id)
