@@ -181,7 +181,7 @@ class Controller:
             raise ApiError(
                 ErrorCode.INVALID_REPLICATION_FACTOR,
                 f"Unable to replicate the partition {replication_factor} time(s): The target replication "
-                "factor of 1 cannot be reached because only 1 broker(s) are registered.",
+                f"factor of {replication_factor} cannot be reached because only 1 broker(s) are registered.",
             )
         try:
             checked = validate_topic_configs(configs or {})
