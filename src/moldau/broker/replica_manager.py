@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from moldau.broker.config import BrokerConfig
-from moldau.broker.errors import ApiError
+from moldau.broker.errors import ApiError, as_api_error
 from moldau.broker.recompression import PRODUCER, recompress
 from moldau.broker.topic_config import topic_log_config
 from moldau.cluster.metadata_store import MetadataStore, TopicMetadata
@@ -24,10 +24,9 @@ from moldau.protocol.errors import ErrorCode
 from moldau.protocol.records import InvalidRecordError
 from moldau.storage.cleaner import validate_compacted_keys
 from moldau.storage.config import LogConfig
-from moldau.storage.errors import InvalidProducerEpochError, OutOfOrderSequenceError
+from moldau.storage.errors import StorageError
 from moldau.storage.log import AppendInfo, Log
 from moldau.storage.log_manager import LogManager
-from moldau.storage.producer_state_manager import InvalidTxnStateError
 
 log = logging.getLogger(__name__)
 
@@ -210,8 +209,9 @@ class ReplicaManager:
 
 @contextmanager
 def _append_errors_as_api_errors() -> Iterator[None]:
-    """What storage refuses on append becomes the Kafka error code the producer sees."""
+    """What storage refuses on append or flush becomes the Kafka error code the producer sees: a full or
+    failed disk is KAFKA_STORAGE_ERROR for this partition, and the connection stays open."""
     try:
         yield
-    except (InvalidRecordError, OutOfOrderSequenceError, InvalidProducerEpochError, InvalidTxnStateError) as exc:
-        raise ApiError(ErrorCode(int(exc.error_code)), str(exc), getattr(exc, "record_errors", None)) from None
+    except (InvalidRecordError, StorageError) as exc:
+        raise as_api_error(exc) from None
