@@ -18,6 +18,7 @@ from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
 from moldau.client.client import Client, ClientError
 from moldau.protocol import messages
 from moldau.protocol.errors import ErrorCode
+from tests.fixtures import BrokerProcess
 
 DEADLINE_S = 30
 
@@ -221,7 +222,7 @@ def test_sigkill_during_delete_never_resurrects_old_records(broker_process, tmp_
     assert (eofs, old) == (PARTITIONS, 0)
 
 
-def test_restart_never_recreates_a_huge_topic_before_listening(broker_process, tmp_path):
+def test_restart_never_recreates_a_huge_topic_before_listening(tmp_path):
     """A data dir written by a broker that stored `-p 2147483647` before creating the partitions."""
     data_dir = tmp_path / "data"
     data_dir.mkdir()
@@ -233,11 +234,15 @@ def test_restart_never_recreates_a_huge_topic_before_listening(broker_process, t
     for index in range(5):
         (data_dir / f"huge-{index}").mkdir()
     (data_dir / "half-0").mkdir()
-    process = broker_process(data_dir)  # fails if it does not listen within 30 s
-    with Client(process.bootstrap_servers) as client:
-        assert described(client, "huge") is None and described(client, "half") is None
-    assert not partition_dirs(data_dir, "huge") and not partition_dirs(data_dir, "half")
-    assert "removing topic huge" in process.log_text()
+    process = BrokerProcess(data_dir)  # not the fixture: a broker that never listens must be stopped too
+    try:
+        process.start()  # fails if it does not listen within 30 s
+        with Client(process.bootstrap_servers) as client:
+            assert described(client, "huge") is None and described(client, "half") is None
+        assert not partition_dirs(data_dir, "huge") and not partition_dirs(data_dir, "half")
+        assert "removing topic huge" in process.log_text()
+    finally:
+        process.stop()
 
 
 def test_a_client_hanging_up_mid_create_still_gets_a_whole_served_topic(broker_process):
