@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import subprocess
+import sys
+
 import pytest
 
 from moldau.broker.config import ConfigError, load_config, parse_properties
@@ -42,3 +46,52 @@ def test_invalid_values_are_refused(key, value):
     with pytest.raises(ConfigError) as info:
         load_config(None, {key: value}, environ={})
     assert key in str(info.value) or "listener" in str(info.value)
+
+
+def test_unknown_config_is_warned_with_the_nearest_known_name(caplog):
+    with caplog.at_level(logging.WARNING, logger="moldau.broker.config"):
+        config = load_config(None, {"log.retention.hour": "1", "frobnicate": "x"}, environ={})
+    assert config.log_retention_ms == 168 * 3_600_000  # ignored, as Kafka does, but not silently
+    messages = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "unknown broker config 'log.retention.hour' is ignored; did you mean 'log.retention.hours'?" in messages
+    assert "unknown broker config 'frobnicate' is ignored" in messages
+
+
+def test_a_toml_table_with_no_known_config_is_an_error(tmp_path):
+    path = tmp_path / "moldau.toml"
+    path.write_text('[server]\nport = 9092\n')
+    with pytest.raises(ConfigError, match=r"table \[server\] holds no known broker config"):
+        load_config(path, environ={})
+    path.write_text('log.retention.hours = 1\n[log.cleaner]\nthreads = 2\n')  # dotted keys and tables are fine
+    config = load_config(path, environ={})
+    assert config.log_retention_ms == 3_600_000 and config["log.cleaner.threads"] == 2
+
+
+@pytest.mark.parametrize("key", ["listeners", "advertised.listeners"])
+@pytest.mark.parametrize("protocol", ["SSL", "SASL_PLAINTEXT", "SASL_SSL"])
+def test_listeners_with_security_protocols_not_implemented_are_refused(key, protocol):
+    with pytest.raises(ConfigError, match=f"security protocol {protocol}, which this broker does not support"):
+        load_config(None, {key: f"{protocol}://localhost:9093"}, environ={})
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["-o", "num.partitions=abc"], "error: Invalid value abc for configuration num.partitions: Not a number"),
+    (["-o", "log.cleaner.min.cleanable.ratio=half"], "Not a number of type DOUBLE"),
+    (["-o", "listeners=PLAINTEXT://localhost:99999"], "port 99999 is not between 0 and 65535"),
+    (["-o", "listeners=SSL://localhost:9093"], "security protocol SSL"),
+    (["-c", "{toml_table}"], "table [server] holds no known broker config"),
+    (["-c", "{toml_syntax}"], "invalid TOML"),
+])
+def test_bad_configs_stop_the_server_with_one_line(tmp_path, args, expected):
+    (tmp_path / "table.toml").write_text("[server]\nport = 1\n")
+    (tmp_path / "syntax.toml").write_text("num.partitions = = 3\n")
+    args = [a.format(toml_table=tmp_path / "table.toml", toml_syntax=tmp_path / "syntax.toml") for a in args]
+    if not any(a.startswith("listeners=") for a in args):  # if it did start, not on a port in use
+        args += ["-o", "listeners=PLAINTEXT://127.0.0.1:0"]
+    done = subprocess.run([sys.executable, "-m", "moldau.cli.main", "server", *args,
+                           "-o", f"log.dirs={tmp_path / 'data'}"], check=False, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode != 0
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], done.stderr
+    assert "Traceback" not in done.stderr and "invalid literal" not in done.stderr

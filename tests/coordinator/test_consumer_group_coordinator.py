@@ -24,8 +24,8 @@ def embedded():
 
 
 async def _setup(b) -> None:
-    b.broker.group_coordinator.log.ensure_topic()
-    b.broker.replica_manager.create_topic(TOPIC, 6, 1)
+    await b.broker.group_coordinator.log.ensure_topic()
+    await b.broker.controller.create_topic(TOPIC, 6, 1)
 
 
 def hb(member: str, epoch: int, owned=None, topics=(TOPIC,), group: str = "g", **extra) -> HeartbeatRequest:
@@ -147,7 +147,7 @@ def test_new_partitions_bump_the_group_epoch(embedded):
     async def scenario():
         c = embedded.broker.group_coordinator
         a = await c.consumer_group_heartbeat(hb("a", 0))
-        embedded.broker.replica_manager.add_partitions(TOPIC, 8)
+        await embedded.broker.controller.create_partitions(TOPIC, 8)
         a = await c.consumer_group_heartbeat(hb("a", a.member_epoch))
         assert a.member_epoch == 2 and parts(a) == set(range(8))
     embedded.call(scenario(), timeout=30)

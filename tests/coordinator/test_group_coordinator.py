@@ -26,7 +26,7 @@ def embedded():
 
 
 async def _ensure_topic(b) -> None:
-    b.broker.group_coordinator.log.ensure_topic()
+    await b.broker.group_coordinator.log.ensure_topic()
 
 
 def join_request(group: str, member_id: str = "", instance: str | None = None, meta: bytes = b"m",

@@ -23,7 +23,7 @@ def embedded(tmp_path):
 
 
 async def _create(b) -> None:
-    b.broker.replica_manager.create_topic(TOPIC, 2)
+    await b.broker.controller.create_topic(TOPIC, 2)
 
 
 def test_init_add_commit_and_the_replayed_state(embedded):

@@ -6,6 +6,8 @@ environment variables (`MOLDAU_LOG_DIRS=...` sets `log.dirs`), and `--override k
 
 from __future__ import annotations
 
+import difflib
+import logging
 import os
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
@@ -14,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from moldau.errors import MoldauError
+
+log = logging.getLogger(__name__)
 
 LONG_MAX = 2**63 - 1
 INT_MAX = 2**31 - 1
@@ -36,7 +40,7 @@ class ConfigDef:
         try:
             value = _coerce(self.type, raw)
         except (TypeError, ValueError) as exc:
-            raise ConfigError(f"Invalid value {raw!r} for configuration {self.name}: {exc}") from None
+            raise ConfigError(f"Invalid value {raw} for configuration {self.name}: {exc}") from None
         if self.at_least is not None and value is not None and value < self.at_least:
             raise ConfigError(
                 f"Invalid value {value} for configuration {self.name}: Value must be at least {self.at_least}"
@@ -60,11 +64,18 @@ def _coerce(kind: type, raw: Any) -> Any:
             raise ValueError("Expected value to be either true or false")
         return text == "true"
     if kind is int:
-        if isinstance(raw, bool):
-            raise ValueError("Expected an integer")
-        return int(str(raw).strip())
+        try:
+            number = None if isinstance(raw, bool) else int(str(raw).strip())
+        except ValueError:
+            number = None
+        if number is None:
+            raise ValueError("Not a number of type INT or LONG")  # Kafka's ConfigDef wording
+        return number
     if kind is float:
-        return float(str(raw).strip())
+        try:
+            return float(str(raw).strip())
+        except ValueError:
+            raise ValueError("Not a number of type DOUBLE") from None
     if kind is list:
         if isinstance(raw, list):
             return [str(x).strip() for x in raw]
@@ -89,6 +100,12 @@ BROKER_CONFIGS: dict[str, ConfigDef] = _defs(
     ConfigDef("default.replication.factor", int, 1, "Default replication factor of auto-created topics", 1),
     ConfigDef("auto.create.topics.enable", bool, True, "Create unknown topics on Metadata/Produce"),
     ConfigDef("delete.topic.enable", bool, True, "Allow DeleteTopics"),
+    # KIP-578 (Kafka leaves both unlimited): one broker hosts every partition here, and each costs files and
+    # memory, so this broker refuses to go past 10 000 by default.
+    ConfigDef("max.broker.partitions", int, 10000, "KIP-578: most partitions this broker hosts", 1),
+    ConfigDef("max.partitions", int, INT_MAX, "KIP-578: most partitions in the cluster", 1),
+    ConfigDef("moldau.max.partitions.per.request", int, 10000, "Most partitions one CreateTopics or "
+              "CreatePartitions may add (KRaft's fixed MAX_PARTITIONS_PER_BATCH, KAFKA-14996)", 1),
     ConfigDef("socket.request.max.bytes", int, 104857600, "Largest request frame accepted", 1),
     ConfigDef("connections.max.idle.ms", int, 600000, "Idle connections are closed after this"),
     ConfigDef("message.max.bytes", int, 1048588, "Largest record batch accepted", 0),
@@ -187,7 +204,35 @@ class Listener:
             port_number = int(port)
         except ValueError:
             raise ConfigError(f"Invalid listener {uri!r}: port {port!r} is not a number") from None
+        if not 0 <= port_number <= 65535:
+            raise ConfigError(f"Invalid listener {uri!r}: port {port_number} is not between 0 and 65535")
         return cls(name.upper(), host, port_number)
+
+
+# Kafka's default `listener.security.protocol.map` names listeners after their security protocol.
+UNSUPPORTED_SECURITY_PROTOCOLS = ("SSL", "SASL_PLAINTEXT", "SASL_SSL")
+
+
+def check_listener_security(listener: Listener, uri: str) -> None:
+    """Refuse listeners whose security protocol is not implemented yet, rather than serve them in plaintext.
+
+    The one place to change when TLS and SASL land."""
+    if listener.name in UNSUPPORTED_SECURITY_PROTOCOLS:
+        raise ConfigError(f"Listener {uri} asks for security protocol {listener.name}, which this broker does "
+                          "not support yet; use PLAINTEXT://host:port")
+
+
+def nearest_config_name(key: str) -> str | None:
+    """The known broker config `key` most likely misspells, for "did you mean" hints."""
+    matches = difflib.get_close_matches(key, BROKER_CONFIGS, n=1, cutoff=0.75)
+    return matches[0] if matches else None
+
+
+def warn_unknown_config(key: str) -> None:
+    # Kafka: "These configurations '[...]' were supplied but are not used yet." (AbstractConfig.logUnused)
+    nearest = nearest_config_name(key)
+    hint = f"; did you mean '{nearest}'?" if nearest else ""
+    log.warning("unknown broker config '%s' is ignored%s", key, hint)
 
 
 class BrokerConfig:
@@ -204,12 +249,14 @@ class BrokerConfig:
         definition = BROKER_CONFIGS.get(key)
         if definition is None:
             # Kafka logs unknown configs and carries on; so do we, keeping them for DescribeConfigs.
+            warn_unknown_config(key)
             self.originals[key] = str(raw)
             return
         value = definition.parse(raw)
         if key in ("listeners", "advertised.listeners") and value is not None:
             for uri in value:
-                Listener.parse(uri)  # refuse a malformed listener now, not when the broker binds
+                # Refuse a malformed or not yet secured listener now, not when the broker binds.
+                check_listener_security(Listener.parse(uri), uri)
         self._values[key] = value
         self.originals[key] = str(raw)
 
@@ -289,18 +336,32 @@ def parse_properties(text: str) -> dict[str, str]:
 
 
 def load_file(path: Path) -> dict[str, Any]:
-    text = path.read_text()
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a text file ({exc.reason})") from None
     if path.suffix == ".toml":
-        return _flatten_toml(tomllib.loads(text))
+        try:
+            document = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+        return _flatten_toml(document, path)
     return dict(parse_properties(text))
 
 
-def _flatten_toml(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def _flatten_toml(table: Mapping[str, Any], path: Path, prefix: str = "") -> dict[str, Any]:
+    """`[log] retention.hours = 1` and `log.retention.hours = 1` both mean `log.retention.hours`; a table
+    that no known config name starts with is a mistake we refuse rather than ignore."""
     flat: dict[str, Any] = {}
     for key, value in table.items():
         name = f"{prefix}{key}"
         if isinstance(value, dict):
-            flat.update(_flatten_toml(value, name + "."))
+            if not any(known.startswith(name + ".") for known in BROKER_CONFIGS):
+                raise ConfigError(f"{path}: table [{name}] holds no known broker config (Kafka's names, "
+                                  f"e.g. [log] retention.hours = 168)")
+            flat.update(_flatten_toml(value, path, name + "."))
+        elif isinstance(value, list) and any(isinstance(item, dict) for item in value):
+            raise ConfigError(f"{path}: {name} is an array of tables, which no broker config takes")
         else:
             flat[name] = value
     return flat

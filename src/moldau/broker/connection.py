@@ -16,6 +16,8 @@ import struct
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from moldau.broker.log_limiter import RateLimitedLog
+from moldau.broker.memory import release_memory_soon
 from moldau.protocol import api
 from moldau.protocol.errors import ErrorCode, ProtocolError
 
@@ -23,10 +25,14 @@ if TYPE_CHECKING:
     from moldau.broker.server import Broker
 
 log = logging.getLogger(__name__)
+# A client decides how often these happen: bounded, counted, and summarized (see log_limiter.py).
+bad_requests = RateLimitedLog(log, "warnings about bad requests")
 
 _SIZE = struct.Struct(">i")
 API_VERSIONS = 18
 MAX_QUEUED_REQUESTS = 64
+MAX_QUEUED_BYTES = 64 << 20  # with 100 MiB frames allowed, 64 queued frames could otherwise hold 6 GiB
+SHRINK_BUFFER_ABOVE = 1 << 20
 
 
 class CloseConnection(Exception):
@@ -41,6 +47,7 @@ class KafkaConnection(asyncio.Protocol):
         self.peer = "?"
         self._buffer = bytearray()
         self._frames: deque[bytearray] = deque()
+        self._queued_bytes = 0
         self._wakeup = asyncio.Event()
         self._can_write = asyncio.Event()
         self._can_write.set()
@@ -75,8 +82,8 @@ class KafkaConnection(asyncio.Protocol):
         while end - start >= 4:
             (size,) = _SIZE.unpack_from(buffer, start)
             if size < 0 or size > self._max_request:
-                log.warning("closing connection from %s: request size %d is outside [0, %d] "
-                            "(socket.request.max.bytes)", self.peer, size, self._max_request)
+                bad_requests.warning("closing connection from %s: request size %d is outside [0, %d] "
+                                     "(socket.request.max.bytes)", self.peer, size, self._max_request)
                 self.close()
                 return
             if end - start - 4 < size:
@@ -84,12 +91,18 @@ class KafkaConnection(asyncio.Protocol):
             # Slicing a bytearray copies once; the frame stays a bytearray, so records decoded from it
             # are writable views (no second copy through bytes()).
             self._frames.append(buffer[start + 4 : start + 4 + size])
+            self._queued_bytes += size
             start += 4 + size
         if start:
             del buffer[:start]
+            if buffer.__sizeof__() > SHRINK_BUFFER_ABOVE and len(buffer) < buffer.__sizeof__() // 4:
+                # A bytearray keeps its largest allocation: after a big frame, copy what is left into a
+                # right-sized buffer, so an idle connection does not hold megabytes.
+                self._buffer = bytearray(buffer)
         if self._frames:
             self._wakeup.set()
-            if len(self._frames) >= MAX_QUEUED_REQUESTS and not self._reading_paused:
+            full = len(self._frames) >= MAX_QUEUED_REQUESTS or self._queued_bytes >= MAX_QUEUED_BYTES
+            if full and not self._reading_paused:
                 self._reading_paused = True
                 self.transport.pause_reading()  # type: ignore[union-attr]
 
@@ -128,10 +141,15 @@ class KafkaConnection(asyncio.Protocol):
                     await self._wakeup.wait()
                     continue
                 frame = self._frames.popleft()
-                if self._reading_paused and len(self._frames) < MAX_QUEUED_REQUESTS // 2:
+                self._queued_bytes -= len(frame)
+                if self._reading_paused and len(self._frames) < MAX_QUEUED_REQUESTS // 2 \
+                        and self._queued_bytes < MAX_QUEUED_BYTES // 2:
                     self._reading_paused = False
                     self.transport.resume_reading()  # type: ignore[union-attr]
                 await self._handle_frame(frame)
+                if len(frame) > SHRINK_BUFFER_ABOVE:
+                    release_memory_soon(self.broker.loop)
+                del frame  # not held while this connection waits for its next request
         except CloseConnection:
             self.close()
         except (ConnectionError, asyncio.CancelledError):
@@ -144,26 +162,27 @@ class KafkaConnection(asyncio.Protocol):
         try:
             header, offset = api.decode_request_header(frame)
         except ProtocolError as exc:
-            log.warning("closing connection from %s: unreadable request header: %s", self.peer, exc)
+            bad_requests.warning("closing connection from %s: unreadable request header: %s", self.peer, exc)
             raise CloseConnection from None
         handler = self.broker.handlers.get(header.api_key)
         supported = self.broker.supported_versions.get(header.api_key)
         if handler is None or supported is None:
-            log.warning("closing connection from %s (client %s): unsupported api key %d",
+            bad_requests.warning("closing connection from %s (client %s): unsupported api key %d",
                         self.peer, header.client_id, header.api_key)
             raise CloseConnection
         if not supported[0] <= header.api_version <= supported[1]:
             if header.api_key == API_VERSIONS:
                 await self._reply_api_versions_unsupported(header.correlation_id)
                 return
-            log.warning("closing connection from %s (client %s): unsupported version %d of api %d",
+            bad_requests.warning("closing connection from %s (client %s): unsupported version %d of api %d",
                         self.peer, header.client_id, header.api_version, header.api_key)
             raise CloseConnection
         try:
             request = api.decode_request(header.api_key, header.api_version, frame, offset)
         except ProtocolError as exc:
-            log.warning("closing connection from %s (client %s): malformed %s v%d request: %s", self.peer,
-                        header.client_id, api.APIS[header.api_key].name, header.api_version, exc)
+            bad_requests.warning("closing connection from %s (client %s): malformed %s v%d request: %s",
+                                 self.peer, header.client_id, api.APIS[header.api_key].name, header.api_version,
+                                 exc)
             raise CloseConnection from None
         response = await handler(self, header, request)
         if response is None:

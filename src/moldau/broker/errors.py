@@ -9,10 +9,12 @@ from moldau.protocol.errors import ErrorCode
 class ApiError(MoldauError):
     """A request failed with a Kafka error code; `message` goes into the response where the API has room."""
 
-    def __init__(self, error_code: ErrorCode, message: str | None = None) -> None:
+    def __init__(self, error_code: ErrorCode, message: str | None = None,
+                 record_errors: list[tuple[int, str]] | None = None) -> None:
         super().__init__(message or error_code.name)
         self.error_code = error_code
         self.message = message
+        self.record_errors = record_errors or []  # KIP-467 (Produce v8+): (batch index, message)
 
 
 def as_api_error(exc: MoldauError) -> ApiError:
@@ -22,4 +24,4 @@ def as_api_error(exc: MoldauError) -> ApiError:
     if isinstance(exc, ApiError):
         return exc
     code = getattr(exc, "error_code", ErrorCode.UNKNOWN_SERVER_ERROR)
-    return ApiError(ErrorCode(int(code)), str(exc))
+    return ApiError(ErrorCode(int(code)), str(exc), getattr(exc, "record_errors", None))

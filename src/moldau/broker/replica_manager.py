@@ -1,7 +1,8 @@
-"""Topics, partitions and their logs on this broker: create, delete, append, read, wait for data.
+"""Topics, partitions and their logs on this broker: append, read, wait for data.
 
 Named after Kafka's `ReplicaManager`. On a single broker every partition is led here with
 leader epoch 0 and the ISR is this broker alone, so the high watermark follows the log end offset.
+Creating, growing and deleting topics is the controller's job (broker/controller.py).
 """
 
 from __future__ import annotations
@@ -12,16 +13,12 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
-from moldau.broker.config import BrokerConfig, ConfigError
+from moldau.broker.config import BrokerConfig
 from moldau.broker.errors import ApiError, as_api_error
 from moldau.broker.recompression import PRODUCER, recompress
-from moldau.broker.topic_config import (
-    topic_log_config,
-    validate_topic_configs,
-    validate_topic_name,
-)
+from moldau.broker.topic_config import topic_log_config
 from moldau.cluster.metadata_store import MetadataStore, TopicMetadata
 from moldau.protocol.errors import ErrorCode
 from moldau.protocol.records import InvalidRecordError
@@ -84,20 +81,13 @@ class ReplicaManager:
         self.topics: dict[str, Topic] = {}
         self.topics_by_id: dict[uuid.UUID, Topic] = {}
 
-    # -- lifecycle -------------------------------------------------------------------------------
+    # -- the topics this broker hosts (created, grown and deleted by broker/controller.py) ---------
 
-    def load(self) -> None:
-        """Open the log of every partition of every known topic (after `LogManager.startup`)."""
-        for metadata in self.store.topics().values():
-            self._open_topic(metadata)
-
-    def _open_topic(self, metadata: TopicMetadata) -> Topic:
+    def open_partitions(self, metadata: TopicMetadata, indexes: Iterable[int]) -> list[Partition]:
+        """Open the logs of a topic's partitions, creating missing ones: file work, so the controller
+        calls this from a worker thread (LogManager is thread-safe)."""
         log_config = topic_log_config(self.default_log_config, metadata.configs)
-        partitions = [self._open_partition(metadata, index, log_config) for index in range(metadata.num_partitions)]
-        topic = Topic(metadata, partitions)
-        self.topics[metadata.name] = topic
-        self.topics_by_id[metadata.topic_id] = topic
-        return topic
+        return [self._open_partition(metadata, index, log_config) for index in indexes]
 
     def _open_partition(self, metadata: TopicMetadata, index: int, log_config: LogConfig) -> Partition:
         partition_log = self.log_manager.get_or_create_log(metadata.name, index, log_config)
@@ -107,97 +97,22 @@ class ReplicaManager:
         partition_log.update_high_watermark(partition_log.log_end_offset)
         return Partition(metadata.name, index, metadata.topic_id, partition_log)
 
-    def add_partitions(self, name: str, count: int, *, validate_only: bool = False) -> Topic:
-        """CreatePartitions: grow a topic to `count` partitions (never shrink)."""
-        topic = self.topics.get(name)
-        if topic is None:
-            raise ApiError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"The topic '{name}' does not exist.")
-        current = len(topic.partitions)
-        if count < current:
-            raise ApiError(ErrorCode.INVALID_PARTITIONS, f"Topic currently has {current} partitions, which is "
-                                                         f"higher than the requested {count}.")
-        if count == current:
-            raise ApiError(ErrorCode.INVALID_PARTITIONS, f"Topic already has {current} partitions.")
-        if validate_only:
-            return topic
-        metadata = replace(topic.metadata, num_partitions=count)
-        self.store.update_topic(metadata)
+    def add_topic(self, topic: Topic) -> None:
+        self.topics[topic.name] = topic
+        self.topics_by_id[topic.topic_id] = topic
+
+    def add_partitions(self, metadata: TopicMetadata, partitions: list[Partition]) -> None:
+        topic = self.topics[metadata.name]
         topic.metadata = metadata
-        log_config = topic_log_config(self.default_log_config, metadata.configs)
-        topic.partitions.extend(self._open_partition(metadata, index, log_config) for index in range(current, count))
-        log.info("added partitions to topic %s: %d -> %d", name, current, count)
-        return topic
+        topic.partitions.extend(partitions)
 
-    # -- topics ----------------------------------------------------------------------------------
-
-    def create_topic(
-        self,
-        name: str,
-        num_partitions: int = -1,
-        replication_factor: int = -1,
-        configs: dict[str, str | None] | None = None,
-        *,
-        validate_only: bool = False,
-    ) -> TopicMetadata:
-        problem = validate_topic_name(name)
-        if problem:
-            raise ApiError(ErrorCode.INVALID_TOPIC_EXCEPTION, problem)
-        if name in self.topics:
-            raise ApiError(ErrorCode.TOPIC_ALREADY_EXISTS, f"Topic '{name}' already exists.")
-        if num_partitions == -1:
-            num_partitions = self.config["num.partitions"]
-        if replication_factor == -1:
-            replication_factor = self.config["default.replication.factor"]
-        if num_partitions <= 0:
-            raise ApiError(ErrorCode.INVALID_PARTITIONS, "Number of partitions must be larger than 0.")
-        if replication_factor <= 0:
-            raise ApiError(ErrorCode.INVALID_REPLICATION_FACTOR, "Replication factor must be larger than 0.")
-        if replication_factor > 1:
-            raise ApiError(
-                ErrorCode.INVALID_REPLICATION_FACTOR,
-                f"Unable to replicate the partition {replication_factor} time(s): The target replication "
-                f"factor of {replication_factor} cannot be reached because only 1 broker(s) are registered.",
-            )
-        try:
-            checked = validate_topic_configs(configs or {})
-        except ConfigError as exc:
-            raise ApiError(ErrorCode.INVALID_CONFIG, str(exc)) from None
-        metadata = TopicMetadata(
-            name=name,
-            topic_id=uuid.uuid4(),
-            num_partitions=num_partitions,
-            replication_factor=replication_factor,
-            configs=checked,
-            is_internal=name in INTERNAL_TOPICS,
-        )
-        if validate_only:
-            return metadata
-        self.store.create_topic(metadata)
-        self._open_topic(metadata)
-        log.info("created topic %s with %d partition(s), id %s", name, num_partitions, metadata.topic_id)
-        return metadata
-
-    def delete_topic(self, name: str) -> TopicMetadata:
-        topic = self.topics.get(name)
-        if topic is None:
-            raise ApiError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, "This server does not host this topic.")
-        if not self.config["delete.topic.enable"]:
-            raise ApiError(ErrorCode.TOPIC_DELETION_DISABLED, "Topic deletion is disabled.")
-        self.store.delete_topic(name)
-        del self.topics[name]
+    def remove_topic(self, name: str) -> Topic:
+        """Stop serving a topic; waiting fetches wake up and find it gone. Its logs are the caller's."""
+        topic = self.topics.pop(name)
         del self.topics_by_id[topic.topic_id]
         for partition in topic.partitions:
             partition.notify_waiters()
-            self.log_manager.delete_log(name, partition.index)
-        log.info("deleted topic %s (id %s)", name, topic.topic_id)
-        return topic.metadata
-
-    def maybe_auto_create(self, name: str) -> Topic | None:
-        """Kafka's `auto.create.topics.enable`: Metadata for an unknown topic creates it."""
-        if not self.config["auto.create.topics.enable"] or validate_topic_name(name) or name in INTERNAL_TOPICS:
-            return None
-        self.create_topic(name)
-        return self.topics[name]
+        return topic
 
     def partition(self, topic: str, index: int) -> Partition:
         entry = self.topics.get(topic)

@@ -16,6 +16,7 @@ from typing import Any
 
 from moldau.broker.config import BrokerConfig, Listener
 from moldau.broker.connection import KafkaConnection
+from moldau.broker.controller import Controller
 from moldau.broker.dynamic_config import ConfigManager
 from moldau.broker.fetch_session import FetchSessionCache
 from moldau.broker.handlers import HANDLERS, supported_versions
@@ -67,6 +68,7 @@ class Broker:
         self.store = LocalMetadataStore(log_dirs[0])
         self.log_manager = LogManager(log_dirs, broker_default_log_config(config))
         self.replica_manager = ReplicaManager(config, self.log_manager, self.store)
+        self.controller = Controller(config, self.store, self.replica_manager)
         self.producer_id_manager = ProducerIdManager(log_dirs[0])
         self.log_cleaner = LogCleaner(
             CleanerConfig(
@@ -83,6 +85,9 @@ class Broker:
         self.group_coordinator = Coordinator(config, self.replica_manager)
         self.transaction_coordinator = TransactionCoordinator(config, self.replica_manager,
                                                               self.producer_id_manager, self.group_coordinator)
+        # The coordinators create their internal topics on first use, through the controller.
+        self.group_coordinator.log.create_topic = self.controller.create_internal_topic
+        self.transaction_coordinator.state.create_topic = self.controller.create_internal_topic
 
     @property
     def cluster_id(self) -> str:
@@ -109,7 +114,7 @@ class Broker:
             self.store.set_cluster_id(self.config["cluster.id"] or new_cluster_id())
         self.config_manager.load()  # dynamic broker configs, before the logs take their defaults
         await asyncio.to_thread(self.log_manager.startup)
-        self.replica_manager.load()
+        await asyncio.to_thread(self.controller.load)  # opens topics; rolls back half-done creates
         self.log_cleaner.startup()  # compaction threads (log.cleaner.enable)
         self.group_coordinator.load()  # replay __consumer_offsets before serving
         self.transaction_coordinator.load()  # replay __transaction_state before serving
@@ -209,6 +214,7 @@ class Broker:
         await asyncio.gather(*tasks, return_exceptions=True)
         for server in self.servers:
             await server.wait_closed()
+        await self.controller.shutdown()  # topic changes in progress finish before the logs close
         await asyncio.to_thread(self.log_cleaner.shutdown)
         await asyncio.to_thread(self.log_manager.shutdown)
         log.info("broker %d stopped", self.node_id)

@@ -3,12 +3,19 @@
 `MetadataStore` is the interface (DESIGN §8); `LocalMetadataStore` is the embedded, file-backed
 implementation a single broker uses by default: one JSON document written atomically
 (temp file, fsync, rename) in the first log dir.
+
+A topic is created in two steps so that a crash never leaves half of one: it is first stored with
+`creating=True`, its partitions are created, and then it is stored again without the mark. A broker
+that finds a marked topic on start removes it (KRaft gets the same all-or-nothing from writing a
+topic's records as one atomic batch). The store is thread-safe, so the broker writes it off the
+event loop.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import threading
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,10 +40,13 @@ class TopicMetadata:
     replication_factor: int = 1
     configs: dict[str, str] = field(default_factory=dict)
     is_internal: bool = False
+    creating: bool = False  # stored before its partitions exist; removed on start if still set
 
 
 class MetadataStore(Protocol):
     cluster_id: str
+
+    def set_cluster_id(self, cluster_id: str) -> None: ...
 
     def topics(self) -> dict[str, TopicMetadata]: ...
 
@@ -62,6 +72,7 @@ class LocalMetadataStore:
         # Dynamic broker configs: "" is the cluster-wide default, "<node id>" one broker (Kafka's layout).
         self._broker_configs: dict[str, dict[str, str]] = {}
         self.cluster_id = ""
+        self._lock = threading.RLock()  # callers write from worker threads; one writer of the file at a time
         directory.mkdir(parents=True, exist_ok=True)
         if self._path.exists():
             self._load()
@@ -78,10 +89,11 @@ class LocalMetadataStore:
                 replication_factor=entry.get("replication_factor", 1),
                 configs=dict(entry.get("configs", {})),
                 is_internal=entry.get("is_internal", False),
+                creating=entry.get("creating", False),
             )
             self._topics[topic.name] = topic
 
-    def _save(self) -> None:
+    def _write(self) -> None:
         document = {
             "cluster_id": self.cluster_id,
             "broker_configs": self._broker_configs,
@@ -93,6 +105,7 @@ class LocalMetadataStore:
                     "replication_factor": t.replication_factor,
                     "configs": t.configs,
                     "is_internal": t.is_internal,
+                    **({"creating": True} if t.creating else {}),
                 }
                 for t in self._topics.values()
             ],
@@ -110,37 +123,43 @@ class LocalMetadataStore:
             os.close(dir_fd)
 
     def set_cluster_id(self, cluster_id: str) -> None:
-        self.cluster_id = cluster_id
-        self._save()
+        with self._lock:
+            self.cluster_id = cluster_id
+            self._write()
 
     def topics(self) -> dict[str, TopicMetadata]:
-        return self._topics
+        with self._lock:
+            return dict(self._topics)
 
     def create_topic(self, topic: TopicMetadata) -> None:
-        if topic.name in self._topics:
-            raise TopicExistsError(f"Topic '{topic.name}' already exists.")
-        self._topics[topic.name] = topic
-        self._save()
+        with self._lock:
+            if topic.name in self._topics:
+                raise TopicExistsError(f"Topic '{topic.name}' already exists.")
+            self._topics[topic.name] = topic
+            self._write()
 
     def delete_topic(self, name: str) -> TopicMetadata:
-        topic = self._topics.pop(name, None)
-        if topic is None:
-            raise UnknownTopicError(f"Topic '{name}' does not exist.")
-        self._save()
-        return topic
+        with self._lock:
+            topic = self._topics.pop(name, None)
+            if topic is None:
+                raise UnknownTopicError(f"Topic '{name}' does not exist.")
+            self._write()
+            return topic
 
     def update_topic(self, topic: TopicMetadata) -> None:
-        if topic.name not in self._topics:
-            raise UnknownTopicError(f"Topic '{topic.name}' does not exist.")
-        self._topics[topic.name] = topic
-        self._save()
+        with self._lock:
+            if topic.name not in self._topics:
+                raise UnknownTopicError(f"Topic '{topic.name}' does not exist.")
+            self._topics[topic.name] = topic
+            self._write()
 
     def broker_configs(self) -> dict[str, dict[str, str]]:
         return self._broker_configs
 
     def set_broker_configs(self, resource: str, configs: dict[str, str]) -> None:
-        if configs:
-            self._broker_configs[resource] = dict(configs)
-        else:
-            self._broker_configs.pop(resource, None)
-        self._save()
+        with self._lock:
+            if configs:
+                self._broker_configs[resource] = dict(configs)
+            else:
+                self._broker_configs.pop(resource, None)
+            self._write()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 from moldau.broker.replica_manager import Partition, ReplicaManager
 from moldau.coordinator.records import OFFSETS_TOPIC, partition_for
@@ -21,6 +21,14 @@ READ_CHUNK_BYTES = 1 << 20
 OFFSETS_TOPIC_CONFIGS = {"cleanup.policy": "compact", "segment.bytes": "104857600"}
 
 KeyValue = tuple[bytes, bytes | None]
+# Creates an internal topic: (name, partitions, replication factor, configs). The broker sets it to its
+# controller's; coordinators never create topics themselves.
+CreateTopic = Callable[[str, int, int, dict[str, str | None]], Awaitable[None]]
+
+
+async def no_topic_creation(name: str, num_partitions: int, replication_factor: int,
+                            configs: dict[str, str | None]) -> None:
+    raise RuntimeError(f"cannot create {name}: no controller was given to this coordinator")
 
 
 class CoordinatorLog:
@@ -28,6 +36,7 @@ class CoordinatorLog:
         self.replica_manager = replica_manager
         self.num_partitions = num_partitions
         self.replication_factor = replication_factor
+        self.create_topic: CreateTopic = no_topic_creation
 
     def exists(self) -> bool:
         return OFFSETS_TOPIC in self.replica_manager.topics
@@ -38,11 +47,11 @@ class CoordinatorLog:
         topic = self.replica_manager.topics.get(OFFSETS_TOPIC)
         return len(topic.partitions) if topic is not None else self.num_partitions
 
-    def ensure_topic(self) -> None:
+    async def ensure_topic(self) -> None:
         """Create `__consumer_offsets` on first use, as Kafka does on the first FindCoordinator."""
         if not self.exists():
-            self.replica_manager.create_topic(OFFSETS_TOPIC, self.num_partitions, self.replication_factor,
-                                              dict(OFFSETS_TOPIC_CONFIGS))
+            await self.create_topic(OFFSETS_TOPIC, self.num_partitions, self.replication_factor,
+                              dict(OFFSETS_TOPIC_CONFIGS))
 
     def partition_of(self, group_id: str) -> int:
         return partition_for(group_id, self.partition_count)
@@ -51,7 +60,7 @@ class CoordinatorLog:
         """Append one batch of key/value records (value None = tombstone) to the group's partition."""
         if not records:
             return
-        self.ensure_topic()
+        await self.ensure_topic()
         partition = self.replica_manager.partition(OFFSETS_TOPIC, self.partition_of(group_id))
         now = int(time.time() * 1000)
         batch = build_batch([Record(0, now, key, value) for key, value in records])

@@ -16,7 +16,7 @@ from moldau.broker.errors import ApiError
 from moldau.broker.replica_manager import Partition, ReplicaManager
 from moldau.coordinator.append_errors import coordinator_append_error
 from moldau.coordinator.records import partition_for
-from moldau.coordinator.runtime import replay_topic
+from moldau.coordinator.runtime import CreateTopic, no_topic_creation, replay_topic
 from moldau.coordinator.transaction_metadata import (
     TRANSACTION_STATE_TOPIC,
     TransactionMetadata,
@@ -40,6 +40,7 @@ class TransactionStateManager:
         self.num_partitions: int = config["transaction.state.log.num.partitions"]
         self.replication_factor: int = config["transaction.state.log.replication.factor"]
         self.transactions: dict[str, TransactionMetadata] = {}
+        self.create_topic: CreateTopic = no_topic_creation  # the broker gives its controller's
 
     @property
     def partition_count(self) -> int:
@@ -49,11 +50,11 @@ class TransactionStateManager:
     def partition_of(self, transactional_id: str) -> int:
         return partition_for(transactional_id, self.partition_count)
 
-    def ensure_topic(self) -> None:
+    async def ensure_topic(self) -> None:
         """Create ``__transaction_state`` on first use, as Kafka does on the first FindCoordinator."""
         if TRANSACTION_STATE_TOPIC not in self.replica_manager.topics:
-            self.replica_manager.create_topic(TRANSACTION_STATE_TOPIC, self.num_partitions,
-                                              self.replication_factor, dict(TRANSACTION_STATE_TOPIC_CONFIGS))
+            await self.create_topic(TRANSACTION_STATE_TOPIC, self.num_partitions, self.replication_factor,
+                              dict(TRANSACTION_STATE_TOPIC_CONFIGS))
 
     def load(self) -> int:
         return replay_topic(self.replica_manager, TRANSACTION_STATE_TOPIC,
@@ -71,7 +72,7 @@ class TransactionStateManager:
 
     async def remove(self, transactional_id: str) -> None:
         """Write a tombstone for an expired transactional id, then forget it."""
-        self.ensure_topic()
+        await self.ensure_topic()
         key = encode_key(transactional_id)
         partition = self.replica_manager.partition(TRANSACTION_STATE_TOPIC, self.partition_of(transactional_id))
         await self._append(partition, build_batch([Record(0, int(time.time() * 1000), key, None)]))
@@ -85,7 +86,7 @@ class TransactionStateManager:
 
     async def write(self, metadata: TransactionMetadata) -> None:
         """Append the new state of a transactional id (acks=-1), then make it the in-memory state."""
-        self.ensure_topic()
+        await self.ensure_topic()
         key, value = encode_key(metadata.transactional_id), encode_value(metadata)
         partition = self.replica_manager.partition(TRANSACTION_STATE_TOPIC,
                                                    self.partition_of(metadata.transactional_id))

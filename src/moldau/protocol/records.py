@@ -37,12 +37,14 @@ __all__ = [
     "InvalidRecordError",
     "Record",
     "RecordBatchHeader",
+    "RecordError",
     "assign_offsets",
     "batch_crc",
     "build_batch",
     "decode_batch",
     "iter_batches",
     "read_batch_header",
+    "refuse_records",
     "validate_produce_batches",
     "validate_timestamps",
 ]
@@ -92,9 +94,22 @@ class InvalidRecordError(MoldauError):
     'CORRUPT_MESSAGE'
     """
 
-    def __init__(self, error_code: ErrorCode, message: str) -> None:
+    def __init__(self, error_code: ErrorCode, message: str, record_errors: list[RecordError] | None = None) -> None:
         super().__init__(message)
         self.error_code = error_code
+        self.record_errors = record_errors or []  # KIP-467: which records made the batch fail
+
+
+RecordError = tuple[int, str]  # KIP-467: (index of the record in its batch, why it was refused)
+
+
+def refuse_records(code: ErrorCode, errors: list[RecordError]) -> InvalidRecordError:
+    """The batch fails because of these records: Kafka's ``LogValidator.processRecordErrors`` wording."""
+    if code == ErrorCode.INVALID_TIMESTAMP:
+        return InvalidRecordError(code, "One or more records have been rejected due to invalid timestamp", errors)
+    shown = ", ".join(f"RecordError(batchIndex={index}, message='{message}')" for index, message in errors[:3])
+    return InvalidRecordError(code, f"One or more records have been rejected due to {len(errors)} record errors "
+                                    f"in total, and only showing the first three errors at most: [{shown}]", errors)
 
 
 @dataclass(slots=True)
@@ -275,20 +290,34 @@ def _check_produced_batch(
 
 
 def validate_timestamps(
-    header: RecordBatchHeader, now_ms: int, before_max_ms: int, after_max_ms: int
+    header: RecordBatchHeader, now_ms: int, before_max_ms: int, after_max_ms: int,
+    buf: bytes | bytearray | memoryview | None = None, pos: int = 0,
 ) -> None:
     """``message.timestamp.before.max.ms`` / ``after.max.ms`` for a CreateTime topic, at batch level.
 
-    Kafka checks every record (LogValidator.validateTimestamp); without decoding we check the batch's
-    maxTimestamp against the future bound and its baseTimestamp (the first record's) against the past.
+    Kafka checks every record (LogValidator.validateTimestamp). The header's maxTimestamp settles the
+    future bound without decoding; the past bound needs every record's timestamp (the header has no
+    minimum), so a batch is decoded when `buf` holds it at `pos` and the topic sets a past bound
+    (`message.timestamp.before.max.ms` is unlimited by default), or when it fails, to name its bad
+    records (KIP-467).
     """
-    if header.max_timestamp != NO_TIMESTAMP and header.max_timestamp - now_ms > after_max_ms:
+    too_new = header.max_timestamp != NO_TIMESTAMP and header.max_timestamp - now_ms > after_max_ms
+    too_old = header.base_timestamp != NO_TIMESTAMP and now_ms - header.base_timestamp > before_max_ms
+    if buf is not None and (too_new or too_old or before_max_ms < now_ms):
+        low, high = now_ms - before_max_ms, now_ms + after_max_ms
+        errors = [(index, (f"Timestamp {record.timestamp} of message with offset {record.offset} is out of range. "
+                          f"The timestamp should be within [{low}, {high}]"))
+                  for index, record in enumerate(decode_batch(buf, pos))
+                  if record.timestamp != NO_TIMESTAMP and not low <= record.timestamp <= high]
+        if errors:
+            raise refuse_records(ErrorCode.INVALID_TIMESTAMP, errors)
+    if too_new:
         raise _refuse(
             ErrorCode.INVALID_TIMESTAMP,
             f"timestamp {header.max_timestamp} is more than message.timestamp.after.max.ms "
             f"({after_max_ms}) after the broker time {now_ms}",
         )
-    if header.base_timestamp != NO_TIMESTAMP and now_ms - header.base_timestamp > before_max_ms:
+    if too_old:
         raise _refuse(
             ErrorCode.INVALID_TIMESTAMP,
             f"timestamp {header.base_timestamp} is more than message.timestamp.before.max.ms "

@@ -30,11 +30,11 @@ from moldau.protocol.records import (
     DELETE_HORIZON_MASK,
     HEADER_SIZE,
     LOG_OVERHEAD,
-    InvalidRecordError,
     RecordBatchHeader,
     decode_batch,
     iter_batches,
     read_batch_header,
+    refuse_records,
 )
 from moldau.storage.cleaner_records import (
     ScannedRecord,
@@ -363,15 +363,16 @@ class Cleaner:
 def validate_compacted_keys(records: bytes | bytearray | memoryview, topic_partition: str) -> None:
     """Kafka's ``LogValidator.validateKey``: a compacted topic refuses records without a key
     (INVALID_RECORD); the cleaner could not tell which of them is the latest."""
+    errors = []
     for pos, header in iter_batches(records):
         if header.is_control:
             continue
-        for record in decode_batch(records, pos):
-            if record.key is None:
-                raise InvalidRecordError(
-                    ErrorCode.INVALID_RECORD,
-                    f"Compacted topic cannot accept message without key in topic partition {topic_partition}.",
-                )
+        for index, record in enumerate(decode_batch(records, pos)):
+            if record.key is None:  # KIP-467: every keyless record is named, the batch fails as a whole
+                errors.append((index, ("Compacted topic cannot accept message without key in topic partition "
+                                      f"{topic_partition}.")))
+    if errors:
+        raise refuse_records(ErrorCode.INVALID_RECORD, errors)
 
 
 def _headers(segment: LogSegment) -> Iterator[RecordBatchHeader]:

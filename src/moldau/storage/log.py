@@ -316,12 +316,14 @@ class Log:
         config = self._config
         batches = validate_produce_batches(records, config.max_message_bytes)
         if not config.log_append_time:
-            for _, header in batches:
+            for pos, header in batches:
                 validate_timestamps(
                     header,
                     now_ms,
                     config.message_timestamp_before_max_ms,
                     config.message_timestamp_after_max_ms,
+                    records,
+                    pos,
                 )
         last_pos, last_header = batches[-1]
         valid_bytes = last_pos + last_header.size_in_bytes

@@ -15,7 +15,7 @@ async def handle(conn, header, request: messages.AddOffsetsToTxnRequest) -> Resp
     if not request.group_id:
         return Response(throttle_time_ms=0, error_code=ErrorCode.INVALID_GROUP_ID)
     group_log = conn.broker.group_coordinator.log
-    group_log.ensure_topic()
+    await group_log.ensure_topic()
     partition = (OFFSETS_TOPIC, group_log.partition_of(request.group_id))
     error = await conn.broker.transaction_coordinator.add_partitions(
         request.transactional_id, request.producer_id, request.producer_epoch, [partition])

@@ -39,6 +39,16 @@ def _check_assignments(topic, count: int, assignments, node_id: int) -> None:
 
 async def handle(conn, header, request: messages.CreatePartitionsRequest) -> Response:
     manager = conn.broker.replica_manager
+    controller = conn.broker.controller
+    added = sum(max(0, t.count - len(manager.topics[t.name].partitions))
+                for t in request.topics if t.name in manager.topics)
+    try:
+        controller.check_request_partitions(added)
+    except ApiError as exc:
+        log.info("create partitions refused: %s", exc)
+        return Response(throttle_time_ms=0, results=[
+            Response.CreatePartitionsTopicResult(name=t.name, error_code=exc.error_code, error_message=exc.message)
+            for t in request.topics])
     counts = Counter(t.name for t in request.topics)
     results = []
     for wanted in request.topics:
@@ -50,7 +60,7 @@ async def handle(conn, header, request: messages.CreatePartitionsRequest) -> Res
             topic = manager.topics.get(wanted.name)
             if topic is not None and wanted.assignments is not None and wanted.count > len(topic.partitions):
                 _check_assignments(topic, wanted.count, wanted.assignments, conn.broker.node_id)
-            manager.add_partitions(wanted.name, wanted.count, validate_only=request.validate_only)
+            await controller.create_partitions(wanted.name, wanted.count, validate_only=request.validate_only)
         except ApiError as exc:
             result.error_code, result.error_message = exc.error_code, exc.message
             log.info("create partitions for %r failed: %s", wanted.name, exc)

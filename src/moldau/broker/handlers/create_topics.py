@@ -17,9 +17,29 @@ Response = messages.CreateTopicsResponse
 log = logging.getLogger(__name__)
 
 
+def _requested_partitions(request: messages.CreateTopicsRequest, default: int) -> int:
+    """Partitions the whole request asks for, counted as KRaft's `validateTotalNumberOfPartitions` does."""
+    total = 0
+    for topic in request.topics:
+        if topic.assignments:
+            total += len(topic.assignments)
+        elif topic.num_partitions == -1:
+            total += default
+        elif topic.num_partitions > 0:
+            total += topic.num_partitions
+    return total
+
+
 async def handle(conn, header, request: messages.CreateTopicsRequest) -> Response:
-    manager = conn.broker.replica_manager
+    controller = conn.broker.controller
     version = header.api_version
+    try:
+        controller.check_request_partitions(_requested_partitions(request, conn.broker.config["num.partitions"]))
+    except ApiError as exc:  # the whole request fails, every topic with the same error (as in KRaft)
+        log.info("create topics refused: %s", exc)
+        return Response(throttle_time_ms=0, topics=[
+            Response.CreatableTopicResult(name=t.name, error_code=exc.error_code, error_message=exc.message)
+            for t in request.topics])
     counts = Counter(t.name for t in request.topics)
     results = []
     for topic in request.topics:
@@ -34,7 +54,7 @@ async def handle(conn, header, request: messages.CreateTopicsRequest) -> Respons
                     raise ApiError(ErrorCode.INVALID_REQUEST, "Both numPartitions or replicationFactor and "
                                    "replicasAssignments were set. Both cannot be used at the same time.")
                 num_partitions, replication_factor = _check_assignments(topic.assignments, conn.broker.node_id)
-            created = manager.create_topic(
+            created = await controller.create_topic(
                 topic.name,
                 num_partitions,
                 replication_factor,

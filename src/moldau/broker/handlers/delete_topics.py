@@ -30,7 +30,7 @@ async def handle(conn, header, request: messages.DeleteTopicsRequest) -> Respons
                 name = result.name = topic.name
             if topic_id is not None:
                 result.topic_id = topic_id
-            deleted = manager.delete_topic(name)
+            deleted = await conn.broker.controller.delete_topic(name)
             result.topic_id = deleted.topic_id
         except ApiError as exc:
             result.error_code = exc.error_code

@@ -19,7 +19,7 @@ Response = messages.FindCoordinatorResponse
 log = logging.getLogger(__name__)
 
 
-def _lookup(conn, key: str, key_type: int) -> tuple[ErrorCode, str | None]:
+async def _lookup(conn, key: str, key_type: int) -> tuple[ErrorCode, str | None]:
     broker = conn.broker
     coordinators = {
         # key type: (what the key names, the internal topic its coordinator writes, created on first use)
@@ -33,7 +33,7 @@ def _lookup(conn, key: str, key_type: int) -> tuple[ErrorCode, str | None]:
     if not key:
         return ErrorCode.INVALID_REQUEST, f"The {what} must not be empty"
     try:
-        ensure_topic()
+        await ensure_topic()
     except ApiError as exc:
         log.warning("cannot create %s: %s", topic, exc)
         return ErrorCode.COORDINATOR_NOT_AVAILABLE, exc.message
@@ -43,14 +43,14 @@ def _lookup(conn, key: str, key_type: int) -> tuple[ErrorCode, str | None]:
 async def handle(conn, header, request: messages.FindCoordinatorRequest) -> Response:
     endpoint = conn.broker.endpoints(conn.listener_name)[0]
     if header.api_version < 4:
-        error, message = _lookup(conn, request.key, request.key_type)
+        error, message = await _lookup(conn, request.key, request.key_type)
         found = error == ErrorCode.NONE
         return Response(throttle_time_ms=0, error_code=error, error_message=message,
                         node_id=endpoint.node_id if found else -1, host=endpoint.host if found else "",
                         port=endpoint.port if found else -1)
     coordinators = []
     for key in request.coordinator_keys:
-        error, message = _lookup(conn, key, request.key_type)
+        error, message = await _lookup(conn, key, request.key_type)
         found = error == ErrorCode.NONE
         coordinators.append(Response.Coordinator(
             key=key, node_id=endpoint.node_id if found else -1, host=endpoint.host if found else "",

@@ -59,7 +59,7 @@ async def handle(conn, header, request: messages.MetadataRequest) -> Response:
     else:
         allow_auto_create = version < 4 or request.allow_auto_topic_creation
         for wanted in request.topics:
-            topics.append(_lookup(manager, wanted, allow_auto_create, broker.node_id, include_operations))
+            topics.append(await _lookup(broker, wanted, allow_auto_create, include_operations))
     return Response(
         throttle_time_ms=0,
         brokers=[
@@ -75,7 +75,8 @@ async def handle(conn, header, request: messages.MetadataRequest) -> Response:
     )
 
 
-def _lookup(manager, wanted, allow_auto_create: bool, node_id: int, include_operations: bool):
+async def _lookup(broker, wanted, allow_auto_create: bool, include_operations: bool):
+    manager, node_id = broker.replica_manager, broker.node_id
     name = wanted.name
     if name is None:
         topic = manager.topics_by_id.get(wanted.topic_id)
@@ -89,7 +90,7 @@ def _lookup(manager, wanted, allow_auto_create: bool, node_id: int, include_oper
         if not allow_auto_create:
             return error_entry(name, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
         try:
-            topic = manager.maybe_auto_create(name)
+            topic = await broker.controller.auto_create(name)
         except ApiError as exc:
             return error_entry(name, exc.error_code)
         if topic is None:

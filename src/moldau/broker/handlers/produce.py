@@ -48,6 +48,10 @@ async def handle(conn, header, request: messages.ProduceRequest) -> Response | N
                 failed = True
                 result.error_code = exc.error_code
                 result.error_message = exc.message
+                if exc.record_errors and version >= 8:
+                    result.record_errors = [
+                        Response.BatchIndexAndErrorMessage(batch_index=index, batch_index_error_message=message)
+                        for index, message in exc.record_errors]
                 log.debug("produce to %s-%d by %s failed: %s", topic_data.name or topic_data.topic_id,
                           partition_data.index, header.client_id, exc)
             partitions.append(result)

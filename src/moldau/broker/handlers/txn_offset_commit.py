@@ -72,7 +72,7 @@ async def handle(conn, header, request: messages.TxnOffsetCommitRequest) -> Resp
                 records.append(coordinator.offset_record(request.group_id, topic.name, p.partition_index, offset))
     if records:
         try:
-            coordinator.log.ensure_topic()
+            await coordinator.log.ensure_topic()
             index = coordinator.log.partition_of(request.group_id)
             partition = broker.replica_manager.partition(OFFSETS_TOPIC, index)
             batch = transactional_offsets_batch(records, request.producer_id, request.producer_epoch)
