@@ -36,7 +36,12 @@ class EmbeddedBroker:
 
     @property
     def bootstrap_servers(self) -> str:
-        host, port = self.broker.bound["PLAINTEXT"]
+        """host:port of the PLAINTEXT listener (or of the first listener when there is none)."""
+        return self.bootstrap("PLAINTEXT" if "PLAINTEXT" in self.broker.bound else next(iter(self.broker.bound)))
+
+    def bootstrap(self, listener: str) -> str:
+        """host:port of the listener named `listener` (e.g. "SASL_SSL")."""
+        host, port = self.broker.bound[listener.upper()]
         return f"{host}:{port}"
 
     @property

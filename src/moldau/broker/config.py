@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from moldau.errors import MoldauError
+from moldau.security.config import SECURITY_CONFIGS
 
 LONG_MAX = 2**63 - 1
 INT_MAX = 2**31 - 1
@@ -162,6 +163,7 @@ BROKER_CONFIGS: dict[str, ConfigDef] = _defs(
     ConfigDef("producer.id.expiration.ms", int, 86400000, "Forget an idle idempotent producer after this", 1),
     ConfigDef("producer.id.expiration.check.interval.ms", int, 600000, "How often producer ids expire", 1),
 )
+BROKER_CONFIGS.update(_defs(*(ConfigDef(*spec) for spec in SECURITY_CONFIGS)))  # security/config.py
 
 
 @dataclass(slots=True, frozen=True)

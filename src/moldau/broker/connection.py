@@ -16,6 +16,7 @@ import struct
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from moldau.broker.session import Session
 from moldau.protocol import api
 from moldau.protocol.errors import ErrorCode, ProtocolError
 
@@ -51,6 +52,7 @@ class KafkaConnection(asyncio.Protocol):
         self.last_active = 0.0
         self.sendfile_ok = False
         self._socket_fd = -1
+        self.session = Session(broker, listener_name)
 
     # -- asyncio.Protocol ------------------------------------------------------------------------
 
@@ -64,6 +66,9 @@ class KafkaConnection(asyncio.Protocol):
                             and transport.get_extra_info("sslcontext") is None)
         self.last_active = self.broker.loop.time()
         self.broker.connections.add(self)
+        if not self.session.connected(transport, self.peer):
+            self.close()
+            return
         self.task = self.broker.loop.create_task(self._process())
 
     def data_received(self, data: bytes) -> None:
@@ -141,11 +146,20 @@ class KafkaConnection(asyncio.Protocol):
             self.close()
 
     async def _handle_frame(self, frame: bytearray) -> None:
+        if self.session.expects_raw_token:  # SASL after SaslHandshake v0: a bare token, no request header
+            answer = self.session.raw_token(frame, self.peer)
+            if answer is None:
+                raise CloseConnection
+            await self.write_parts([answer])
+            return
         try:
             header, offset = api.decode_request_header(frame)
         except ProtocolError as exc:
             log.warning("closing connection from %s: unreadable request header: %s", self.peer, exc)
             raise CloseConnection from None
+        if not self.session.permits(header.api_key):
+            self.session.refuse(header.api_key, self.peer)
+            raise CloseConnection
         handler = self.broker.handlers.get(header.api_key)
         supported = self.broker.supported_versions.get(header.api_key)
         if handler is None or supported is None:
@@ -170,6 +184,8 @@ class KafkaConnection(asyncio.Protocol):
             return
         parts = api.encode_response(header.api_key, header.api_version, header.correlation_id, response)
         await self.write_parts(parts)
+        if self.session.close_after_reply:  # a failed SASL exchange: answer, then close (Kafka does the same)
+            raise CloseConnection
 
     async def _reply_api_versions_unsupported(self, correlation_id: int) -> None:
         """KIP-511: answer in the v0 format with UNSUPPORTED_VERSION and our ApiVersions range."""

@@ -24,6 +24,11 @@ from moldau.broker.topic_config import broker_default_log_config
 from moldau.cluster.metadata_store import LocalMetadataStore
 from moldau.coordinator.service import Coordinator
 from moldau.coordinator.transaction_coordinator import TransactionCoordinator
+from moldau.errors import MoldauError
+from moldau.security.config import ListenerConfig
+from moldau.security.listener_security import ListenerSecurity
+from moldau.security.listeners import inter_broker_listener, listener_protocols
+from moldau.security.scram_store import ScramCredentialStore
 from moldau.storage.log_cleaner import CleanerConfig, LogCleaner
 from moldau.storage.log_manager import LogManager
 
@@ -59,8 +64,10 @@ class Broker:
         self.servers: list[asyncio.base_events.Server] = []
         self.bound: dict[str, tuple[str, int]] = {}
         self._background: list[asyncio.Task[None]] = []
+        self.listener_security = listener_security(config)
         log_dirs = config.log_dirs
         self.store = LocalMetadataStore(log_dirs[0])
+        self.scram_credentials = ScramCredentialStore(self.store)
         self.log_manager = LogManager(log_dirs, broker_default_log_config(config))
         self.replica_manager = ReplicaManager(config, self.log_manager, self.store)
         self.producer_id_manager = ProducerIdManager(log_dirs[0])
@@ -117,7 +124,8 @@ class Broker:
         self._background.append(self.loop.create_task(self.transaction_coordinator.run()))
         log.info("broker %d of cluster %s started in %.0f ms, listening on %s", self.node_id,
                  self.cluster_id, (time.monotonic() - started) * 1000,
-                 ", ".join(f"{name}://{h}:{p}" for name, (h, p) in self.bound.items()))
+                 ", ".join(f"{name}://{h}:{p} ({self.listener_security[name].protocol.value})"
+                           for name, (h, p) in self.bound.items()))
 
     async def _listen(self, listener: Listener) -> None:
         server = await self.loop.create_server(
@@ -126,6 +134,7 @@ class Broker:
             port=listener.port,
             reuse_address=True,
             backlog=1024,
+            ssl=self.listener_security[listener.name].ssl_context,
         )
         for sock in server.sockets:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -194,6 +203,17 @@ class Broker:
         await self.stop()
 
 
+def listener_security(config: BrokerConfig) -> dict[str, ListenerSecurity]:
+    """Each listener's security protocol, TLS context and SASL mechanisms; refuses inconsistent configs."""
+    protocol_map = config["listener.security.protocol.map"]
+    protocols = listener_protocols([listener.name for listener in config.listeners], protocol_map)
+    advertised = listener_protocols([listener.name for listener in config.advertised_listeners], protocol_map)
+    inter_broker_listener(advertised, config["inter.broker.listener.name"], config["security.inter.broker.protocol"],
+                          config.is_set("security.inter.broker.protocol"))
+    return {name: ListenerSecurity(name, protocol, ListenerConfig(name, config.__getitem__, config.originals))
+            for name, protocol in protocols.items()}
+
+
 def run_broker(config: BrokerConfig) -> None:
     """Run a broker in this process until it is told to stop."""
     if config["moldau.event.loop"] == "uvloop":
@@ -205,7 +225,12 @@ def run_broker(config: BrokerConfig) -> None:
     for directory in config.log_dirs:
         os.makedirs(directory, exist_ok=True)
     try:
-        runner(Broker(config).serve_forever())
+        broker = Broker(config)
+    except MoldauError as exc:  # SecurityConfigError: a listener's TLS or SASL settings
+        log.error("broker failed to start: %s", exc)
+        raise SystemExit(2) from None
+    try:
+        runner(broker.serve_forever())
     except OSError as exc:
         # Most often a port already in use: one readable line, not a traceback.
         log.error("broker failed to start: %s", exc)

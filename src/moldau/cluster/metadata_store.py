@@ -12,7 +12,7 @@ import os
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from moldau.errors import MoldauError
 
@@ -50,6 +50,10 @@ class MetadataStore(Protocol):
 
     def set_broker_configs(self, resource: str, configs: dict[str, str]) -> None: ...
 
+    def security(self, section: str) -> Any: ...
+
+    def set_security(self, section: str, value: Any) -> None: ...
+
 
 class LocalMetadataStore:
     """File-backed metadata for a one-broker cluster."""
@@ -61,6 +65,8 @@ class LocalMetadataStore:
         self._topics: dict[str, TopicMetadata] = {}
         # Dynamic broker configs: "" is the cluster-wide default, "<node id>" one broker (Kafka's layout).
         self._broker_configs: dict[str, dict[str, str]] = {}
+        # Security metadata as JSON values: "scram" credentials, "acls", "client_quotas" (security/ owns the shapes).
+        self._security: dict[str, Any] = {}
         self.cluster_id = ""
         directory.mkdir(parents=True, exist_ok=True)
         if self._path.exists():
@@ -70,6 +76,7 @@ class LocalMetadataStore:
         document = json.loads(self._path.read_text())
         self.cluster_id = document.get("cluster_id", "")
         self._broker_configs = {k: dict(v) for k, v in document.get("broker_configs", {}).items()}
+        self._security = dict(document.get("security", {}))
         for entry in document.get("topics", []):
             topic = TopicMetadata(
                 name=entry["name"],
@@ -85,6 +92,7 @@ class LocalMetadataStore:
         document = {
             "cluster_id": self.cluster_id,
             "broker_configs": self._broker_configs,
+            "security": self._security,
             "topics": [
                 {
                     "name": t.name,
@@ -143,4 +151,11 @@ class LocalMetadataStore:
             self._broker_configs[resource] = dict(configs)
         else:
             self._broker_configs.pop(resource, None)
+        self._save()
+
+    def security(self, section: str) -> Any:
+        return self._security.get(section)
+
+    def set_security(self, section: str, value: Any) -> None:
+        self._security[section] = value
         self._save()

@@ -1,0 +1,93 @@
+"""Who is on the other end of a connection: the listener's security protocol, TLS peer and SASL state.
+
+`KafkaConnection` owns one `Session`. It derives the principal (Kafka's DefaultKafkaPrincipalBuilder:
+`User:ANONYMOUS` on PLAINTEXT and on TLS without a client certificate, the certificate's mapped DN on SSL,
+the authenticated name on SASL), keeps a SASL connection to the authentication APIs until it is
+authenticated, and handles the bare SASL tokens that follow SaslHandshake v0.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+import time
+from typing import TYPE_CHECKING, Any
+
+from moldau.security.principal import ANONYMOUS, KafkaPrincipal
+from moldau.security.rate_limited_log import RateLimitedLog
+from moldau.security.sasl import SaslAuthenticationError
+from moldau.security.sasl.authenticator import IllegalSaslState, SaslAuthenticator
+
+if TYPE_CHECKING:
+    from moldau.broker.server import Broker
+
+log = logging.getLogger(__name__)
+auth_failures = RateLimitedLog(log, interval_s=10.0)
+_SIZE = struct.Struct(">i")
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Session:
+    def __init__(self, broker: Broker, listener_name: str) -> None:
+        self.listener = broker.listener_security[listener_name]
+        self.principal: KafkaPrincipal = ANONYMOUS
+        self.client_host = ""
+        self.sasl: SaslAuthenticator | None = None
+        self.close_after_reply = False
+        if self.listener.protocol.uses_sasl:
+            self.sasl = self.listener.new_authenticator(broker.scram_credentials.lookup, now_ms)
+
+    def connected(self, transport: Any, peer: str) -> bool:
+        """Set up the principal from the TLS peer; False when the certificate maps to no principal."""
+        peername = transport.get_extra_info("peername")
+        self.client_host = peername[0] if peername else ""
+        if self.listener.protocol.uses_tls and self.sasl is None:
+            try:
+                self.principal = self.listener.ssl_principal(transport.get_extra_info("ssl_object"))
+            except PermissionError as exc:
+                auth_failures.warning(("ssl", self.client_host), "SSL authentication of %s failed: %s", peer, exc)
+                return False
+        return True
+
+    @property
+    def authenticated(self) -> bool:
+        return self.sasl is None or self.sasl.authenticated
+
+    def permits(self, api_key: int) -> bool:
+        """May this request be served now? (A SASL connection serves only SASL until authenticated.)"""
+        return self.sasl is None or self.sasl.permits(api_key)
+
+    @property
+    def expects_raw_token(self) -> bool:
+        return self.sasl is not None and self.sasl.raw_tokens
+
+    def raw_token(self, frame: bytes, peer: str) -> bytes | None:
+        """SaslHandshake v0: one bare token in, the size-prefixed answer out; None closes the connection."""
+        assert self.sasl is not None
+        try:
+            challenge = self.sasl.authenticate(bytes(frame))
+        except (SaslAuthenticationError, IllegalSaslState) as exc:
+            self.authentication_failed(peer, str(exc))
+            return None
+        self.authentication_succeeded()
+        return _SIZE.pack(len(challenge)) + challenge
+
+    def authentication_succeeded(self) -> None:
+        sasl = self.sasl
+        if sasl is not None and sasl.authenticated and sasl.principal_name is not None:
+            self.principal = KafkaPrincipal("User", sasl.principal_name)
+
+    def authentication_failed(self, peer: str, reason: str) -> None:
+        mechanism = self.sasl.mechanism if self.sasl is not None else None
+        auth_failures.warning(("sasl", self.client_host), "Failed authentication with %s (mechanism %s, listener "
+                              "%s): %s", peer, mechanism, self.listener.name, reason)
+
+    def refuse(self, api_key: int, peer: str) -> None:
+        """Log why a request before (or after the expiry of) authentication closes the connection."""
+        expired = self.sasl is not None and self.sasl.authenticated
+        auth_failures.warning(("refused", self.client_host), "closing connection from %s: %s", peer,
+                              f"SASL session expired (connections.max.reauth.ms), request api key {api_key}"
+                              if expired else f"unexpected request (api key {api_key}) during SASL authentication")
