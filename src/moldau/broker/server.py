@@ -115,9 +115,11 @@ class Broker:
         self.log_cleaner.startup()  # compaction threads (log.cleaner.enable)
         self.group_coordinator.load()  # replay __consumer_offsets before serving
         self.transaction_coordinator.load()  # replay __transaction_state before serving
+        await self._refresh_jwks_once()
         for listener in self.config.listeners:
             await self._listen(listener)
         self._background.append(self.loop.create_task(self._housekeeping()))
+        self._background.append(self.loop.create_task(self._refresh_jwks()))
         self._background.append(self.loop.create_task(self._expire_producer_ids()))
         self._background.append(self.loop.create_task(self.log_retention.run()))
         self._background.append(self.loop.create_task(self.group_coordinator.run_expiry()))
@@ -141,6 +143,25 @@ class Broker:
         host, port = server.sockets[0].getsockname()[:2]
         self.bound[listener.name] = (listener.host or host, port)
         self.servers.append(server)
+
+    async def _refresh_jwks_once(self) -> float | None:
+        """Load the OAUTHBEARER key sets (sasl.oauthbearer.jwks.endpoint.url) in a thread; the next interval."""
+        interval = None
+        for security in self.listener_security.values():
+            refresher = security.jwks_refresher()
+            if refresher is not None:
+                try:
+                    await asyncio.to_thread(refresher[0])
+                except Exception as exc:  # keep the old keys; tokens fail until the JWKS is reachable
+                    log.warning("cannot load the JWKS of listener %s: %s", security.name, exc)
+                interval = refresher[1] if interval is None else min(interval, refresher[1])
+        return interval
+
+    async def _refresh_jwks(self) -> None:
+        intervals = [r[1] for s in self.listener_security.values() if (r := s.jwks_refresher()) is not None]
+        while intervals:
+            await asyncio.sleep(min(intervals))
+            await self._refresh_jwks_once()
 
     async def _housekeeping(self) -> None:
         """Time-based flush (`log.flush.interval.ms`), recovery-point checkpoints, idle connections."""

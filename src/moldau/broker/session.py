@@ -64,7 +64,7 @@ class Session:
     def expects_raw_token(self) -> bool:
         return self.sasl is not None and self.sasl.raw_tokens
 
-    def raw_token(self, frame: bytes, peer: str) -> bytes | None:
+    def raw_token(self, frame: bytes | bytearray, peer: str) -> bytes | None:
         """SaslHandshake v0: one bare token in, the size-prefixed answer out; None closes the connection."""
         assert self.sasl is not None
         try:

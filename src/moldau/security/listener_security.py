@@ -54,6 +54,12 @@ class ListenerSecurity:
                 clock_skew_s=c["sasl.oauthbearer.clock.skew.seconds"],
                 jwks_refresh_ms=c["sasl.oauthbearer.jwks.endpoint.refresh.ms"]))
 
+    def jwks_refresher(self) -> tuple[Callable[[], None], float] | None:
+        """(blocking refresh, interval in s) when this listener validates JWTs against a JWKS."""
+        if self._jwt is None or not self._jwt.settings.jwks_url:
+            return None
+        return self._jwt.refresh, self._jwt.settings.jwks_refresh_ms / 1000
+
     def reload_keystore(self) -> None:
         """Dynamic `ssl.keystore.*`: new connections get the new certificate, open ones keep theirs."""
         if self.ssl_context is not None:

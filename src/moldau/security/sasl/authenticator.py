@@ -42,6 +42,7 @@ class SaslAuthenticator:
         self.principal_name: str | None = None
         self.mechanism: str | None = None
         self.session_expires_ms: int | None = None
+        self.reauthentications = 0
 
     @property
     def enabled_mechanisms(self) -> list[str]:
@@ -101,6 +102,8 @@ class SaslAuthenticator:
                 self.state = SaslState.FAILED
                 raise SaslAuthenticationError(f"Cannot change principals during re-authentication from "
                                               f"{self.principal_name} to {name}")
+            if self.state is SaslState.REAUTH_AUTHENTICATE:
+                self.reauthentications += 1
             self.principal_name = name
             self.state = SaslState.COMPLETE
             self.raw_tokens = False

@@ -33,11 +33,27 @@ def _b64url(part: str) -> bytes:
 
 
 class JwtValidator:
-    """Validates a compact JWT and returns its claims; one per listener, caching the JWKS."""
+    """Validates a compact JWT and returns its claims; one per listener, with the JWKS in memory.
+
+    `refresh()` (blocking: file or HTTP) loads the key set; the broker calls it in a thread at start and
+    every `sasl.oauthbearer.jwks.endpoint.refresh.ms`, so validating a token never waits on the network.
+    """
 
     def __init__(self, settings: OAuthSettings) -> None:
         self.settings = settings
-        self._jwks_client: Any = None
+        self._keys: dict[str, Any] = {}  # kid -> PyJWK
+
+    def refresh(self) -> None:
+        import urllib.request
+
+        import jwt
+
+        url = self.settings.jwks_url
+        assert url is not None
+        with urllib.request.urlopen(url, timeout=10) as response:  # file://, http://, https://
+            document = json.loads(response.read())
+        key_set = jwt.PyJWKSet.from_dict(document)
+        self._keys = {key.key_id or "": key for key in key_set.keys}
 
     def validate(self, token: str) -> dict[str, Any]:
         if self.settings.jwks_url:
@@ -68,10 +84,11 @@ class JwtValidator:
         except ImportError:
             raise SaslAuthenticationError("OAUTHBEARER with a JWKS needs PyJWT: pip install 'moldau[oauth]'") from None
         try:
-            if self._jwks_client is None:
-                self._jwks_client = jwt.PyJWKClient(self.settings.jwks_url, cache_keys=True,
-                                                    lifespan=max(1, self.settings.jwks_refresh_ms // 1000))
-            key = self._jwks_client.get_signing_key_from_jwt(token)
+            kid = jwt.get_unverified_header(token).get("kid") or ""
+            key = self._keys.get(kid) or (next(iter(self._keys.values())) if len(self._keys) == 1 and not kid
+                                          else None)
+            if key is None:
+                raise SaslAuthenticationError(f"invalid_token: no key with kid {kid!r} in the JWKS")
             options = {"require": ["exp", self.settings.sub_claim], "verify_aud": bool(self.settings.audience)}
             return jwt.decode(token, key.key, algorithms=["RS256", "RS384", "RS512", "ES256", "ES384", "ES512",
                                                           "PS256", "PS384", "PS512"],
