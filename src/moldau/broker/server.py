@@ -152,7 +152,7 @@ class Broker:
             if refresher is not None:
                 try:
                     await asyncio.to_thread(refresher[0])
-                except Exception as exc:  # keep the old keys; tokens fail until the JWKS is reachable
+                except (OSError, ValueError, ImportError) as exc:  # keep the old keys until the JWKS is reachable
                     log.warning("cannot load the JWKS of listener %s: %s", security.name, exc)
                 interval = refresher[1] if interval is None else min(interval, refresher[1])
         return interval

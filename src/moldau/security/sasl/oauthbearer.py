@@ -52,7 +52,10 @@ class JwtValidator:
         assert url is not None
         with urllib.request.urlopen(url, timeout=10) as response:  # file://, http://, https://
             document = json.loads(response.read())
-        key_set = jwt.PyJWKSet.from_dict(document)
+        try:
+            key_set = jwt.PyJWKSet.from_dict(document)
+        except jwt.PyJWTError as exc:
+            raise ValueError(f"invalid JWKS at {url}: {exc}") from None
         self._keys = {key.key_id or "": key for key in key_set.keys}
 
     def validate(self, token: str) -> dict[str, Any]:
