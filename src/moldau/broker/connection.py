@@ -179,7 +179,9 @@ class KafkaConnection(asyncio.Protocol):
             log.warning("closing connection from %s (client %s): malformed %s v%d request: %s", self.peer,
                         header.client_id, api.APIS[header.api_key].name, header.api_version, exc)
             raise CloseConnection from None
-        response = await handler(self, header, request)
+        response = self.session.refused_response(header.api_key, header.api_version, request)  # ACLs
+        if response is None:
+            response = await handler(self, header, request)
         if response is None:
             return
         parts = api.encode_response(header.api_key, header.api_version, header.correlation_id, response)

@@ -26,6 +26,7 @@ from moldau.broker.topic_config import (
     validate_topic_configs,
 )
 from moldau.protocol.errors import ErrorCode
+from moldau.security.acl import AclOperation
 
 if TYPE_CHECKING:
     from moldau.broker.replica_manager import ReplicaManager
@@ -210,8 +211,12 @@ def alter(manager, resource_type: int, resource_name: str, configs: dict[str, st
         raise ApiError(ErrorCode.INVALID_REQUEST, f"Unsupported resource type: {resource_type}")
 
 
-def alter_resources(manager, resources, new_configs, validate_only: bool, result_type, what: str) -> list:
-    """AlterConfigs and IncrementalAlterConfigs alike: each resource gets `new_configs(resource)` or an error."""
+def alter_resources(manager, resources, new_configs, validate_only: bool, result_type, what: str,
+                    session=None) -> list:
+    """AlterConfigs and IncrementalAlterConfigs alike: each resource gets `new_configs(resource)` or an error.
+
+    With a `session`, each resource needs ALTER_CONFIGS on its topic (or on the cluster for brokers).
+    """
     duplicates = duplicate_resources(resources)
     results = []
     for resource in resources:
@@ -220,6 +225,10 @@ def alter_resources(manager, resources, new_configs, validate_only: bool, result
         try:
             if (resource.resource_type, resource.resource_name) in duplicates:
                 raise ApiError(ErrorCode.INVALID_REQUEST, "Duplicate resource in the request")
+            refused = session is not None and session.config_resource_error(
+                AclOperation.ALTER_CONFIGS, resource.resource_type, resource.resource_name)
+            if refused:
+                raise ApiError(refused)
             alter(manager, resource.resource_type, resource.resource_name, new_configs(resource), validate_only)
         except ApiError as exc:
             result.error_code, result.error_message = exc.error_code, exc.message

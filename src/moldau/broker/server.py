@@ -25,6 +25,7 @@ from moldau.cluster.metadata_store import LocalMetadataStore
 from moldau.coordinator.service import Coordinator
 from moldau.coordinator.transaction_coordinator import TransactionCoordinator
 from moldau.errors import MoldauError
+from moldau.security.authorizer import STANDARD_AUTHORIZER, StandardAuthorizer, parse_super_users
 from moldau.security.config import ListenerConfig
 from moldau.security.listener_security import ListenerSecurity
 from moldau.security.listeners import inter_broker_listener, listener_protocols
@@ -68,6 +69,7 @@ class Broker:
         log_dirs = config.log_dirs
         self.store = LocalMetadataStore(log_dirs[0])
         self.scram_credentials = ScramCredentialStore(self.store)
+        self.authorizer = new_authorizer(config, self.store)
         self.log_manager = LogManager(log_dirs, broker_default_log_config(config))
         self.replica_manager = ReplicaManager(config, self.log_manager, self.store)
         self.producer_id_manager = ProducerIdManager(log_dirs[0])
@@ -233,6 +235,17 @@ def listener_security(config: BrokerConfig) -> dict[str, ListenerSecurity]:
                           config.is_set("security.inter.broker.protocol"))
     return {name: ListenerSecurity(name, protocol, ListenerConfig(name, config.__getitem__, config.originals))
             for name, protocol in protocols.items()}
+
+
+def new_authorizer(config: BrokerConfig, store: LocalMetadataStore) -> StandardAuthorizer | None:
+    """`authorizer.class.name`: Kafka's StandardAuthorizer (or AclAuthorizer, same semantics), or none."""
+    name = config["authorizer.class.name"]
+    if not name:
+        return None
+    if name not in (STANDARD_AUTHORIZER, "kafka.security.authorizer.AclAuthorizer"):
+        log.warning("authorizer.class.name %s is not available; using %s semantics", name, STANDARD_AUTHORIZER)
+    return StandardAuthorizer(store, parse_super_users(config["super.users"]),
+                              config["allow.everyone.if.no.acl.found"])
 
 
 def run_broker(config: BrokerConfig) -> None:

@@ -13,6 +13,8 @@ import struct
 import time
 from typing import TYPE_CHECKING, Any
 
+from moldau.security import acl_table
+from moldau.security.acl import AclOperation, ResourceType
 from moldau.security.principal import ANONYMOUS, KafkaPrincipal
 from moldau.security.rate_limited_log import RateLimitedLog
 from moldau.security.sasl import SaslAuthenticationError
@@ -24,6 +26,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 auth_failures = RateLimitedLog(log, interval_s=10.0)
 _SIZE = struct.Struct(">i")
+INIT_PRODUCER_ID = 22
+CONFIG_RESOURCE_TOPIC, CONFIG_RESOURCE_GROUP = 2, 32  # ConfigResource.Type; BROKER (4) and others: the cluster
 
 
 def now_ms() -> int:
@@ -37,6 +41,7 @@ class Session:
         self.client_host = ""
         self.sasl: SaslAuthenticator | None = None
         self.close_after_reply = False
+        self.authorizer = broker.authorizer  # None: authorizer.class.name is empty, everything is allowed
         if self.listener.protocol.uses_sasl:
             self.sasl = self.listener.new_authenticator(broker.scram_credentials.lookup, now_ms)
 
@@ -84,6 +89,51 @@ class Session:
         mechanism = self.sasl.mechanism if self.sasl is not None else None
         auth_failures.warning(("sasl", self.client_host), "Failed authentication with %s (mechanism %s, listener "
                               "%s): %s", peer, mechanism, self.listener.name, reason)
+
+    # -- authorization (security/acl_table.py lists what each API checks) ------------------------------
+
+    def allowed(self, operation: AclOperation, resource_type: ResourceType, name: str) -> bool:
+        authorizer = self.authorizer
+        return authorizer is None or authorizer.authorize(self.principal, self.client_host, operation,
+                                                          resource_type, name)
+
+    def authorized_operations(self, resource_type: ResourceType, name: str) -> int | None:
+        """KIP-430's bitfield for `name`; None without an authorizer (the handler reports every operation)."""
+        if self.authorizer is None:
+            return None
+        return self.authorizer.authorized_operations(self.principal, self.client_host, resource_type, name)
+
+    def refused_response(self, api_key: int, version: int, request: Any) -> Any | None:
+        """The error response when the principal may not make this request at all, else None."""
+        if self.authorizer is None:
+            return None
+        for resource_type, operation, name in acl_table.required(api_key, version, request):
+            if not self.allowed(operation, resource_type, name):
+                return acl_table.error_response(api_key, request, acl_table.ERROR_FOR[resource_type])
+        if api_key == INIT_PRODUCER_ID and request.transactional_id is None and not self.idempotent_write_allowed():
+            return acl_table.error_response(api_key, request, acl_table.ERROR_FOR[ResourceType.CLUSTER])
+        return None
+
+    def config_resource_error(self, operation: AclOperation, config_resource_type: int, name: str) -> Any:
+        """DescribeConfigs/AlterConfigs: topics need the operation on the topic, brokers on the cluster."""
+        if self.authorizer is None:
+            return None
+        if config_resource_type == CONFIG_RESOURCE_TOPIC:
+            if not self.allowed(operation, ResourceType.TOPIC, name):
+                return acl_table.ERROR_FOR[ResourceType.TOPIC]
+        elif config_resource_type == CONFIG_RESOURCE_GROUP:
+            if not self.allowed(operation, ResourceType.GROUP, name):
+                return acl_table.ERROR_FOR[ResourceType.GROUP]
+        elif not self.allowed(operation, ResourceType.CLUSTER, "kafka-cluster"):
+            return acl_table.ERROR_FOR[ResourceType.CLUSTER]
+        return None
+
+    def idempotent_write_allowed(self) -> bool:
+        """KIP-679: IDEMPOTENT_WRITE on the cluster, or WRITE on any topic, lets a producer be idempotent."""
+        authorizer = self.authorizer
+        return authorizer is None or self.allowed(AclOperation.IDEMPOTENT_WRITE, ResourceType.CLUSTER,
+                                                  "kafka-cluster") or authorizer.authorize_any(
+            self.principal, self.client_host, AclOperation.WRITE, ResourceType.TOPIC)
 
     def refuse(self, api_key: int, peer: str) -> None:
         """Log why a request before (or after the expiry of) authentication closes the connection."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from moldau.broker.errors import ApiError
 from moldau.protocol import messages
 from moldau.protocol.errors import ErrorCode
+from moldau.security.acl import AclOperation, ResourceType
 
 API_KEY = 20
 Response = messages.DeleteTopicsResponse
@@ -27,6 +28,8 @@ async def handle(conn, header, request: messages.DeleteTopicsRequest) -> Respons
                 name = result.name = topic.name
             if topic_id is not None:
                 result.topic_id = topic_id
+            if not conn.session.allowed(AclOperation.DELETE, ResourceType.TOPIC, name):
+                raise ApiError(ErrorCode.TOPIC_AUTHORIZATION_FAILED, "Authorization failed.")
             deleted = manager.delete_topic(name)
             result.topic_id = deleted.topic_id
         except ApiError as exc:
