@@ -10,6 +10,7 @@ import socket
 import struct
 from typing import Any, Self
 
+from moldau.client.security import ClientSecurity
 from moldau.errors import MoldauError
 from moldau.protocol import api, messages
 from moldau.protocol.errors import ErrorCode
@@ -33,16 +34,20 @@ def parse_bootstrap(bootstrap: str) -> tuple[str, int]:
 
 class Client:
     def __init__(self, bootstrap: str = "localhost:9092", client_id: str = "moldau-cli",
-                 timeout: float = DEFAULT_TIMEOUT_S) -> None:
+                 timeout: float = DEFAULT_TIMEOUT_S, security: ClientSecurity | None = None) -> None:
         self.client_id = client_id
-        self._sock = socket.create_connection(parse_bootstrap(bootstrap), timeout=timeout)
-        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        host, port = parse_bootstrap(bootstrap)
+        sock = socket.create_connection((host, port), timeout=timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._sock = security.wrap(sock, host) if security is not None else sock
         self._correlation_id = 0
         self.versions: dict[int, tuple[int, int]] = {}
         response = self.send(18, messages.ApiVersionsRequest(), version=0)
         if response.error_code:
             raise ClientError(response.error_code, "ApiVersions")
         self.versions = {k.api_key: (k.min_version, k.max_version) for k in response.api_keys}
+        if security is not None:
+            security.authenticate(lambda key, body, version: self.send(key, body, version=version))
 
     def close(self) -> None:
         self._sock.close()

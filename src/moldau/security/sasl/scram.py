@@ -152,3 +152,41 @@ class ScramServer:
         self._state = "complete"
         self.complete = True
         return f"v={_b64(hmac.digest(credential.server_key, auth_message, self._digest))}".encode()
+
+
+class ScramClient:
+    """The client side of SCRAM, for Moldau's own CLI client (`--command-config`)."""
+
+    def __init__(self, mechanism: str, username: str, password: str) -> None:
+        self.mechanism = mechanism
+        self._digest = MECHANISMS[mechanism][1]
+        self._username = username.replace("=", "=3D").replace(",", "=2C")
+        self._password = password
+        self._nonce = base64.b64encode(os.urandom(18)).decode()
+        self._client_first_bare = f"n={self._username},r={self._nonce}"
+        self._server_signature = b""
+
+    def first_message(self) -> bytes:
+        return f"n,,{self._client_first_bare}".encode()
+
+    def final_message(self, server_first: bytes) -> bytes:
+        text = server_first.decode()
+        attrs = _attributes(text)
+        if not attrs.get("r", "").startswith(self._nonce):
+            raise SaslAuthenticationError("SCRAM server nonce does not extend the client nonce")
+        salt, iterations = base64.b64decode(attrs["s"]), int(attrs["i"])
+        salted = salted_password(self.mechanism, self._password, salt, iterations)
+        client_key = hmac.digest(salted, b"Client Key", self._digest)
+        stored_key = hashlib.new(self._digest, client_key).digest()
+        without_proof = f"c=biws,r={attrs['r']}"
+        auth_message = f"{self._client_first_bare},{text},{without_proof}".encode()
+        signature = hmac.digest(stored_key, auth_message, self._digest)
+        proof = bytes(a ^ b for a, b in zip(client_key, signature, strict=True))
+        server_key = hmac.digest(salted, b"Server Key", self._digest)
+        self._server_signature = hmac.digest(server_key, auth_message, self._digest)
+        return f"{without_proof},p={_b64(proof)}".encode()
+
+    def verify_server_final(self, server_final: bytes) -> None:
+        attrs = _attributes(server_final.decode())
+        if "v" not in attrs or base64.b64decode(attrs["v"]) != self._server_signature:
+            raise SaslAuthenticationError(f"SCRAM server signature is invalid: {attrs.get('e', 'bad signature')}")
