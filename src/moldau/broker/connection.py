@@ -66,7 +66,7 @@ class KafkaConnection(asyncio.Protocol):
                             and transport.get_extra_info("sslcontext") is None)
         self.last_active = self.broker.loop.time()
         self.broker.connections.add(self)
-        if not self.session.connected(transport, self.peer):
+        if not self.session.connected(transport, self.peer, self.last_active):
             self.close()
             return
         self.task = self.broker.loop.create_task(self._process())
@@ -102,6 +102,7 @@ class KafkaConnection(asyncio.Protocol):
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.session.disconnected()
         self._closed = True
         self._wakeup.set()
         self._can_write.set()
@@ -131,6 +132,10 @@ class KafkaConnection(asyncio.Protocol):
                 if not self._frames:
                     self._wakeup.clear()
                     await self._wakeup.wait()
+                    continue
+                muted_for = self.session.mute_until - self.broker.loop.time()
+                if muted_for > 0:  # quota throttling or connection-rate delay: the channel is muted
+                    await asyncio.sleep(muted_for)
                     continue
                 frame = self._frames.popleft()
                 if self._reading_paused and len(self._frames) < MAX_QUEUED_REQUESTS // 2:
@@ -179,9 +184,12 @@ class KafkaConnection(asyncio.Protocol):
             log.warning("closing connection from %s (client %s): malformed %s v%d request: %s", self.peer,
                         header.client_id, api.APIS[header.api_key].name, header.api_version, exc)
             raise CloseConnection from None
+        started = self.broker.loop.time()
         response = self.session.refused_response(header.api_key, header.api_version, request)  # ACLs
         if response is None:
             response = await handler(self, header, request)
+        now = self.broker.loop.time()
+        self.session.throttle(header.client_id, header.api_key, len(frame), response, now - started, now)
         if response is None:
             return
         parts = api.encode_response(header.api_key, header.api_version, header.correlation_id, response)

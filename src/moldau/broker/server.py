@@ -20,6 +20,7 @@ from moldau.broker.handlers import HANDLERS, supported_versions
 from moldau.broker.log_retention import LogRetention
 from moldau.broker.producer_id_manager import ProducerIdManager
 from moldau.broker.replica_manager import ReplicaManager
+from moldau.broker.throttling import QuotaEnforcer
 from moldau.broker.topic_config import broker_default_log_config
 from moldau.cluster.metadata_store import LocalMetadataStore
 from moldau.coordinator.service import Coordinator
@@ -70,6 +71,7 @@ class Broker:
         self.store = LocalMetadataStore(log_dirs[0])
         self.scram_credentials = ScramCredentialStore(self.store)
         self.authorizer = new_authorizer(config, self.store)
+        self.quotas = QuotaEnforcer(config, self.store)
         self.log_manager = LogManager(log_dirs, broker_default_log_config(config))
         self.replica_manager = ReplicaManager(config, self.log_manager, self.store)
         self.producer_id_manager = ProducerIdManager(log_dirs[0])

@@ -36,19 +36,29 @@ def now_ms() -> int:
 
 class Session:
     def __init__(self, broker: Broker, listener_name: str) -> None:
+        self.quotas = broker.quotas
         self.listener = broker.listener_security[listener_name]
         self.principal: KafkaPrincipal = ANONYMOUS
         self.client_host = ""
         self.sasl: SaslAuthenticator | None = None
         self.close_after_reply = False
         self.authorizer = broker.authorizer  # None: authorizer.class.name is empty, everything is allowed
+        self.admitted = False
+        self.mute_until = 0.0  # loop time until which the channel is muted (quota throttling, KIP-219)
         if self.listener.protocol.uses_sasl:
             self.sasl = self.listener.new_authenticator(broker.scram_credentials.lookup, now_ms)
 
-    def connected(self, transport: Any, peer: str) -> bool:
-        """Set up the principal from the TLS peer; False when the certificate maps to no principal."""
+    def connected(self, transport: Any, peer: str, now: float) -> bool:
+        """Admit the connection (KIP-612) and take the principal from the TLS peer; False closes it."""
         peername = transport.get_extra_info("peername")
         self.client_host = peername[0] if peername else ""
+        admitted, delay = self.quotas.admit(self.listener.name, self.listener.config["max.connection.creation.rate"],
+                                            self.client_host)
+        if not admitted:
+            return False
+        self.quotas.opened(self.client_host)
+        self.admitted = True
+        self.mute_until = now + delay
         if self.listener.protocol.uses_tls and self.sasl is None:
             try:
                 self.principal = self.listener.ssl_principal(transport.get_extra_info("ssl_object"))
@@ -56,6 +66,21 @@ class Session:
                 auth_failures.warning(("ssl", self.client_host), "SSL authentication of %s failed: %s", peer, exc)
                 return False
         return True
+
+    def disconnected(self) -> None:
+        if self.admitted:
+            self.admitted = False
+            self.quotas.closed(self.client_host)
+
+    def throttle(self, client_id: str | None, api_key: int, frame_size: int, response: Any, elapsed_s: float,
+                 now: float) -> None:
+        """Record the request against the client's quotas; mute the channel for the throttle time."""
+        if not self.quotas.active:
+            return
+        throttle_ms = self.quotas.after_request(self.principal.name, client_id or "", api_key, frame_size, response,
+                                                elapsed_s)
+        if throttle_ms:
+            self.mute_until = now + throttle_ms / 1000
 
     @property
     def authenticated(self) -> bool:

@@ -81,3 +81,25 @@ def describe_scram_users(client: Client, users: list[str] | None = None) -> dict
             raise ClientError(entry.error_code, f"User {entry.user}: {entry.error_message or ''}".rstrip(": "))
         result[entry.user] = [(c.mechanism, c.iterations) for c in entry.credential_infos]
     return result
+
+
+def alter_quota(client: Client, entity: list[tuple[str, str | None]], values: dict[str, float | None]) -> None:
+    """Set (value) or remove (None) quota keys of one entity, e.g. [("client-id", "app")], {"producer_byte_rate": 1e6}."""
+    r = messages.AlterClientQuotasRequest
+    response = client.send(49, r(validate_only=False, entries=[r.EntryData(
+        entity=[r.EntityData(entity_type=t, entity_name=n) for t, n in entity],
+        ops=[r.OpData(key=k, value=v or 0.0, remove=v is None) for k, v in values.items()])]))
+    for entry in response.entries:
+        if entry.error_code:
+            raise ClientError(entry.error_code, f"Alter quotas: {entry.error_message or ''}".rstrip(": "))
+
+
+def describe_quotas(client: Client, components: list[tuple[str, int, str | None]] | None = None,
+                    strict: bool = False) -> list[tuple[list[tuple[str, str | None]], dict[str, float]]]:
+    r = messages.DescribeClientQuotasRequest
+    response = client.send(48, r(strict=strict, components=[
+        r.ComponentData(entity_type=t, match_type=m, match=n) for t, m, n in components or []]))
+    if response.error_code:
+        raise ClientError(response.error_code, f"Describe quotas: {response.error_message or ''}".rstrip(": "))
+    return [([(e.entity_type, e.entity_name) for e in entry.entity], {v.key: v.value for v in entry.values})
+            for entry in response.entries or []]
