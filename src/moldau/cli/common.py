@@ -3,25 +3,43 @@
 from __future__ import annotations
 
 import os
+import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from moldau.broker.config import parse_properties
 from moldau.client.client import Client
+from moldau.client.security import ClientSecurity
 from moldau.errors import MoldauError
 
 Bootstrap = Annotated[str, typer.Option("--bootstrap-server", "-b", envvar="MOLDAU_BOOTSTRAP_SERVER",
                                         help="host:port of a broker")]
 DEFAULT_BOOTSTRAP = os.environ.get("MOLDAU_BOOTSTRAP_SERVER", "localhost:9092")
+CommandConfig = Annotated[Path | None, typer.Option(
+    "--command-config", envvar="MOLDAU_COMMAND_CONFIG",
+    help="client.properties with security.protocol, ssl.* and sasl.* settings (Kafka's convention)")]
+
+
+def client_security(command_config: Path | None) -> ClientSecurity | None:
+    if command_config is None:
+        return None
+    try:
+        return ClientSecurity.from_properties(parse_properties(command_config.read_text()))
+    except (MoldauError, OSError, ssl.SSLError) as exc:
+        typer.echo(f"error: {command_config}: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 @contextmanager
-def connect(bootstrap: str) -> Iterator[Client]:
+def connect(bootstrap: str, command_config: Path | None = None) -> Iterator[Client]:
     """A client, with failures turned into one readable line and exit code 1."""
+    security = client_security(command_config)
     try:
-        with Client(bootstrap) as client:
+        with Client(bootstrap, security=security) as client:
             yield client
     except (MoldauError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from moldau.cli.common import DEFAULT_BOOTSTRAP, Bootstrap, connect
+from moldau.cli.common import DEFAULT_BOOTSTRAP, Bootstrap, CommandConfig, connect
 from moldau.client.client import Client
 from moldau.protocol import api
 from moldau.protocol.errors import ProtocolError
@@ -43,9 +43,10 @@ def _table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> None:
 
 @app.command("list")
 def list_groups(state: Annotated[list[str] | None, typer.Option("--state", help="filter, e.g. Stable")] = None,
-                bootstrap_server: Bootstrap = DEFAULT_BOOTSTRAP, as_json: JsonFlag = False) -> None:
+                bootstrap_server: Bootstrap = DEFAULT_BOOTSTRAP,
+                command_config: CommandConfig = None, as_json: JsonFlag = False) -> None:
     """List groups with their state and protocol type."""
-    with connect(bootstrap_server) as client:
+    with connect(bootstrap_server, command_config) as client:
         groups = [{"group": g.group_id, "state": g.group_state, "protocol_type": g.protocol_type}
                   for g in client.list_groups(state)]
     if as_json:
@@ -80,9 +81,10 @@ def _describe(client: Client, group_id: str) -> dict[str, Any]:
 
 
 @app.command()
-def describe(group: str, bootstrap_server: Bootstrap = DEFAULT_BOOTSTRAP, as_json: JsonFlag = False) -> None:
+def describe(group: str, bootstrap_server: Bootstrap = DEFAULT_BOOTSTRAP,
+             command_config: CommandConfig = None, as_json: JsonFlag = False) -> None:
     """Show a group's state, members with their assignments, and per-partition offsets and lag."""
-    with connect(bootstrap_server) as client:
+    with connect(bootstrap_server, command_config) as client:
         result = _describe(client, group)
     if as_json:
         typer.echo(json.dumps(result))
@@ -96,9 +98,10 @@ def describe(group: str, bootstrap_server: Bootstrap = DEFAULT_BOOTSTRAP, as_jso
 
 
 @app.command()
-def delete(group: str, bootstrap_server: Bootstrap = DEFAULT_BOOTSTRAP) -> None:
+def delete(group: str, bootstrap_server: Bootstrap = DEFAULT_BOOTSTRAP,
+           command_config: CommandConfig = None) -> None:
     """Delete an empty group and its committed offsets."""
-    with connect(bootstrap_server) as client:
+    with connect(bootstrap_server, command_config) as client:
         client.delete_group(group)
     typer.echo(f"Deleted group {group}.")
 
@@ -134,7 +137,7 @@ def reset_offsets(
     to_datetime: Annotated[str | None, typer.Option("--to-datetime", help="ISO 8601, e.g. 2024-05-01T12:00")] = None,
     shift_by: Annotated[int | None, typer.Option("--shift-by")] = None,
     execute: Annotated[bool, typer.Option("--execute", help="commit; without it this is a dry run")] = False,
-    bootstrap_server: Bootstrap = DEFAULT_BOOTSTRAP,
+    bootstrap_server: Bootstrap = DEFAULT_BOOTSTRAP, command_config: CommandConfig = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Move a group's committed offsets (the group must have no active members)."""
@@ -143,7 +146,7 @@ def reset_offsets(
         typer.echo("error: give exactly one of --to-earliest, --to-latest, --to-offset, --to-datetime, "
                    "--shift-by", err=True)
         raise typer.Exit(2)
-    with connect(bootstrap_server) as client:
+    with connect(bootstrap_server, command_config) as client:
         state = client.describe_group(group).group_state
         if execute and state not in ("Empty", "Dead"):
             typer.echo(f"error: group {group} is {state}; stop its consumers before resetting offsets", err=True)

@@ -11,6 +11,7 @@ import typer
 
 from moldau.broker.config import ConfigError, load_config, parse_overrides
 from moldau.cli import group as group_commands
+from moldau.cli import security as security_commands
 from moldau.cli import topic as topic_commands
 from moldau.cli import txn as txn_commands
 from moldau.cli.produce_consume import consume, produce
@@ -20,6 +21,9 @@ app = typer.Typer(help="Moldau: a Kafka-compatible event streaming platform.", n
 app.add_typer(topic_commands.app, name="topic")
 app.add_typer(group_commands.app, name="group")
 app.add_typer(txn_commands.app, name="txn")
+app.add_typer(security_commands.acl_app, name="acl")
+app.add_typer(security_commands.user_app, name="user")
+app.add_typer(security_commands.quota_app, name="quota")
 app.command(help="Write records from stdin (one per line) to a topic.")(produce)
 app.command(help="Read records from a topic and print them.")(consume)
 

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from moldau.cli.common import DEFAULT_BOOTSTRAP, Bootstrap, connect, parse_pairs
+from moldau.cli.common import DEFAULT_BOOTSTRAP, Bootstrap, CommandConfig, connect, parse_pairs
 from moldau.client.partitioner import partition_for_key
 from moldau.protocol.records import Record, build_batch, decode_batch, iter_batches
 
@@ -20,7 +20,7 @@ EARLIEST, LATEST = -2, -1
 
 def produce(
     topic: str,
-    bootstrap_server: Bootstrap = DEFAULT_BOOTSTRAP,
+    bootstrap_server: Bootstrap = DEFAULT_BOOTSTRAP, command_config: CommandConfig = None,
     key_separator: Annotated[str | None, typer.Option(help="split each line into key and value")] = None,
     header: Annotated[list[str] | None, typer.Option(help="key=value header on every record")] = None,
     partition: Annotated[int | None, typer.Option(help="default: by key hash, else round robin")] = None,
@@ -32,7 +32,7 @@ def produce(
         typer.echo(f"error: unknown compression {compression!r}; use one of {', '.join(COMPRESSION)}", err=True)
         raise typer.Exit(2)
     headers = [(k, v.encode()) for k, v in parse_pairs(header, "header").items()]
-    with connect(bootstrap_server) as client:
+    with connect(bootstrap_server, command_config) as client:
         # Like Kafka's producers: an unknown topic is created if the broker allows auto-creation.
         partitions = client.partitions_of(topic, auto_create=True)
         pending: dict[int, list[Record]] = {}
@@ -76,7 +76,7 @@ def _parse_timestamp(text: str) -> int:
 
 def consume(
     topic: str,
-    bootstrap_server: Bootstrap = DEFAULT_BOOTSTRAP,
+    bootstrap_server: Bootstrap = DEFAULT_BOOTSTRAP, command_config: CommandConfig = None,
     partition: Annotated[int | None, typer.Option(help="default: all partitions")] = None,
     from_beginning: Annotated[bool, typer.Option("--from-beginning")] = False,
     offset: Annotated[int | None, typer.Option(help="start offset (with --partition or for all)")] = None,
@@ -86,7 +86,7 @@ def consume(
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object per record")] = False,
     print_key: Annotated[bool, typer.Option("--print-key")] = False,
 ) -> None:
-    with connect(bootstrap_server) as client:
+    with connect(bootstrap_server, command_config) as client:
         partitions = [partition] if partition is not None else client.partitions_of(topic)
         positions: dict[int, int] = {}
         for p in partitions:
