@@ -244,7 +244,7 @@ def new_authorizer(config: BrokerConfig, store: LocalMetadataStore) -> StandardA
     name = config["authorizer.class.name"]
     if not name:
         return None
-    if name not in (STANDARD_AUTHORIZER, "kafka.security.authorizer.AclAuthorizer"):
+    if not name.endswith(("StandardAuthorizer", "AclAuthorizer")):
         log.warning("authorizer.class.name %s is not available; using %s semantics", name, STANDARD_AUTHORIZER)
     return StandardAuthorizer(store, parse_super_users(config["super.users"]),
                               config["allow.everyone.if.no.acl.found"])

@@ -232,7 +232,8 @@ def quota_list(user: User = None, client_id: ClientId = None, ip: Ip = None,
                bootstrap_server: Bootstrap = DEFAULT_BOOTSTRAP, command_config: CommandConfig = None,
                as_json: JsonFlag = False) -> None:
     """List quotas (of every entity, or of the named user / client id / ip)."""
-    components = [(t, 0, n) for t, n in (("user", user), ("client-id", client_id), ("ip", ip)) if n is not None]
+    components: list[tuple[str, int, str | None]] = [
+        (t, 0, n) for t, n in (("user", user), ("client-id", client_id), ("ip", ip)) if n is not None]
     with connect(bootstrap_server, command_config) as client:
         entries = security_admin.describe_quotas(client, components)
     if as_json:

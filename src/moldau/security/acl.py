@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import asdict, dataclass
+from typing import Any
 
 WILDCARD_RESOURCE = "*"
 WILDCARD_PRINCIPAL = "User:*"
@@ -90,7 +91,7 @@ class AclBinding:
         return {key: int(value) if isinstance(value, enum.IntEnum) else value for key, value in asdict(self).items()}
 
     @classmethod
-    def from_json(cls, doc: dict[str, object]) -> AclBinding:
+    def from_json(cls, doc: dict[str, Any]) -> AclBinding:
         return cls(ResourceType(doc["resource_type"]), str(doc["resource_name"]), PatternType(doc["pattern_type"]),
                    str(doc["principal"]), str(doc["host"]), AclOperation(doc["operation"]),
                    AclPermissionType(doc["permission_type"]))
