@@ -134,7 +134,9 @@ class ScramServer:
     def _client_final(self, message: str) -> bytes:
         without_proof, sep, proof_part = message.rpartition(",p=")
         attrs = _attributes(without_proof) if sep else {}
-        if not sep or attrs.get("r") != self._nonce:
+        # Kafka's ScramSaslServer checks that the nonce *ends with* the server's: librdkafka before 2.1 sends
+        # the client nonce twice (client nonce + server nonce, which already starts with it).
+        if not sep or not attrs.get("r", "").endswith(self._nonce):
             raise SaslAuthenticationError("Invalid SCRAM client-final message: nonce mismatch or no proof")
         try:
             proof = base64.b64decode(proof_part, validate=True)
