@@ -116,3 +116,30 @@ def test_inline_pem_keystore_and_encrypted_key(certs, tmp_path):
     with tls_broker(encrypted, **inline) as broker:
         settings = {"security.protocol": "SSL", "ssl.ca.location": str(encrypted.ca)}
         assert confluent_round_trip(broker.bootstrap("SSL"), unique_topic("inline"), settings) == values()
+
+
+def test_keystore_reload_without_restart_and_passwords_stay_hidden(certs, tmp_path):
+    """Kafka's dynamic `listener.name.<l>.ssl.keystore.location` (AlterConfigs on the broker)."""
+    from moldau.client.client import Client, ClientError
+    from moldau.protocol.errors import ErrorCode
+
+    renewed = generate_certificates(tmp_path / "renewed")  # a new CA: only its clients trust the new certificate
+    with tls_broker(certs, ssl_key_password="unused-but-secret") as broker:
+        old_ca = ssl.create_default_context(cafile=str(certs.ca))
+        new_ca = ssl.create_default_context(cafile=str(renewed.ca))
+        with tls_connect(old_ca, broker.bootstrap("SSL")) as established, Client(broker.bootstrap_servers) as admin:
+            key = "listener.name.ssl.ssl.keystore.location"
+            with pytest.raises(ClientError) as bad:
+                admin.incremental_alter_configs(4, "1", [(key, 0, str(tmp_path / "missing.pem"))])
+            assert bad.value.error_code == ErrorCode.INVALID_CONFIG
+            with tls_connect(old_ca, broker.bootstrap("SSL")):
+                pass  # a failed alter changed nothing
+            admin.incremental_alter_configs(4, "1", [(key, 0, str(renewed.server_keystore))])
+            with tls_connect(new_ca, broker.bootstrap("SSL")):
+                pass
+            with pytest.raises(ssl.SSLError), tls_connect(old_ca, broker.bootstrap("SSL")):
+                pass
+            established.sendall(b"")  # connections made before the change keep their session
+            entries = {e.name: e for e in admin.describe_configs(4, "1", synonyms=True).configs}
+            assert entries["ssl.key.password"].is_sensitive and entries["ssl.key.password"].value is None
+            assert all(s.value is None for s in entries["ssl.key.password"].synonyms)

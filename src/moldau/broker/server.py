@@ -27,9 +27,9 @@ from moldau.coordinator.service import Coordinator
 from moldau.coordinator.transaction_coordinator import TransactionCoordinator
 from moldau.errors import MoldauError
 from moldau.security.authorizer import STANDARD_AUTHORIZER, StandardAuthorizer, parse_super_users
-from moldau.security.config import ListenerConfig
+from moldau.security.config import ListenerConfig, listener_keystore_config
 from moldau.security.listener_security import ListenerSecurity
-from moldau.security.listeners import inter_broker_listener, listener_protocols
+from moldau.security.listeners import SecurityConfigError, inter_broker_listener, listener_protocols
 from moldau.security.scram_store import ScramCredentialStore
 from moldau.storage.log_cleaner import CleanerConfig, LogCleaner
 from moldau.storage.log_manager import LogManager
@@ -86,6 +86,7 @@ class Broker:
             self.log_manager.all_logs,
         )
         self.config_manager = ConfigManager(config, self.replica_manager)
+        self.config_manager.keystore_hook = self._keystore_changed
         self.log_retention = LogRetention(config, self.log_manager)
         self.group_coordinator = Coordinator(config, self.replica_manager)
         self.transaction_coordinator = TransactionCoordinator(config, self.replica_manager,
@@ -114,6 +115,7 @@ class Broker:
         if not self.store.cluster_id:
             self.store.set_cluster_id(self.config["cluster.id"] or new_cluster_id())
         self.config_manager.load()  # dynamic broker configs, before the logs take their defaults
+        self._load_dynamic_keystores()
         await asyncio.to_thread(self.log_manager.startup)
         self.replica_manager.load()
         self.log_cleaner.startup()  # compaction threads (log.cleaner.enable)
@@ -147,6 +149,28 @@ class Broker:
         host, port = server.sockets[0].getsockname()[:2]
         self.bound[listener.name] = (listener.host or host, port)
         self.servers.append(server)
+
+    def _keystore_changed(self, configs: dict[str, str], validate_only: bool) -> None:
+        """Dynamic `listener.name.<l>.ssl.keystore.*` (AlterConfigs): load the new certificate into the listener."""
+        by_listener: dict[str, dict[str, str]] = {}
+        for key, value in configs.items():
+            by_listener.setdefault(str(listener_keystore_config(key)).upper(), {})[key] = value
+        for name, values in by_listener.items():
+            security = self.listener_security.get(name)
+            if security is None:
+                raise SecurityConfigError(f"{', '.join(values)}: this broker has no listener {name}")
+            security.reload_keystore(values, validate_only)
+            if not validate_only:
+                log.info("listener %s: reloaded its keystore (%s)", name, ", ".join(sorted(values)))
+
+    def _load_dynamic_keystores(self) -> None:
+        layers = {**self.config_manager.cluster_defaults(), **self.config_manager.node_configs()}
+        keystores = {k: v for k, v in layers.items() if listener_keystore_config(k) is not None}
+        if keystores:
+            try:
+                self._keystore_changed(keystores, False)
+            except MoldauError as exc:  # keep the static keystore rather than not starting
+                log.error("ignoring the dynamic keystore configs: %s", exc)
 
     async def _refresh_jwks_once(self) -> float | None:
         """Load the OAUTHBEARER key sets (sasl.oauthbearer.jwks.endpoint.url) in a thread; the next interval."""

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import os
-import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from moldau.broker.config import parse_properties
 from moldau.client.client import Client
-from moldau.client.security import ClientSecurity
 from moldau.errors import MoldauError
+
+if TYPE_CHECKING:
+    from moldau.client.security import ClientSecurity
 
 Bootstrap = Annotated[str, typer.Option("--bootstrap-server", "-b", envvar="MOLDAU_BOOTSTRAP_SERVER",
                                         help="host:port of a broker")]
@@ -27,6 +28,10 @@ CommandConfig = Annotated[Path | None, typer.Option(
 def client_security(command_config: Path | None) -> ClientSecurity | None:
     if command_config is None:
         return None
+    import ssl  # only secured connections pay for the imports
+
+    from moldau.client.security import ClientSecurity
+
     try:
         return ClientSecurity.from_properties(parse_properties(command_config.read_text()))
     except (MoldauError, OSError, ssl.SSLError) as exc:

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import socket
 import struct
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
-from moldau.client.security import ClientSecurity
 from moldau.errors import MoldauError
 from moldau.protocol import api, messages
 from moldau.protocol.errors import ErrorCode
+
+if TYPE_CHECKING:
+    from moldau.client.security import ClientSecurity
 
 _SIZE = struct.Struct(">i")
 DEFAULT_TIMEOUT_S = 30.0

@@ -7,6 +7,7 @@ config per listener and mechanism as `listener.name.<listener>.<mechanism>.sasl.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -61,6 +62,30 @@ SECURITY_CONFIGS: tuple[tuple[Any, ...], ...] = (
 )
 
 _TYPES = {spec[0]: spec[1] for spec in SECURITY_CONFIGS}
+# Kafka's PASSWORD-type configs: DescribeConfigs reports them as sensitive, with no value; logs mask them.
+SENSITIVE_CONFIGS = ("ssl.key.password", "ssl.keystore.password", "ssl.truststore.password", "ssl.keystore.key",
+                     "sasl.jaas.config")
+# Per-broker dynamic configs that replace a listener's certificate without a restart (Kafka's
+# DynamicBrokerConfig: `listener.name.<l>.ssl.keystore.*`).
+DYNAMIC_KEYSTORE_CONFIGS = ("ssl.keystore.type", "ssl.keystore.location", "ssl.keystore.password", "ssl.key.password",
+                            "ssl.keystore.key", "ssl.keystore.certificate.chain")
+_LISTENER_KEY = re.compile(r"listener\.name\.([a-z0-9_]+)\.(.+)")
+
+
+def is_sensitive(name: str) -> bool:
+    return name.endswith(SENSITIVE_CONFIGS)
+
+
+def masked(configs: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: "[hidden]" if is_sensitive(key) else value for key, value in configs.items()}
+
+
+def listener_keystore_config(name: str) -> str | None:
+    """The listener (lower-case) a `listener.name.<l>.ssl.keystore.*` config names, else None."""
+    match = _LISTENER_KEY.fullmatch(name)
+    if match is None or match.group(2) not in DYNAMIC_KEYSTORE_CONFIGS:
+        return None
+    return match.group(1)
 
 
 def coerce(kind: type, raw: Any) -> Any:
@@ -90,6 +115,10 @@ class ListenerConfig:
         if prefixed is not None:
             return coerce(_TYPES.get(key, str), prefixed)
         return self._lookup(key)
+
+    def with_overrides(self, raw: Mapping[str, str]) -> ListenerConfig:
+        """This listener's configs with `raw` (e.g. dynamic `listener.name.<l>.*` values) on top."""
+        return ListenerConfig(self.listener, self._lookup, {**self._raw, **raw})
 
     def mechanism(self, mechanism: str, key: str) -> Any:
         """`listener.name.<l>.<mechanism>.<key>` (e.g. `...plain.sasl.jaas.config`), else as `[key]`."""

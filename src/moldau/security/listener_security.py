@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from moldau.security.config import ListenerConfig
@@ -60,10 +60,16 @@ class ListenerSecurity:
             return None
         return self._jwt.refresh, self._jwt.settings.jwks_refresh_ms / 1000
 
-    def reload_keystore(self) -> None:
-        """Dynamic `ssl.keystore.*`: new connections get the new certificate, open ones keep theirs."""
-        if self.ssl_context is not None:
-            reload_keystore(self.ssl_context, self.config)
+    def reload_keystore(self, dynamic: Mapping[str, str], validate_only: bool = False) -> None:
+        """Dynamic `listener.name.<l>.ssl.keystore.*`: new connections get the new certificate, open ones keep
+        theirs. The keystore is loaded into a scratch context first, so a bad one changes nothing."""
+        if self.ssl_context is None:
+            raise SecurityConfigError(f"Listener {self.name} does not use TLS")
+        config = self.config.with_overrides(dynamic)
+        reload_keystore(server_context(config), config)
+        if not validate_only:
+            reload_keystore(self.ssl_context, config)
+            self.config = config
 
     def ssl_principal(self, ssl_object: Any) -> KafkaPrincipal:
         """The principal of a TLS peer: ANONYMOUS without a verified client certificate."""
