@@ -180,3 +180,38 @@ def test_reauthentication_keeps_a_producer_going(sasl_broker, certs):
         sessions = [c.session.sasl for c in broker.broker.connections if c.session.sasl is not None]
         assert sessions and all(s.session_expires_ms is not None for s in sessions)
         assert max(s.reauthentications for s in sessions) >= 2
+
+
+def unsecured_jwt(subject: str, lifetime_s: int = 600) -> str:
+    """Kafka's unsecured JWS (alg none, empty signature), as OAuthBearerUnsecuredLoginCallbackHandler makes."""
+    import base64
+    import json
+
+    def part(doc: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(doc).encode()).decode().rstrip("=")
+
+    now = int(time.time())
+    return f"{part({'alg': 'none'})}.{part({'sub': subject, 'iat': now, 'exp': now + lifetime_s})}."
+
+
+def test_unsecured_oauthbearer_with_python_clients(sasl_broker):
+    from aiokafka.abc import AbstractTokenProvider as AsyncTokenProvider
+    from kafka.net.sasl.oauth import AbstractTokenProvider
+
+    class Token(AbstractTokenProvider):
+        def token(self) -> str:
+            return unsecured_jwt("frank")
+
+    class AsyncToken(AsyncTokenProvider):
+        async def token(self) -> str:
+            return unsecured_jwt("grace")
+
+    bootstrap = sasl_broker.bootstrap("SASL_PLAINTEXT")
+    common = {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "OAUTHBEARER"}
+    assert kafka_python_round_trip(bootstrap, unique_topic("oauth-kp"),
+                                   {**common, "sasl_oauth_token_provider": Token()}) == values()
+    assert aiokafka_round_trip(bootstrap, unique_topic("oauth-aio"),
+                               {**common, "sasl_oauth_token_provider": AsyncToken()}) == values()
+    expired = {"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "OAUTHBEARER",
+               "oauth_cb": lambda _config: (unsecured_jwt("henry", -3600), time.time() + 600)}
+    assert "expired" in refused(bootstrap, expired)

@@ -93,6 +93,7 @@ class ScramServer:
         self._state = "client-first"
         self._credential: ScramCredential | None = None
         self._client_first_bare = ""
+        self._gs2_header = ""
         self._server_first = ""
         self._nonce = ""
 
@@ -126,6 +127,7 @@ class ScramServer:
         self._credential = credential
         self.authorization_id = username
         self._client_first_bare = bare
+        self._gs2_header = f"{gs2},{authzid},"
         self._nonce = attrs["r"] + base64.b64encode(os.urandom(24)).decode()
         self._server_first = f"r={self._nonce},s={_b64(credential.salt)},i={credential.iterations}"
         self._state = "client-final"
@@ -142,6 +144,9 @@ class ScramServer:
             proof = base64.b64decode(proof_part, validate=True)
         except ValueError:
             raise SaslAuthenticationError("Invalid SCRAM client proof") from None
+        # RFC 5802: c= repeats the GS2 header (no channel binding: "biws" is base64 of "n,,").
+        if attrs.get("c") != base64.b64encode(self._gs2_header.encode()).decode():
+            raise SaslAuthenticationError("Invalid SCRAM client-final message: channel binding does not match")
         credential = self._credential
         assert credential is not None
         auth_message = f"{self._client_first_bare},{self._server_first},{without_proof}".encode()
