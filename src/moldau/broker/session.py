@@ -14,7 +14,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from moldau.security import acl_table
-from moldau.security.acl import AclOperation, ResourceType
+from moldau.security.acl import RESOURCE_OPERATIONS, AclOperation, ResourceType
 from moldau.security.principal import ANONYMOUS, KafkaPrincipal
 from moldau.security.rate_limited_log import RateLimitedLog
 from moldau.security.sasl import SaslAuthenticationError
@@ -127,6 +127,13 @@ class Session:
         if self.authorizer is None:
             return None
         return self.authorizer.authorized_operations(self.principal, self.client_host, resource_type, name)
+
+    def operations_bitfield(self, resource_type: ResourceType, name: str) -> int:
+        """KIP-430: the allowed operations; every operation of the type when there is no authorizer."""
+        bits = self.authorized_operations(resource_type, name)
+        if bits is None:
+            bits = sum(1 << op for op in RESOURCE_OPERATIONS.get(resource_type, ()))
+        return bits
 
     def refused_response(self, api_key: int, version: int, request: Any) -> Any | None:
         """The error response when the principal may not make this request at all, else None."""

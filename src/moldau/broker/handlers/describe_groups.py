@@ -44,4 +44,9 @@ def _describe(conn, group_id: str, version: int):
 
 
 async def handle(conn, header, request: messages.DescribeGroupsRequest) -> Response:
-    return Response(throttle_time_ms=0, groups=[_describe(conn, g, header.api_version) for g in request.groups])
+    groups = [_describe(conn, g, header.api_version) for g in request.groups]
+    if header.api_version >= 3 and request.include_authorized_operations:
+        for group in groups:
+            if group.error_code == ErrorCode.NONE:
+                group.authorized_operations = conn.session.operations_bitfield(ResourceType.GROUP, group.group_id)
+    return Response(throttle_time_ms=0, groups=groups)
