@@ -117,3 +117,19 @@ def test_connection_creation_rate_per_ip():
                 refused += 1
         # A rate of 1/s over an 11 s window lets about 10 through at once; the rest are refused.
         assert 10 <= refused <= 25
+
+
+def test_max_connections_per_ip():
+    with running_broker(max_connections_per_ip=2) as broker:
+        first, second = Client(broker.bootstrap_servers), Client(broker.bootstrap_servers)
+        try:
+            with pytest.raises((ConnectionError, OSError)):
+                Client(broker.bootstrap_servers, timeout=5)
+        finally:
+            first.close()
+            second.close()
+        deadline = time.monotonic() + 10
+        while broker.broker.quotas.connection_count and time.monotonic() < deadline:
+            time.sleep(0.02)  # the broker notices the closes on its own thread
+        with Client(broker.bootstrap_servers):
+            pass
