@@ -139,3 +139,9 @@ def test_fuzzed_sasl_frames_never_reach_other_apis(sasl_broker, sequence, handsh
         wire.close()
     # The broker is alive and still authenticates a correct client.
     test_handshake_v1_then_authenticate(sasl_broker)
+
+
+def test_unauthenticated_frames_are_capped_by_sasl_server_max_receive_size(sasl_broker):
+    wire = Wire(sasl_broker.bootstrap("SASL_PLAINTEXT"))
+    wire.sock.sendall(struct.pack(">i", 10_000_000))  # announces 10 MB before authenticating
+    assert wire.frame() is None

@@ -79,9 +79,11 @@ class KafkaConnection(asyncio.Protocol):
         end = len(buffer)
         while end - start >= 4:
             (size,) = _SIZE.unpack_from(buffer, start)
-            if size < 0 or size > self._max_request:
+            limit = self._max_request if self.session.authenticated else self.session.max_receive_size
+            if size < 0 or size > limit:
                 log.warning("closing connection from %s: request size %d is outside [0, %d] "
-                            "(socket.request.max.bytes)", self.peer, size, self._max_request)
+                            "(socket.request.max.bytes, before SASL: sasl.server.max.receive.size)",
+                            self.peer, size, limit)
                 self.close()
                 return
             if end - start - 4 < size:

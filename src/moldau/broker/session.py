@@ -42,6 +42,9 @@ class Session:
         self.client_host = ""
         self.sasl: SaslAuthenticator | None = None
         self.close_after_reply = False
+        # Until authenticated, frames are capped lower (Kafka's SaslServerAuthenticator), so an
+        # unauthenticated peer cannot make the broker buffer socket.request.max.bytes.
+        self.max_receive_size: int = self.listener.config["sasl.server.max.receive.size"]
         self.authorizer = broker.authorizer  # None: authorizer.class.name is empty, everything is allowed
         self.admitted = False
         self.mute_until = 0.0  # loop time until which the channel is muted (quota throttling, KIP-219)
