@@ -11,7 +11,7 @@ API_KEY = 49
 Response = messages.AlterClientQuotasResponse
 
 
-async def handle(conn, header, request: messages.AlterClientQuotasRequest) -> Response:
+async def handle(conn, header, request: messages.AlterClientQuotasRequest) -> messages.AlterClientQuotasResponse:
     configs = conn.broker.quotas.configs
     results = []
     valid = []

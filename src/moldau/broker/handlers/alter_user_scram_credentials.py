@@ -10,7 +10,7 @@ API_KEY = 51
 Response = messages.AlterUserScramCredentialsResponse
 
 
-async def handle(conn, header, request: messages.AlterUserScramCredentialsRequest) -> Response:
+async def handle(conn, header, request: messages.AlterUserScramCredentialsRequest) -> messages.AlterUserScramCredentialsResponse:
     results = scram_admin.alter(
         conn.broker.scram_credentials,
         [(d.name, d.mechanism) for d in request.deletions],

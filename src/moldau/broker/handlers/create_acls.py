@@ -12,7 +12,7 @@ API_KEY = 30
 Response = messages.CreateAclsResponse
 
 
-async def handle(conn, header, request: messages.CreateAclsRequest) -> Response:
+async def handle(conn, header, request: messages.CreateAclsRequest) -> messages.CreateAclsResponse:
     authorizer = conn.broker.authorizer
     results = []
     valid = []

@@ -11,7 +11,7 @@ API_KEY = 31
 Response = messages.DeleteAclsResponse
 
 
-async def handle(conn, header, request: messages.DeleteAclsRequest) -> Response:
+async def handle(conn, header, request: messages.DeleteAclsRequest) -> messages.DeleteAclsResponse:
     authorizer = conn.broker.authorizer
     if authorizer is None:
         return Response(filter_results=[

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from moldau.protocol import messages
 from moldau.protocol.errors import ErrorCode
 from moldau.security.acl_codes import filter_from
@@ -11,7 +13,7 @@ API_KEY = 29
 Response = messages.DescribeAclsResponse
 
 
-async def handle(conn, header, request: messages.DescribeAclsRequest) -> Response:
+async def handle(conn, header, request: messages.DescribeAclsRequest) -> messages.DescribeAclsResponse:
     authorizer = conn.broker.authorizer
     if authorizer is None:
         return Response(error_code=ErrorCode.SECURITY_DISABLED, error_message="No Authorizer is configured.")
@@ -20,7 +22,7 @@ async def handle(conn, header, request: messages.DescribeAclsRequest) -> Respons
     problem = acl_filter.validation_error()
     if problem is not None:
         return Response(error_code=ErrorCode.INVALID_REQUEST, error_message=problem)
-    resources: dict[tuple[int, str, int], list[Response.AclDescription]] = {}
+    resources: dict[tuple[int, str, int], list[Any]] = {}
     for acl in authorizer.acls(acl_filter):
         key = (int(acl.resource_type), acl.resource_name, int(acl.pattern_type))
         resources.setdefault(key, []).append(Response.AclDescription(

@@ -10,7 +10,7 @@ API_KEY = 48
 Response = messages.DescribeClientQuotasResponse
 
 
-async def handle(conn, header, request: messages.DescribeClientQuotasRequest) -> Response:
+async def handle(conn, header, request: messages.DescribeClientQuotasRequest) -> messages.DescribeClientQuotasResponse:
     components = [(c.entity_type, c.match_type, c.match) for c in request.components]
     types = [c[0] for c in components]
     if len(set(types)) != len(types) or any(c[1] not in (0, 1, 2) for c in components):

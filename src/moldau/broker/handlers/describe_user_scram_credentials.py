@@ -11,7 +11,7 @@ API_KEY = 50
 Response = messages.DescribeUserScramCredentialsResponse
 
 
-async def handle(conn, header, request: messages.DescribeUserScramCredentialsRequest) -> Response:
+async def handle(conn, header, request: messages.DescribeUserScramCredentialsRequest) -> messages.DescribeUserScramCredentialsResponse:
     users = None if request.users is None else [u.name for u in request.users]
     results = scram_admin.describe(conn.broker.scram_credentials, users)
     return Response(throttle_time_ms=0, error_code=ErrorCode.NONE, results=[

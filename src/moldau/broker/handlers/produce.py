@@ -86,7 +86,7 @@ def _topic_allowed(conn, topic_data, by_id: bool) -> bool:
     return conn.session.allowed(AclOperation.WRITE, ResourceType.TOPIC, name)
 
 
-def _refuse_all(request: messages.ProduceRequest, by_id: bool, error: ErrorCode) -> Response:
+def _refuse_all(request: messages.ProduceRequest, by_id: bool, error: ErrorCode) -> messages.ProduceResponse:
     responses = []
     for topic_data in request.topic_data:
         entry = Response.TopicProduceResponse(partition_responses=[

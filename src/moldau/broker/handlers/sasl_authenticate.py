@@ -12,7 +12,7 @@ API_KEY = 36
 Response = messages.SaslAuthenticateResponse
 
 
-async def handle(conn, header, request: messages.SaslAuthenticateRequest) -> Response:
+async def handle(conn, header, request: messages.SaslAuthenticateRequest) -> messages.SaslAuthenticateResponse:
     session = conn.session
     if session.sasl is None:
         session.close_after_reply = True

@@ -10,7 +10,7 @@ API_KEY = 17
 Response = messages.SaslHandshakeResponse
 
 
-async def handle(conn, header, request: messages.SaslHandshakeRequest) -> Response:
+async def handle(conn, header, request: messages.SaslHandshakeRequest) -> messages.SaslHandshakeResponse:
     session = conn.session
     if session.sasl is None:
         # Kafka's KafkaApis: a handshake on a listener without SASL (or after it) is out of place.
