@@ -85,6 +85,8 @@ def test_mutual_authentication_principal(certs):
         context.load_cert_chain(str(certs.client_cert), str(certs.client_key))
         with tls_connect(context, broker.bootstrap("SSL")):
             assert wait_for(lambda: "User:CLIENT-USER" in principals(broker))
+            # Fetch must not sendfile plaintext bytes into a TLS stream.
+            assert not any(c.sendfile_ok for c in broker.broker.connections if c.listener_name == "SSL")
         # requested: a client without a certificate is ANONYMOUS.
         with tls_connect(ssl.create_default_context(cafile=str(certs.ca)), broker.bootstrap("SSL")):
             assert wait_for(lambda: "User:ANONYMOUS" in principals(broker))
