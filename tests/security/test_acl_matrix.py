@@ -102,6 +102,12 @@ def init_transactions(c: Client) -> int:
     return response.error_code
 
 
+def init_idempotent_producer(c: Client) -> int:
+    response = c.send(22, messages.InitProducerIdRequest(transactional_id=None, transaction_timeout_ms=60000),
+                      version=4)
+    return response.error_code
+
+
 def create_topic(c: Client) -> int:
     r = messages.CreateTopicsRequest
     name = f"created-{uuid.uuid4().hex[:8]}"
@@ -168,6 +174,10 @@ ROWS = [
     Row("transactions", init_transactions, ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
         (acl(Res.TRANSACTIONAL_ID, "matrix-txn", Op.WRITE),),
         acl(Res.TRANSACTIONAL_ID, "matrix-txn", Op.WRITE, AclPermissionType.DENY)),
+    # KIP-679: IDEMPOTENT_WRITE on the cluster (or WRITE on some topic) makes a producer idempotent.
+    Row("idempotent producer", init_idempotent_producer, ErrorCode.CLUSTER_AUTHORIZATION_FAILED,
+        (acl(Res.CLUSTER, CLUSTER_NAME, Op.IDEMPOTENT_WRITE),),
+        acl(Res.CLUSTER, CLUSTER_NAME, Op.IDEMPOTENT_WRITE, AclPermissionType.DENY)),
     # CREATE on the cluster would allow every topic whatever the topic ACLs say (Kafka's CreateTopics).
     Row("create topics", create_topic, ErrorCode.TOPIC_AUTHORIZATION_FAILED,
         (acl(Res.TOPIC, "created-", Op.CREATE, pattern=PatternType.PREFIXED),),

@@ -8,6 +8,7 @@ from moldau.broker.connection import CloseConnection
 from moldau.broker.errors import ApiError
 from moldau.protocol import messages
 from moldau.protocol.errors import ErrorCode
+from moldau.protocol.records import HEADER_SIZE, read_batch_header
 from moldau.security.acl import AclOperation, ResourceType
 
 API_KEY = 0
@@ -33,6 +34,12 @@ async def handle(conn, header, request: messages.ProduceRequest) -> Response | N
         if acks == 0:
             raise CloseConnection
         return _refuse_all(request, by_id, ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+    if (session.authorizer is not None and request.transactional_id is None and _idempotent(request)
+            and not session.idempotent_write_allowed()):
+        # KIP-679: idempotent batches need IDEMPOTENT_WRITE on the cluster or WRITE on some topic.
+        if acks == 0:
+            raise CloseConnection
+        return _refuse_all(request, by_id, ErrorCode.CLUSTER_AUTHORIZATION_FAILED)
     for topic_data in request.topic_data:
         partitions = []
         writable = session.authorizer is None or _topic_allowed(conn, topic_data, by_id)
@@ -74,6 +81,16 @@ async def handle(conn, header, request: messages.ProduceRequest) -> Response | N
             raise CloseConnection
         return None
     return Response(responses=responses, throttle_time_ms=0)
+
+
+def _idempotent(request: messages.ProduceRequest) -> bool:
+    """Does any batch carry a producer id (only read when an authorizer is on)?"""
+    for topic_data in request.topic_data:
+        for partition_data in topic_data.partition_data:
+            records = partition_data.records
+            if records and len(records) >= HEADER_SIZE and read_batch_header(records).producer_id >= 0:
+                return True
+    return False
 
 
 def _topic_allowed(conn, topic_data, by_id: bool) -> bool:
