@@ -43,6 +43,7 @@ def test_kcat_over_sasl_ssl_with_scram():
 
 
 @pytest.mark.skipif(JAVA is None or JAVAC is None, reason="java/javac (JDK 17+) not installed")
+@pytest.mark.timeout(240)  # three JVM starts; each java call is bounded by PROCESS_TIMEOUT_S
 def test_java_client_over_sasl_ssl_with_scram(classpath):  # noqa: F811 (the fixture)
     with running_secure_broker(users={"alice": "alice-secret"}) as broker:
         topic = unique_topic("java-sasl")
@@ -86,3 +87,30 @@ def test_readme_sasl_ssl_setup_in_a_broker_process(broker_process, tmp_path):
     assert confluent_round_trip(f"127.0.0.1:{sasl_port}", topic, settings) == values()
     assert time.monotonic() - started < 60
     assert "SASL_SSL://127.0.0.1" in broker.log_text() and "(SASL_SSL)" in broker.log_text()
+
+
+@pytest.mark.skipif(JAVA is None or JAVAC is None, reason="java/javac (JDK 17+) not installed")
+@pytest.mark.timeout(240)  # three JVM starts; each java call is bounded by PROCESS_TIMEOUT_S
+def test_java_client_with_mutual_tls_and_pem_stores(classpath, tmp_path):  # noqa: F811 (the fixture)
+    """KIP-651 on the client side too: the Java client's PEM keystore is one file with key and chain."""
+    from moldau.testing import running_broker
+
+    certs = generate_certificates(tmp_path / "certs", client_cn="javaclient")
+    keystore = tmp_path / "client.keystore.pem"
+    keystore.write_text(certs.client_key.read_text() + certs.client_cert.read_text())
+    rules = "RULE:^CN=([a-z]+),.*$/$1/,DEFAULT"
+    with running_broker(listeners="PLAINTEXT://127.0.0.1:0,SSL://127.0.0.1:0", num_partitions=1,
+                        ssl_keystore_location=str(certs.server_keystore), ssl_truststore_location=str(certs.ca),
+                        ssl_client_auth="required", ssl_principal_mapping_rules=rules) as broker:
+        topic = unique_topic("java-mtls")
+        settings = {"security.protocol": "SSL", "ssl.truststore.type": "PEM",
+                    "ssl.truststore.location": str(certs.ca), "ssl.keystore.type": "PEM",
+                    "ssl.keystore.location": str(keystore)}
+        client_args = {f"{role}.{k}": v for role in ("admin", "producer", "consumer") for k, v in settings.items()}
+        bootstrap = broker.bootstrap("SSL")
+        java(classpath, "admin", bootstrap, topic=topic, partitions=1, **client_args)
+        lines = "".join(f"k{i}\tv{i}\t{1_700_000_000_000 + i}\th\n" for i in range(10))
+        assert len(events(java(classpath, "produce", bootstrap, stdin=lines, topic=topic, **client_args),
+                          "sent")) == 10
+        output = java(classpath, "consume", bootstrap, topic=topic, expected=10, **client_args)
+        assert [e["value"] for e in events(output, "record")] == [f"v{i}" for i in range(10)]
