@@ -129,6 +129,15 @@ def _offset_commit(request: Any, error: ErrorCode) -> Any:
         for t in request.topics])
 
 
+def _add_partitions_to_txn(request: Any, error: ErrorCode) -> Any:
+    r = messages.AddPartitionsToTxnResponse
+    if request.transactions:  # v4+: the broker form, refused as a whole
+        return r(error_code=error)
+    return r(results_by_topic_v3_and_below=[r.AddPartitionsToTxnTopicResult(name=t.name, results_by_partition=[
+        r.AddPartitionsToTxnPartitionResult(partition_index=p, partition_error_code=error) for p in t.partitions])
+        for t in request.v3_and_below_topics])
+
+
 def _txn_offset_commit(request: Any, error: ErrorCode) -> Any:
     r = messages.TxnOffsetCommitResponse
     return r(topics=[r.TxnOffsetCommitResponseTopic(name=t.name, partitions=[
@@ -160,6 +169,6 @@ def _alter_quotas(request: Any, error: ErrorCode) -> Any:
 
 
 _BUILDERS: dict[int, Callable[[Any, ErrorCode], Any]] = {
-    8: _offset_commit, 28: _txn_offset_commit, 30: _create_acls, 31: _delete_acls, 49: _alter_quotas,
+    8: _offset_commit, 24: _add_partitions_to_txn, 28: _txn_offset_commit, 30: _create_acls, 31: _delete_acls, 49: _alter_quotas,
     51: _alter_scram,
 }
