@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ssl
 import time
+from contextlib import contextmanager
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException, Producer
@@ -128,7 +129,8 @@ def test_unsecured_oauthbearer_token(sasl_broker):
     assert confluent_round_trip(sasl_broker.bootstrap("SASL_PLAINTEXT"), unique_topic("oauth"), settings) == values()
 
 
-def test_signed_oauthbearer_tokens_against_a_local_jwks(certs, tmp_path):
+@pytest.mark.parametrize("served", ["file", "http"])
+def test_signed_oauthbearer_tokens_against_a_jwks(certs, tmp_path, served):
     import json
 
     import jwt
@@ -146,9 +148,9 @@ def test_signed_oauthbearer_tokens_against_a_local_jwks(certs, tmp_path):
         return jwt.encode({"sub": "dave", "aud": audience, "iss": issuer, "iat": now, "exp": now + 600},
                           signing_key, algorithm="RS256", headers={"kid": "test-key"})
 
-    with running_broker(listeners="PLAINTEXT://127.0.0.1:0,SASL_PLAINTEXT://127.0.0.1:0",
-                        sasl_enabled_mechanisms="OAUTHBEARER", num_partitions=1,
-                        **{"sasl.oauthbearer.jwks.endpoint.url": jwks.as_uri(),
+    with jwks_url(jwks, served) as url, running_broker(
+            listeners="PLAINTEXT://127.0.0.1:0,SASL_PLAINTEXT://127.0.0.1:0", sasl_enabled_mechanisms="OAUTHBEARER",
+            num_partitions=1, **{"sasl.oauthbearer.jwks.endpoint.url": url,
                            "sasl.oauthbearer.expected.audience": "moldau",
                            "sasl.oauthbearer.expected.issuer": "https://issuer.test"}) as broker:
         bootstrap = broker.bootstrap("SASL_PLAINTEXT")
@@ -163,6 +165,31 @@ def test_signed_oauthbearer_tokens_against_a_local_jwks(certs, tmp_path):
         assert "User:dave" in sasl_principals(broker)
         for bad in (token(other), token(key, audience="someone-else"), token(key, issuer="https://evil")):
             refused(bootstrap, settings(bad))
+
+
+@contextmanager
+def jwks_url(path, served: str):
+    """The JWKS as a file:// URL (a local key set) or from an HTTP server on loopback (an identity provider)."""
+    if served == "file":
+        yield path.as_uri()
+        return
+    import functools
+    import http.server
+    import threading
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
+                                             functools.partial(Quiet, directory=str(path.parent)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/{path.name}"
+    finally:
+        server.shutdown()
+        thread.join(10)
 
 
 def test_reauthentication_keeps_a_producer_going(sasl_broker, certs):
