@@ -5,6 +5,9 @@
     with running_broker(num_partitions=3) as broker:
         producer = confluent_kafka.Producer({"bootstrap.servers": broker.bootstrap_servers})
 
+    with running_secure_broker(users={"alice": "alice-secret"}) as broker:   # SASL_SSL, throw-away certs
+        producer = confluent_kafka.Producer(broker.client_config("alice"))
+
 The broker gets a free loopback port and a temporary data directory (or `data_dir`), and runs on
 its own event loop in a background thread, so synchronous client code can talk to it directly.
 """
@@ -46,7 +49,12 @@ class EmbeddedBroker:
 
     @property
     def bootstrap_servers(self) -> str:
-        host, port = self.broker.bound["PLAINTEXT"]
+        """host:port of the PLAINTEXT listener (or of the first listener when there is none)."""
+        return self.bootstrap("PLAINTEXT" if "PLAINTEXT" in self.broker.bound else next(iter(self.broker.bound)))
+
+    def bootstrap(self, listener: str) -> str:
+        """host:port of the listener named `listener` (e.g. "SASL_SSL")."""
+        host, port = self.broker.bound[listener.upper()]
         return f"{host}:{port}"
 
     @property
@@ -170,3 +178,94 @@ def running_broker(data_dir: str | Path | None = None, schema_registry: bool = F
             yield embedded
         finally:
             embedded.stop()
+
+
+class SecureBroker(EmbeddedBroker):
+    """A broker with a SASL_SSL (or SASL_PLAINTEXT) listener, throw-away certificates and users.
+
+    `bootstrap_servers` is the secured listener; `admin_bootstrap_servers` a PLAINTEXT loopback listener
+    whose `User:ANONYMOUS` is a super user (for test setup). `client_config("alice")` gives the
+    librdkafka/confluent-kafka settings, `client_properties("alice")` Kafka's client.properties text.
+    """
+
+    users: dict[str, str]
+    ca_location: str | None
+    listener: str
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.bootstrap(self.listener)
+
+    @property
+    def admin_bootstrap_servers(self) -> str:
+        return self.bootstrap("PLAINTEXT")
+
+    def client_config(self, user: str, mechanism: str = "SCRAM-SHA-512") -> dict[str, str]:
+        config = {"bootstrap.servers": self.bootstrap_servers, "security.protocol": self.listener,
+                  "sasl.mechanism": mechanism, "sasl.username": user, "sasl.password": self.users[user]}
+        if self.ca_location:
+            config["ssl.ca.location"] = self.ca_location
+        return config
+
+    def client_properties(self, user: str, mechanism: str = "SCRAM-SHA-512") -> str:
+        module = ("org.apache.kafka.common.security.plain.PlainLoginModule" if mechanism == "PLAIN"
+                  else "org.apache.kafka.common.security.scram.ScramLoginModule")
+        lines = [f"security.protocol={self.listener}", f"sasl.mechanism={mechanism}",
+                 f'sasl.jaas.config={module} required username="{user}" password="{self.users[user]}";']
+        if self.ca_location:
+            lines += ["ssl.truststore.type=PEM", f"ssl.truststore.location={self.ca_location}"]
+        return "\n".join(lines) + "\n"
+
+
+@contextmanager
+def running_secure_broker(data_dir: str | Path | None = None, *, users: dict[str, str] | None = None,
+                          tls: bool = True, authorizer: bool = False, super_users: tuple[str, ...] = ("admin",),
+                          **overrides: Any) -> Iterator[SecureBroker]:
+    """Start a broker whose clients authenticate with SASL (PLAIN and SCRAM-SHA-256/512) over TLS.
+
+        with running_secure_broker(users={"alice": "alice-secret"}, authorizer=True) as broker:
+            producer = confluent_kafka.Producer(broker.client_config("alice"))
+
+    Every user (default: admin/admin-secret) gets PLAIN and SCRAM credentials; with `authorizer=True`
+    ACLs are enforced and `super_users` (plus the PLAINTEXT admin listener's ANONYMOUS) may do anything.
+    TLS certificates are generated with `cryptography` (a test dependency).
+    """
+    users = {"admin": "admin-secret", **(users or {})}
+    listener = "SASL_SSL" if tls else "SASL_PLAINTEXT"
+    with tempfile.TemporaryDirectory(prefix="moldau-") as tmp:
+        jaas = "org.apache.kafka.common.security.plain.PlainLoginModule required " + " ".join(
+            f'user_{name}="{password}"' for name, password in users.items()) + ";"
+        settings: dict[str, Any] = {
+            "listeners": f"PLAINTEXT://127.0.0.1:0,{listener}://127.0.0.1:0",
+            "log.dirs": str(data_dir or Path(tmp) / "data"),
+            "sasl.enabled.mechanisms": "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512",
+            f"listener.name.{listener.lower()}.plain.sasl.jaas.config": jaas,
+        }
+        ca_location = None
+        if tls:
+            from moldau.testing_certs import generate_certificates
+
+            certs = generate_certificates(Path(tmp) / "certs")
+            settings["ssl.keystore.location"] = str(certs.server_keystore)
+            settings["ssl.truststore.location"] = str(certs.ca)
+            ca_location = str(certs.ca)
+        if authorizer:
+            settings["authorizer.class.name"] = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+            settings["super.users"] = ";".join([f"User:{u}" for u in super_users] + ["User:ANONYMOUS"])
+        settings.update({key.replace("_", "."): value for key, value in overrides.items()})
+        embedded = SecureBroker(BrokerConfig(settings))
+        embedded.users, embedded.ca_location, embedded.listener = users, ca_location, listener
+        embedded.start()
+        try:
+            _add_scram_users(embedded.broker, users)
+            yield embedded
+        finally:
+            embedded.stop()
+
+
+def _add_scram_users(broker: Broker, users: dict[str, str]) -> None:
+    from moldau.security.sasl.scram import MECHANISMS, new_credential
+
+    broker.scram_credentials.apply(
+        [(name, mechanism, new_credential(mechanism, password)) for name, password in users.items()
+         for mechanism in MECHANISMS], [])

@@ -67,18 +67,11 @@ def test_a_toml_table_with_no_known_config_is_an_error(tmp_path):
     assert config.log_retention_ms == 3_600_000 and config["log.cleaner.threads"] == 2
 
 
-@pytest.mark.parametrize("key", ["listeners", "advertised.listeners"])
-@pytest.mark.parametrize("protocol", ["SSL", "SASL_PLAINTEXT", "SASL_SSL"])
-def test_listeners_with_security_protocols_not_implemented_are_refused(key, protocol):
-    with pytest.raises(ConfigError, match=f"security protocol {protocol}, which this broker does not support"):
-        load_config(None, {key: f"{protocol}://localhost:9093"}, environ={})
-
-
 @pytest.mark.parametrize("args,expected", [
     (["-o", "num.partitions=abc"], "error: Invalid value abc for configuration num.partitions: Not a number"),
     (["-o", "log.cleaner.min.cleanable.ratio=half"], "Not a number of type DOUBLE"),
     (["-o", "listeners=PLAINTEXT://localhost:99999"], "port 99999 is not between 0 and 65535"),
-    (["-o", "listeners=SSL://localhost:9093"], "security protocol SSL"),
+    (["-o", "listeners=SSL://localhost:9093"], "inter.broker.listener.name must be a listener name"),
     (["-c", "{toml_table}"], "table [server] holds no known broker config"),
     (["-c", "{toml_syntax}"], "invalid TOML"),
 ])

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from moldau.errors import MoldauError
+from moldau.security.config import SECURITY_CONFIGS
 
 log = logging.getLogger(__name__)
 
@@ -185,6 +186,7 @@ BROKER_CONFIGS: dict[str, ConfigDef] = _defs(
     ConfigDef("schema.registry.basic.auth.users", list, [], "user:password pairs; when set, the registry "
               "requires HTTP Basic authentication"),
 )
+BROKER_CONFIGS.update(_defs(*(ConfigDef(*spec) for spec in SECURITY_CONFIGS)))  # security/config.py
 
 
 @dataclass(slots=True, frozen=True)
@@ -207,19 +209,6 @@ class Listener:
         if not 0 <= port_number <= 65535:
             raise ConfigError(f"Invalid listener {uri!r}: port {port_number} is not between 0 and 65535")
         return cls(name.upper(), host, port_number)
-
-
-# Kafka's default `listener.security.protocol.map` names listeners after their security protocol.
-UNSUPPORTED_SECURITY_PROTOCOLS = ("SSL", "SASL_PLAINTEXT", "SASL_SSL")
-
-
-def check_listener_security(listener: Listener, uri: str) -> None:
-    """Refuse listeners whose security protocol is not implemented yet, rather than serve them in plaintext.
-
-    The one place to change when TLS and SASL land."""
-    if listener.name in UNSUPPORTED_SECURITY_PROTOCOLS:
-        raise ConfigError(f"Listener {uri} asks for security protocol {listener.name}, which this broker does "
-                          "not support yet; use PLAINTEXT://host:port")
 
 
 def nearest_config_name(key: str) -> str | None:
@@ -255,8 +244,7 @@ class BrokerConfig:
         value = definition.parse(raw)
         if key in ("listeners", "advertised.listeners") and value is not None:
             for uri in value:
-                # Refuse a malformed or not yet secured listener now, not when the broker binds.
-                check_listener_security(Listener.parse(uri), uri)
+                Listener.parse(uri)  # refuse a malformed listener now, not when the broker binds
         self._values[key] = value
         self.originals[key] = str(raw)
 

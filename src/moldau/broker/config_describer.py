@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from moldau.broker.config import BROKER_CONFIGS, INT_MAX
 from moldau.broker.dynamic_config import DYNAMIC_BROKER_CONFIGS, ConfigManager
 from moldau.broker.topic_config import CONFIG_TYPES, TOPIC_CONFIGS, format_value
+from moldau.security.config import is_sensitive
 
 
 class ConfigSource(enum.IntEnum):
@@ -110,7 +111,11 @@ class ConfigDescriber:
             own = [s for s in synonyms if s[0] == name]
             source = own[0][2] if own else ConfigSource.DEFAULT_CONFIG
             value = format_value(self.config[name]) if per_broker else (own[0][1] if own else None)
+            sensitive = is_sensitive(name)
+            if sensitive:  # Kafka's PASSWORD configs: no value, in the entry or its synonyms
+                value, synonyms = None, [(n, None, s) for n, _, s in synonyms]
             entries.append(ConfigEntry(name, value, source, read_only=name not in DYNAMIC_BROKER_CONFIGS,
+                                       is_sensitive=sensitive,
                                        config_type=_broker_config_type(name),
                                        documentation=BROKER_CONFIGS[name].doc, synonyms=synonyms))
         return entries

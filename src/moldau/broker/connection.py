@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from moldau.broker.log_limiter import RateLimitedLog
 from moldau.broker.memory import release_memory_soon
+from moldau.broker.session import Session
 from moldau.protocol import api
 from moldau.protocol.errors import ErrorCode, ProtocolError
 
@@ -58,6 +59,7 @@ class KafkaConnection(asyncio.Protocol):
         self.last_active = 0.0
         self.sendfile_ok = False
         self._socket_fd = -1
+        self.session = Session(broker, listener_name)
 
     # -- asyncio.Protocol ------------------------------------------------------------------------
 
@@ -71,6 +73,9 @@ class KafkaConnection(asyncio.Protocol):
                             and transport.get_extra_info("sslcontext") is None)
         self.last_active = self.broker.loop.time()
         self.broker.connections.add(self)
+        if not self.session.connected(transport, self.peer, self.last_active):
+            self.close()
+            return
         self.task = self.broker.loop.create_task(self._process())
 
     def data_received(self, data: bytes) -> None:
@@ -81,9 +86,11 @@ class KafkaConnection(asyncio.Protocol):
         end = len(buffer)
         while end - start >= 4:
             (size,) = _SIZE.unpack_from(buffer, start)
-            if size < 0 or size > self._max_request:
+            limit = self._max_request if self.session.authenticated else self.session.max_receive_size
+            if size < 0 or size > limit:
                 bad_requests.warning("closing connection from %s: request size %d is outside [0, %d] "
-                                     "(socket.request.max.bytes)", self.peer, size, self._max_request)
+                                     "(socket.request.max.bytes, before SASL: sasl.server.max.receive.size)",
+                                     self.peer, size, limit)
                 self.close()
                 return
             if end - start - 4 < size:
@@ -110,6 +117,7 @@ class KafkaConnection(asyncio.Protocol):
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.session.disconnected()
         self._closed = True
         self._wakeup.set()
         self._can_write.set()
@@ -140,6 +148,10 @@ class KafkaConnection(asyncio.Protocol):
                     self._wakeup.clear()
                     await self._wakeup.wait()
                     continue
+                muted_for = self.session.mute_until - self.broker.loop.time()
+                if muted_for > 0:  # quota throttling or connection-rate delay: the channel is muted
+                    await asyncio.sleep(muted_for)
+                    continue
                 frame = self._frames.popleft()
                 self._queued_bytes -= len(frame)
                 if self._reading_paused and len(self._frames) < MAX_QUEUED_REQUESTS // 2 \
@@ -159,11 +171,20 @@ class KafkaConnection(asyncio.Protocol):
             self.close()
 
     async def _handle_frame(self, frame: bytearray) -> None:
+        if self.session.expects_raw_token:  # SASL after SaslHandshake v0: a bare token, no request header
+            answer = self.session.raw_token(frame, self.peer)
+            if answer is None:
+                raise CloseConnection
+            await self.write_parts([answer])
+            return
         try:
             header, offset = api.decode_request_header(frame)
         except ProtocolError as exc:
             bad_requests.warning("closing connection from %s: unreadable request header: %s", self.peer, exc)
             raise CloseConnection from None
+        if not self.session.permits(header.api_key):
+            self.session.refuse(header.api_key, self.peer)
+            raise CloseConnection
         handler = self.broker.handlers.get(header.api_key)
         supported = self.broker.supported_versions.get(header.api_key)
         if handler is None or supported is None:
@@ -184,11 +205,18 @@ class KafkaConnection(asyncio.Protocol):
                                  self.peer, header.client_id, api.APIS[header.api_key].name, header.api_version,
                                  exc)
             raise CloseConnection from None
-        response = await handler(self, header, request)
+        started = self.broker.loop.time()
+        response = self.session.refused_response(header.api_key, header.api_version, request)  # ACLs
+        if response is None:
+            response = await handler(self, header, request)
+        now = self.broker.loop.time()
+        self.session.throttle(header.client_id, header.api_key, len(frame), response, now - started, now)
         if response is None:
             return
         parts = api.encode_response(header.api_key, header.api_version, header.correlation_id, response)
         await self.write_parts(parts)
+        if self.session.close_after_reply:  # a failed SASL exchange: answer, then close (Kafka does the same)
+            raise CloseConnection
 
     async def _reply_api_versions_unsupported(self, correlation_id: int) -> None:
         """KIP-511: answer in the v0 format with UNSUPPORTED_VERSION and our ApiVersions range."""

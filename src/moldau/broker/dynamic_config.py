@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -25,7 +25,10 @@ from moldau.broker.topic_config import (
     topic_log_config,
     validate_topic_configs,
 )
+from moldau.errors import MoldauError
 from moldau.protocol.errors import ErrorCode
+from moldau.security.acl import AclOperation
+from moldau.security.config import listener_keystore_config, masked
 
 if TYPE_CHECKING:
     from moldau.broker.replica_manager import ReplicaManager
@@ -61,6 +64,8 @@ def broker_resource(name: str | None, node_id: int) -> str:
 
 def parse_broker_config(name: str, raw: str | None) -> object:
     """Validate a dynamic broker config value; broker synonyms of topic configs follow the topic rules."""
+    if listener_keystore_config(name) is not None and raw is not None:
+        return raw  # a listener's new keystore, checked by loading it (ConfigManager.keystore_hook)
     definition = BROKER_CONFIGS.get(name)
     if definition is None:
         raise ConfigError(f"Unknown broker config name: {name}")
@@ -122,6 +127,8 @@ class ConfigManager:
         self.replica_manager = replica_manager
         self.store = replica_manager.store
         self.node_id = config.node_id
+        # (listener.name.<l>.ssl.keystore.* values, validate_only) -> None; raises when a keystore won't load.
+        self.keystore_hook: Callable[[dict[str, str], bool], None] | None = None
 
     def load(self) -> None:
         """Apply the persisted dynamic broker configs (call before the logs are opened)."""
@@ -173,11 +180,19 @@ class ConfigManager:
                 parse_broker_config(key, raw)
         except ConfigError as exc:
             raise ApiError(ErrorCode.INVALID_CONFIG, str(exc)) from None
+        keystores = {k: v for k, v in configs.items() if listener_keystore_config(k) is not None}
+        if keystores and self.keystore_hook is not None:
+            try:
+                self.keystore_hook(keystores, True)  # load the new keystores before anything is stored
+            except MoldauError as exc:
+                raise ApiError(ErrorCode.INVALID_CONFIG, str(exc)) from None
         if validate_only:
             return
         self.store.set_broker_configs(resource, configs)
         self._apply_broker_layers()
-        log.info("altered dynamic broker configs of %s: %s", resource or "<cluster default>", configs)
+        if keystores and self.keystore_hook is not None:
+            self.keystore_hook(keystores, False)
+        log.info("altered dynamic broker configs of %s: %s", resource or "<cluster default>", masked(configs))
 
     def _apply_broker_layers(self) -> None:
         layers = {**self.cluster_defaults(), **self.node_configs()}
@@ -210,8 +225,12 @@ def alter(manager, resource_type: int, resource_name: str, configs: dict[str, st
         raise ApiError(ErrorCode.INVALID_REQUEST, f"Unsupported resource type: {resource_type}")
 
 
-def alter_resources(manager, resources, new_configs, validate_only: bool, result_type, what: str) -> list:
-    """AlterConfigs and IncrementalAlterConfigs alike: each resource gets `new_configs(resource)` or an error."""
+def alter_resources(manager, resources, new_configs, validate_only: bool, result_type, what: str,
+                    session=None) -> list:
+    """AlterConfigs and IncrementalAlterConfigs alike: each resource gets `new_configs(resource)` or an error.
+
+    With a `session`, each resource needs ALTER_CONFIGS on its topic (or on the cluster for brokers).
+    """
     duplicates = duplicate_resources(resources)
     results = []
     for resource in resources:
@@ -220,6 +239,10 @@ def alter_resources(manager, resources, new_configs, validate_only: bool, result
         try:
             if (resource.resource_type, resource.resource_name) in duplicates:
                 raise ApiError(ErrorCode.INVALID_REQUEST, "Duplicate resource in the request")
+            refused = session is not None and session.config_resource_error(
+                AclOperation.ALTER_CONFIGS, resource.resource_type, resource.resource_name)
+            if refused:
+                raise ApiError(refused)
             alter(manager, resource.resource_type, resource.resource_name, new_configs(resource), validate_only)
         except ApiError as exc:
             result.error_code, result.error_message = exc.error_code, exc.message

@@ -23,10 +23,17 @@ from moldau.broker.handlers import HANDLERS, supported_versions
 from moldau.broker.log_retention import LogRetention
 from moldau.broker.producer_id_manager import ProducerIdManager
 from moldau.broker.replica_manager import ReplicaManager
+from moldau.broker.throttling import QuotaEnforcer
 from moldau.broker.topic_config import broker_default_log_config
 from moldau.cluster.metadata_store import LocalMetadataStore
 from moldau.coordinator.service import Coordinator
 from moldau.coordinator.transaction_coordinator import TransactionCoordinator
+from moldau.errors import MoldauError
+from moldau.security.authorizer import STANDARD_AUTHORIZER, StandardAuthorizer, parse_super_users
+from moldau.security.config import ListenerConfig, listener_keystore_config
+from moldau.security.listener_security import ListenerSecurity
+from moldau.security.listeners import SecurityConfigError, inter_broker_listener, listener_protocols
+from moldau.security.scram_store import ScramCredentialStore
 from moldau.storage.errors import StorageError
 from moldau.storage.log_cleaner import CleanerConfig, LogCleaner
 from moldau.storage.log_manager import LogManager
@@ -64,8 +71,12 @@ class Broker:
         self.bound: dict[str, tuple[str, int]] = {}
         self._background: list[asyncio.Task[None]] = []
         self.schema_registry: Any = None  # moldau.registry.RegistryServer when schema.registry.listeners is set
+        self.listener_security = listener_security(config)
         log_dirs = config.log_dirs
         self.store = LocalMetadataStore(log_dirs[0])
+        self.scram_credentials = ScramCredentialStore(self.store)
+        self.authorizer = new_authorizer(config, self.store)
+        self.quotas = QuotaEnforcer(config, self.store)
         self.log_manager = LogManager(log_dirs, broker_default_log_config(config))
         self.replica_manager = ReplicaManager(config, self.log_manager, self.store)
         self.controller = Controller(config, self.store, self.replica_manager)
@@ -81,6 +92,7 @@ class Broker:
             self.log_manager.all_logs,
         )
         self.config_manager = ConfigManager(config, self.replica_manager)
+        self.config_manager.keystore_hook = self._keystore_changed
         self.log_retention = LogRetention(config, self.log_manager)
         self.group_coordinator = Coordinator(config, self.replica_manager)
         self.transaction_coordinator = TransactionCoordinator(config, self.replica_manager,
@@ -113,14 +125,17 @@ class Broker:
         if not self.store.cluster_id:
             self.store.set_cluster_id(self.config["cluster.id"] or new_cluster_id())
         self.config_manager.load()  # dynamic broker configs, before the logs take their defaults
+        self._load_dynamic_keystores()
         await asyncio.to_thread(self.log_manager.startup)
         await asyncio.to_thread(self.controller.load)  # opens topics; rolls back half-done creates
         self.log_cleaner.startup()  # compaction threads (log.cleaner.enable)
         self.group_coordinator.load()  # replay __consumer_offsets before serving
         self.transaction_coordinator.load()  # replay __transaction_state before serving
+        await self._refresh_jwks_once()
         for listener in self.config.listeners:
             await self._listen(listener)
         self._background.append(self.loop.create_task(self._housekeeping()))
+        self._background.append(self.loop.create_task(self._refresh_jwks()))
         self._background.append(self.loop.create_task(self._expire_producer_ids()))
         self._background.append(self.loop.create_task(self.log_retention.run()))
         self._background.append(self.loop.create_task(self.group_coordinator.run_expiry()))
@@ -128,7 +143,8 @@ class Broker:
         await self._start_schema_registry()
         log.info("broker %d of cluster %s started in %.0f ms, listening on %s", self.node_id,
                  self.cluster_id, (time.monotonic() - started) * 1000,
-                 ", ".join(f"{name}://{h}:{p}" for name, (h, p) in self.bound.items()))
+                 ", ".join(f"{name}://{h}:{p} ({self.listener_security[name].protocol.value})"
+                           for name, (h, p) in self.bound.items()))
 
     def _lock_holder(self) -> str:
         listeners = ",".join(f"{lst.name}://{lst.host}:{lst.port}" for lst in self.config.listeners)
@@ -159,12 +175,54 @@ class Broker:
             port=listener.port,
             reuse_address=True,
             backlog=1024,
+            ssl=self.listener_security[listener.name].ssl_context,
         )
         for sock in server.sockets:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         host, port = server.sockets[0].getsockname()[:2]
         self.bound[listener.name] = (listener.host or host, port)
         self.servers.append(server)
+
+    def _keystore_changed(self, configs: dict[str, str], validate_only: bool) -> None:
+        """Dynamic `listener.name.<l>.ssl.keystore.*` (AlterConfigs): load the new certificate into the listener."""
+        by_listener: dict[str, dict[str, str]] = {}
+        for key, value in configs.items():
+            by_listener.setdefault(str(listener_keystore_config(key)).upper(), {})[key] = value
+        for name, values in by_listener.items():
+            security = self.listener_security.get(name)
+            if security is None:
+                raise SecurityConfigError(f"{', '.join(values)}: this broker has no listener {name}")
+            security.reload_keystore(values, validate_only)
+            if not validate_only:
+                log.info("listener %s: reloaded its keystore (%s)", name, ", ".join(sorted(values)))
+
+    def _load_dynamic_keystores(self) -> None:
+        layers = {**self.config_manager.cluster_defaults(), **self.config_manager.node_configs()}
+        keystores = {k: v for k, v in layers.items() if listener_keystore_config(k) is not None}
+        if keystores:
+            try:
+                self._keystore_changed(keystores, False)
+            except MoldauError as exc:  # keep the static keystore rather than not starting
+                log.error("ignoring the dynamic keystore configs: %s", exc)
+
+    async def _refresh_jwks_once(self) -> float | None:
+        """Load the OAUTHBEARER key sets (sasl.oauthbearer.jwks.endpoint.url) in a thread; the next interval."""
+        interval = None
+        for security in self.listener_security.values():
+            refresher = security.jwks_refresher()
+            if refresher is not None:
+                try:
+                    await asyncio.to_thread(refresher[0])
+                except (OSError, ValueError, ImportError) as exc:  # keep the old keys until the JWKS is reachable
+                    log.warning("cannot load the JWKS of listener %s: %s", security.name, exc)
+                interval = refresher[1] if interval is None else min(interval, refresher[1])
+        return interval
+
+    async def _refresh_jwks(self) -> None:
+        intervals = [r[1] for s in self.listener_security.values() if (r := s.jwks_refresher()) is not None]
+        while intervals:
+            await asyncio.sleep(min(intervals))
+            await self._refresh_jwks_once()
 
     async def _housekeeping(self) -> None:
         """Time-based flush (`log.flush.interval.ms`), recovery-point checkpoints, idle connections."""
@@ -230,6 +288,28 @@ class Broker:
         await self.stop()
 
 
+def listener_security(config: BrokerConfig) -> dict[str, ListenerSecurity]:
+    """Each listener's security protocol, TLS context and SASL mechanisms; refuses inconsistent configs."""
+    protocol_map = config["listener.security.protocol.map"]
+    protocols = listener_protocols([listener.name for listener in config.listeners], protocol_map)
+    advertised = listener_protocols([listener.name for listener in config.advertised_listeners], protocol_map)
+    inter_broker_listener(advertised, config["inter.broker.listener.name"], config["security.inter.broker.protocol"],
+                          config.is_set("security.inter.broker.protocol"))
+    return {name: ListenerSecurity(name, protocol, ListenerConfig(name, config.__getitem__, config.originals))
+            for name, protocol in protocols.items()}
+
+
+def new_authorizer(config: BrokerConfig, store: LocalMetadataStore) -> StandardAuthorizer | None:
+    """`authorizer.class.name`: Kafka's StandardAuthorizer (or AclAuthorizer, same semantics), or none."""
+    name = config["authorizer.class.name"]
+    if not name:
+        return None
+    if not name.endswith(("StandardAuthorizer", "AclAuthorizer")):
+        log.warning("authorizer.class.name %s is not available; using %s semantics", name, STANDARD_AUTHORIZER)
+    return StandardAuthorizer(store, parse_super_users(config["super.users"]),
+                              config["allow.everyone.if.no.acl.found"])
+
+
 def run_broker(config: BrokerConfig) -> None:
     """Run a broker in this process until it is told to stop."""
     runner: Callable[[Coroutine[Any, Any, None]], None]
@@ -242,7 +322,12 @@ def run_broker(config: BrokerConfig) -> None:
     for directory in config.log_dirs:
         os.makedirs(directory, exist_ok=True)
     try:
-        runner(Broker(config).serve_forever())
+        broker = Broker(config)
+    except MoldauError as exc:  # SecurityConfigError: a listener's TLS or SASL settings
+        log.error("broker failed to start: %s", exc)
+        raise SystemExit(2) from None
+    try:
+        runner(broker.serve_forever())
     except (OSError, StorageError) as exc:
         # Most often a port already in use or a log dir another broker holds: one readable line.
         log.error("broker failed: %s", exc)

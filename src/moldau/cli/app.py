@@ -9,6 +9,7 @@ import typer
 import moldau
 from moldau.cli import group as group_commands
 from moldau.cli import schema as schema_commands
+from moldau.cli import security as security_commands
 from moldau.cli import server as server_command
 from moldau.cli import topic as topic_commands
 from moldau.cli import txn as txn_commands
@@ -21,6 +22,9 @@ app.add_typer(topic_commands.app, name="topic")
 app.add_typer(group_commands.app, name="group")
 app.add_typer(txn_commands.app, name="txn")
 app.add_typer(schema_commands.app, name="schema")
+app.add_typer(security_commands.acl_app, name="acl")
+app.add_typer(security_commands.user_app, name="user")
+app.add_typer(security_commands.quota_app, name="quota")
 app.command(help="Run a standalone schema registry against a Kafka-compatible cluster.")(schema_commands.registry)
 app.command(help="Write records from stdin (one per line, sent as they arrive) to a topic.")(produce)
 app.command(help="Read records from a topic and print them (until Ctrl-C unless told when to stop).")(consume)

@@ -7,12 +7,17 @@ import select
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, NoReturn
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
+from moldau.broker.config import parse_properties
 from moldau.client.client import Client
 from moldau.errors import MoldauError
+
+if TYPE_CHECKING:
+    from moldau.client.security import ClientSecurity
 
 DEFAULT_BOOTSTRAP_SERVER = "localhost:9092"
 BOOTSTRAP_ENV = "MOLDAU_BOOTSTRAP_SERVER"
@@ -67,13 +72,31 @@ def _connect_error(bootstrap: str, exc: BaseException) -> NoReturn:
     fail(f"cannot connect to a broker at {bootstrap}: {reason}. Give the broker's address with "
          f"--bootstrap-server/-b HOST:PORT or the {BOOTSTRAP_ENV} environment variable "
          f"(default {DEFAULT_BOOTSTRAP_SERVER}).")
+CommandConfig = Annotated[Path | None, typer.Option(
+    "--command-config", envvar="MOLDAU_COMMAND_CONFIG",
+    help="client.properties with security.protocol, ssl.* and sasl.* settings (Kafka's convention)")]
+
+
+def client_security(command_config: Path | None) -> ClientSecurity | None:
+    if command_config is None:
+        return None
+    import ssl  # only secured connections pay for the imports
+
+    from moldau.client.security import ClientSecurity
+
+    try:
+        return ClientSecurity.from_properties(parse_properties(command_config.read_text()))
+    except (MoldauError, OSError, ssl.SSLError) as exc:
+        typer.echo(f"error: {command_config}: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 @contextmanager
-def connect(bootstrap: str) -> Iterator[Client]:
+def connect(bootstrap: str, command_config: Path | None = None) -> Iterator[Client]:
     """A client, with failures turned into one readable line and exit code 1."""
+    security = client_security(command_config)
     try:
-        client = Client(bootstrap)
+        client = Client(bootstrap, security=security)
     except (MoldauError, OSError, ValueError) as exc:  # ValueError: a port that is not a number
         _connect_error(bootstrap, exc)
     try:

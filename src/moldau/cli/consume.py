@@ -16,7 +16,15 @@ from typing import Annotated
 
 import typer
 
-from moldau.cli.common import DEFAULT_BOOTSTRAP, Bootstrap, check_stdout_reader, connect, fail, write_out
+from moldau.cli.common import (
+    DEFAULT_BOOTSTRAP,
+    Bootstrap,
+    CommandConfig,
+    check_stdout_reader,
+    connect,
+    fail,
+    write_out,
+)
 from moldau.cli.progress import RecordProgress, watched
 from moldau.client.client import Client, ClientError
 from moldau.client.group_member import GroupMember, TopicPartition
@@ -107,7 +115,7 @@ def _text(data: bytes | None) -> str | None:
 
 def consume(
     topic: str,
-    bootstrap_server: Bootstrap = DEFAULT_BOOTSTRAP,
+    bootstrap_server: Bootstrap = DEFAULT_BOOTSTRAP, command_config: CommandConfig = None,
     partition: Annotated[int | None, typer.Option(help="default: all partitions")] = None,
     from_beginning: Annotated[bool, typer.Option("--from-beginning", help="start at the earliest offset (with "
                                                  "--group: where the group has no committed offset)")] = False,
@@ -126,7 +134,7 @@ def consume(
     if group is not None and (partition is not None or offset is not None or timestamp is not None):
         fail("--group starts at the group's committed offsets on the partitions it is assigned: it cannot be "
              "combined with --partition, --offset or --timestamp (use `moldau group reset-offsets`)", 2)
-    with connect(bootstrap_server) as client:
+    with connect(bootstrap_server, command_config) as client:
         reader = Reader(client, topic, as_json=as_json, print_key=print_key, max_messages=max_messages)
         partitions = [partition] if partition is not None else client.partitions_of(topic)
         if group is None:

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from moldau.cli.common import DEFAULT_BOOTSTRAP, Bootstrap, connect, fail
+from moldau.cli.common import DEFAULT_BOOTSTRAP, Bootstrap, CommandConfig, connect, fail
 from moldau.cli.consume import parse_timestamp
 from moldau.client.client import Client, ClientError
 from moldau.protocol import api
@@ -43,9 +43,10 @@ def _table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> None:
 
 @app.command("list")
 def list_groups(state: Annotated[list[str] | None, typer.Option("--state", help="filter, e.g. Stable")] = None,
-                bootstrap_server: Bootstrap = DEFAULT_BOOTSTRAP, as_json: JsonFlag = False) -> None:
+                bootstrap_server: Bootstrap = DEFAULT_BOOTSTRAP,
+                command_config: CommandConfig = None, as_json: JsonFlag = False) -> None:
     """List groups with their type (classic or KIP-848 consumer), state and protocol type."""
-    with connect(bootstrap_server) as client:
+    with connect(bootstrap_server, command_config) as client:
         groups = [{"group": g.group_id, "type": (g.group_type or "").lower() or None, "state": g.group_state,
                    "protocol_type": g.protocol_type} for g in client.list_groups(state)]
     if as_json:
@@ -110,9 +111,10 @@ def _describe(client: Client, group_id: str) -> dict[str, Any]:
 
 
 @app.command()
-def describe(group: str, bootstrap_server: Bootstrap = DEFAULT_BOOTSTRAP, as_json: JsonFlag = False) -> None:
+def describe(group: str, bootstrap_server: Bootstrap = DEFAULT_BOOTSTRAP,
+             command_config: CommandConfig = None, as_json: JsonFlag = False) -> None:
     """Show a group's state, members with their assignments, and per-partition offsets and lag."""
-    with connect(bootstrap_server) as client:
+    with connect(bootstrap_server, command_config) as client:
         result = _describe(client, group)
     if as_json:
         typer.echo(json.dumps(result))
@@ -126,9 +128,10 @@ def describe(group: str, bootstrap_server: Bootstrap = DEFAULT_BOOTSTRAP, as_jso
 
 
 @app.command()
-def delete(group: str, bootstrap_server: Bootstrap = DEFAULT_BOOTSTRAP) -> None:
+def delete(group: str, bootstrap_server: Bootstrap = DEFAULT_BOOTSTRAP,
+           command_config: CommandConfig = None) -> None:
     """Delete an empty group and its committed offsets."""
-    with connect(bootstrap_server) as client:
+    with connect(bootstrap_server, command_config) as client:
         try:
             client.delete_group(group)
         except ClientError as exc:
@@ -166,7 +169,7 @@ def reset_offsets(
     to_datetime: Annotated[str | None, typer.Option("--to-datetime", help="ISO 8601, e.g. 2024-05-01T12:00")] = None,
     shift_by: Annotated[int | None, typer.Option("--shift-by")] = None,
     execute: Annotated[bool, typer.Option("--execute", help="commit; without it this is a dry run")] = False,
-    bootstrap_server: Bootstrap = DEFAULT_BOOTSTRAP,
+    bootstrap_server: Bootstrap = DEFAULT_BOOTSTRAP, command_config: CommandConfig = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Move a group's committed offsets (the group must have no active members)."""
@@ -174,7 +177,7 @@ def reset_offsets(
     if sum(chosen) != 1:
         fail("give exactly one of --to-earliest, --to-latest, --to-offset, --to-datetime, --shift-by", 2)
     to_time = parse_timestamp(to_datetime, "--to-datetime") if to_datetime is not None else None
-    with connect(bootstrap_server) as client:
+    with connect(bootstrap_server, command_config) as client:
         # Like Kafka's tool, a group that does not exist yet is fine: the commit below creates it with
         # these offsets, so consumers that join later start there.
         described = _members(client, group)

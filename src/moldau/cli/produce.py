@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from moldau.cli.common import DEFAULT_BOOTSTRAP, Bootstrap, connect, fail, parse_pairs
+from moldau.cli.common import DEFAULT_BOOTSTRAP, Bootstrap, CommandConfig, connect, fail, parse_pairs
 from moldau.cli.progress import RecordProgress, watched
 from moldau.client.client import Client
 from moldau.client.partitioner import partition_for_key
@@ -81,7 +81,7 @@ def read_lines(fd: int, batcher: Batcher) -> bytes | None:
 
 def produce(
     topic: str,
-    bootstrap_server: Bootstrap = DEFAULT_BOOTSTRAP,
+    bootstrap_server: Bootstrap = DEFAULT_BOOTSTRAP, command_config: CommandConfig = None,
     key_separator: Annotated[str | None, typer.Option(help="split each line into key and value")] = None,
     header: Annotated[list[str] | None, typer.Option(help="key=value header on every record")] = None,
     partition: Annotated[int | None, typer.Option(help="default: by key hash, else round robin")] = None,
@@ -96,7 +96,7 @@ def produce(
     separator = key_separator.encode() if key_separator is not None else None
     fd = sys.stdin.fileno()
     total = os.fstat(fd).st_size - os.lseek(fd, 0, os.SEEK_CUR) if watched(sys.stdin) else None
-    with connect(bootstrap_server) as client, RecordProgress(
+    with connect(bootstrap_server, command_config) as client, RecordProgress(
             f"producing to {topic}", enabled=total is not None, total=total, in_bytes=True) as progress:
         # Like Kafka's producers: an unknown topic is created if the broker allows auto-creation.
         partitions = client.partitions_of(topic, auto_create=True)

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from moldau.cli.common import DEFAULT_BOOTSTRAP, Bootstrap, connect, parse_pairs
+from moldau.cli.common import DEFAULT_BOOTSTRAP, Bootstrap, CommandConfig, connect, parse_pairs
 
 app = typer.Typer(help="Create, list, describe and delete topics.", no_args_is_help=True)
 EARLIEST, LATEST = -2, -1
@@ -21,28 +21,28 @@ def create(
     partitions: Annotated[int, typer.Option("--partitions", "-p", help="default: num.partitions")] = -1,
     replication_factor: Annotated[int, typer.Option("--replication-factor", "-r")] = -1,
     config: Annotated[list[str] | None, typer.Option("--config", help="key=value topic config")] = None,
-    bootstrap_server: Bootstrap = DEFAULT_BOOTSTRAP,
+    bootstrap_server: Bootstrap = DEFAULT_BOOTSTRAP, command_config: CommandConfig = None,
 ) -> None:
     """Create a topic."""
-    with connect(bootstrap_server) as client:
+    with connect(bootstrap_server, command_config) as client:
         result = client.create_topic(name, partitions, replication_factor, parse_pairs(config, "config"))
     typer.echo(f"Created topic {name} with {result.num_partitions} partition(s).")
 
 
 @app.command("list")
-def list_topics(bootstrap_server: Bootstrap = DEFAULT_BOOTSTRAP,
+def list_topics(bootstrap_server: Bootstrap = DEFAULT_BOOTSTRAP, command_config: CommandConfig = None,
                 as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """List topic names."""
-    with connect(bootstrap_server) as client:
+    with connect(bootstrap_server, command_config) as client:
         names = sorted(t.name for t in client.metadata(None).topics)
     typer.echo(json.dumps(names) if as_json else "\n".join(names))
 
 
 @app.command()
-def describe(name: str, bootstrap_server: Bootstrap = DEFAULT_BOOTSTRAP,
+def describe(name: str, bootstrap_server: Bootstrap = DEFAULT_BOOTSTRAP, command_config: CommandConfig = None,
              as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Show a topic's id, partitions, leaders and offsets."""
-    with connect(bootstrap_server) as client:
+    with connect(bootstrap_server, command_config) as client:
         entry = client.metadata([name]).topics[0]
         if entry.error_code:
             from moldau.protocol.errors import ErrorCode
@@ -71,9 +71,10 @@ def describe(name: str, bootstrap_server: Bootstrap = DEFAULT_BOOTSTRAP,
 
 
 @app.command()
-def delete(name: str, bootstrap_server: Bootstrap = DEFAULT_BOOTSTRAP) -> None:
+def delete(name: str, bootstrap_server: Bootstrap = DEFAULT_BOOTSTRAP,
+           command_config: CommandConfig = None) -> None:
     """Delete a topic and all its data."""
-    with connect(bootstrap_server) as client:
+    with connect(bootstrap_server, command_config) as client:
         client.delete_topic(name)
     typer.echo(f"Deleted topic {name}.")
 
@@ -86,11 +87,11 @@ SOURCES = {1: "topic", 2: "broker", 3: "cluster-default", 4: "static", 5: "defau
 def describe_config(
     name: str,
     only_overrides: Annotated[bool, typer.Option("--overrides", help="only the topic's own overrides")] = False,
-    bootstrap_server: Bootstrap = DEFAULT_BOOTSTRAP,
+    bootstrap_server: Bootstrap = DEFAULT_BOOTSTRAP, command_config: CommandConfig = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Show a topic's configs: value and where it comes from (topic, broker, cluster-default, static, default)."""
-    with connect(bootstrap_server) as client:
+    with connect(bootstrap_server, command_config) as client:
         result = client.describe_configs(TOPIC_RESOURCE, name, synonyms=True)
     rows = [{"name": c.name, "value": c.value, "source": SOURCES.get(c.config_source, "unknown"),
              "synonyms": [{"name": s.name, "value": s.value, "source": SOURCES.get(s.source, "unknown")}
@@ -116,7 +117,7 @@ def alter_config(
     subtract: Annotated[list[str] | None, typer.Option("--subtract", help="key=value to remove from a list")]
     = None,
     validate_only: Annotated[bool, typer.Option("--validate-only")] = False,
-    bootstrap_server: Bootstrap = DEFAULT_BOOTSTRAP,
+    bootstrap_server: Bootstrap = DEFAULT_BOOTSTRAP, command_config: CommandConfig = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Change a topic's configs at run time (IncrementalAlterConfigs); takes effect without a restart."""
@@ -127,7 +128,7 @@ def alter_config(
     if not ops:
         typer.echo("error: nothing to change: give --set, --delete, --append or --subtract", err=True)
         raise typer.Exit(2)
-    with connect(bootstrap_server) as client:
+    with connect(bootstrap_server, command_config) as client:
         client.incremental_alter_configs(TOPIC_RESOURCE, name, ops, validate_only)
     verb = "Validated" if validate_only else "Altered"
     if as_json:
@@ -143,11 +144,11 @@ def add_partitions(
     name: str,
     count: Annotated[int, typer.Option("--count", "-c", help="the new total number of partitions")],
     validate_only: Annotated[bool, typer.Option("--validate-only")] = False,
-    bootstrap_server: Bootstrap = DEFAULT_BOOTSTRAP,
+    bootstrap_server: Bootstrap = DEFAULT_BOOTSTRAP, command_config: CommandConfig = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Grow a topic to --count partitions (partitions can never be removed)."""
-    with connect(bootstrap_server) as client:
+    with connect(bootstrap_server, command_config) as client:
         client.create_partitions(name, count, validate_only)
     if as_json:
         typer.echo(json.dumps({"topic": name, "partitions": count, "validate_only": validate_only}))
@@ -160,11 +161,11 @@ def delete_records(
     name: str,
     offset: Annotated[int, typer.Option("--offset", help="delete records before this offset; -1 = all")],
     partition: Annotated[list[int] | None, typer.Option("--partition", "-p", help="default: all")] = None,
-    bootstrap_server: Bootstrap = DEFAULT_BOOTSTRAP,
+    bootstrap_server: Bootstrap = DEFAULT_BOOTSTRAP, command_config: CommandConfig = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Delete the records of partitions below an offset (moves their log start offset)."""
-    with connect(bootstrap_server) as client:
+    with connect(bootstrap_server, command_config) as client:
         partitions = partition or client.partitions_of(name)
         low_watermarks = client.delete_records(name, {p: offset for p in partitions})
     if as_json:

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from moldau.cli.common import DEFAULT_BOOTSTRAP, Bootstrap, connect
+from moldau.cli.common import DEFAULT_BOOTSTRAP, Bootstrap, CommandConfig, connect
 from moldau.cli.group import JsonFlag, _table
 
 app = typer.Typer(help="List and describe transactions.", no_args_is_help=True)
@@ -17,10 +17,11 @@ app = typer.Typer(help="List and describe transactions.", no_args_is_help=True)
 def list_transactions(
     state: Annotated[list[str] | None, typer.Option("--state", help="filter, e.g. Ongoing")] = None,
     producer_id: Annotated[list[int] | None, typer.Option("--producer-id", help="filter by producer id")] = None,
-    bootstrap_server: Bootstrap = DEFAULT_BOOTSTRAP, as_json: JsonFlag = False,
+    bootstrap_server: Bootstrap = DEFAULT_BOOTSTRAP,
+    command_config: CommandConfig = None, as_json: JsonFlag = False,
 ) -> None:
     """List transactional ids with their producer id and state."""
-    with connect(bootstrap_server) as client:
+    with connect(bootstrap_server, command_config) as client:
         rows = [{"transactional_id": t.transactional_id, "producer_id": t.producer_id, "state": t.transaction_state}
                 for t in client.list_transactions(state, producer_id)]
     if as_json:
@@ -31,9 +32,10 @@ def list_transactions(
 
 @app.command("describe")
 def describe_transaction(transactional_id: str, bootstrap_server: Bootstrap = DEFAULT_BOOTSTRAP,
+                         command_config: CommandConfig = None,
                          as_json: JsonFlag = False) -> None:
     """State, producer, timeout and partitions of one transactional id."""
-    with connect(bootstrap_server) as client:
+    with connect(bootstrap_server, command_config) as client:
         t = client.describe_transaction(transactional_id)
     row: dict[str, Any] = {
         "transactional_id": t.transactional_id, "state": t.transaction_state, "producer_id": t.producer_id,

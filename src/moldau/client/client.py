@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import socket
 import struct
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from moldau.errors import MoldauError
 from moldau.protocol import api, messages
 from moldau.protocol.errors import ErrorCode
+
+if TYPE_CHECKING:
+    from moldau.client.security import ClientSecurity
 
 _SIZE = struct.Struct(">i")
 DEFAULT_TIMEOUT_S = 30.0
@@ -35,10 +38,11 @@ def parse_bootstrap(bootstrap: str) -> tuple[str, int]:
 
 class Client:
     def __init__(self, bootstrap: str = "localhost:9092", client_id: str = "moldau-cli",
-                 timeout: float = DEFAULT_TIMEOUT_S) -> None:
+                 timeout: float = DEFAULT_TIMEOUT_S, security: ClientSecurity | None = None) -> None:
         self.client_id = client_id
         self._address = parse_bootstrap(bootstrap)
         self._timeout = timeout
+        self._security = security
         self._sock: socket.socket | None = self._connect()
         self._correlation_id = 0
         self.versions: dict[int, tuple[int, int]] = {}
@@ -46,11 +50,16 @@ class Client:
         if response.error_code:
             raise ClientError(response.error_code, "ApiVersions")
         self.versions = {k.api_key: (k.min_version, k.max_version) for k in response.api_keys}
+        self._authenticate()
 
     def _connect(self) -> socket.socket:
         sock = socket.create_connection(self._address, timeout=self._timeout)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return sock
+        return self._security.wrap(sock, self._address[0]) if self._security is not None else sock
+
+    def _authenticate(self) -> None:
+        if self._security is not None:
+            self._security.authenticate(lambda key, body, version: self.send(key, body, version=version))
 
     def close(self) -> None:
         if self._sock is not None:
@@ -77,9 +86,10 @@ class Client:
     def send(self, api_key: int, body: Any, version: int | None = None, expect_response: bool = True) -> Any:
         if version is None:
             version = self.version_for(api_key)
-        self._correlation_id += 1
         if self._sock is None:
             self._sock = self._connect()
+            self._authenticate()  # a new connection authenticates again before its first request
+        self._correlation_id += 1
         try:
             self._sock.sendall(api.encode_request(api_key, version, self._correlation_id, self.client_id, body))
             if not expect_response:

@@ -19,7 +19,7 @@ import threading
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from moldau.errors import MoldauError
 
@@ -60,6 +60,10 @@ class MetadataStore(Protocol):
 
     def set_broker_configs(self, resource: str, configs: dict[str, str]) -> None: ...
 
+    def security(self, section: str) -> Any: ...
+
+    def set_security(self, section: str, value: Any) -> None: ...
+
 
 class LocalMetadataStore:
     """File-backed metadata for a one-broker cluster."""
@@ -71,6 +75,8 @@ class LocalMetadataStore:
         self._topics: dict[str, TopicMetadata] = {}
         # Dynamic broker configs: "" is the cluster-wide default, "<node id>" one broker (Kafka's layout).
         self._broker_configs: dict[str, dict[str, str]] = {}
+        # Security metadata as JSON values: "scram" credentials, "acls", "client_quotas" (security/ owns the shapes).
+        self._security: dict[str, Any] = {}
         self.cluster_id = ""
         self._lock = threading.RLock()  # callers write from worker threads; one writer of the file at a time
         directory.mkdir(parents=True, exist_ok=True)
@@ -81,6 +87,7 @@ class LocalMetadataStore:
         document = json.loads(self._path.read_text())
         self.cluster_id = document.get("cluster_id", "")
         self._broker_configs = {k: dict(v) for k, v in document.get("broker_configs", {}).items()}
+        self._security = dict(document.get("security", {}))
         for entry in document.get("topics", []):
             topic = TopicMetadata(
                 name=entry["name"],
@@ -97,6 +104,7 @@ class LocalMetadataStore:
         document = {
             "cluster_id": self.cluster_id,
             "broker_configs": self._broker_configs,
+            "security": self._security,
             "topics": [
                 {
                     "name": t.name,
@@ -162,4 +170,12 @@ class LocalMetadataStore:
                 self._broker_configs[resource] = dict(configs)
             else:
                 self._broker_configs.pop(resource, None)
+            self._write()
+
+    def security(self, section: str) -> Any:
+        return self._security.get(section)
+
+    def set_security(self, section: str, value: Any) -> None:
+        with self._lock:
+            self._security[section] = value
             self._write()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from moldau.protocol import messages
 from moldau.protocol.errors import ErrorCode
+from moldau.security.acl import AclOperation, ResourceType
 
 API_KEY = 24
 VERSIONS = (0, 4)
@@ -27,6 +28,11 @@ async def _add(conn, version: int, transactional_id: str, producer_id: int, epoc
                verify_only: bool = False) -> dict[tuple[str, int], ErrorCode]:
     manager = conn.broker.replica_manager
     partitions = [(t.name, p) for t in topics for p in t.partitions]
+    unwritable = {t.name for t in topics if not conn.session.allowed(AclOperation.WRITE, ResourceType.TOPIC, t.name)}
+    if unwritable:
+        # Kafka: the partitions of topics the producer may not WRITE fail, the rest are not attempted.
+        return {tp: (ErrorCode.TOPIC_AUTHORIZATION_FAILED if tp[0] in unwritable else ErrorCode.OPERATION_NOT_ATTEMPTED)
+                for tp in partitions}
     unknown = {tp for tp in partitions
                if tp[0] not in manager.topics or not 0 <= tp[1] < len(manager.topics[tp[0]].partitions)}
     if unknown:

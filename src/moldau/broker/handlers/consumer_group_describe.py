@@ -8,6 +8,7 @@ from moldau.broker.errors import ApiError
 from moldau.coordinator.consumer_group import ConsumerGroupState, Partitions
 from moldau.protocol import messages
 from moldau.protocol.errors import ErrorCode
+from moldau.security.acl import AclOperation, ResourceType
 
 API_KEY = 69
 Response = messages.ConsumerGroupDescribeResponse
@@ -23,6 +24,8 @@ def _assignment(parts: Partitions, names: dict) -> Any:
 
 def _describe(conn, group_id: str) -> Any:
     coordinator = conn.broker.group_coordinator
+    if not conn.session.allowed(AclOperation.DESCRIBE, ResourceType.GROUP, group_id):
+        return Group(group_id=group_id, error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED, group_state="")
     try:
         group = coordinator.describe_consumer_group(group_id)
     except ApiError as exc:

@@ -13,6 +13,8 @@ from moldau.broker.handlers.join_group import client_host
 from moldau.coordinator.consumer_group import Partitions
 from moldau.coordinator.consumer_group_coordinator import HeartbeatRequest, HeartbeatResult
 from moldau.protocol import messages
+from moldau.protocol.errors import ErrorCode
+from moldau.security.acl import AclOperation, ResourceType
 
 API_KEY = 68
 Response = messages.ConsumerGroupHeartbeatResponse
@@ -26,6 +28,14 @@ def _member_id(header, request: messages.ConsumerGroupHeartbeatRequest) -> str:
 
 async def handle(conn, header, request: messages.ConsumerGroupHeartbeatRequest,
                  ) -> messages.ConsumerGroupHeartbeatResponse:
+    if request.subscribed_topic_names and conn.session.authorizer is not None:
+        # Kafka: every subscribed topic must be DESCRIBE-able (TOPIC_AUTHORIZATION_FAILED names them).
+        hidden = sorted(t for t in request.subscribed_topic_names
+                        if not conn.session.allowed(AclOperation.DESCRIBE, ResourceType.TOPIC, t))
+        if hidden:
+            return Response(throttle_time_ms=0, error_code=ErrorCode.TOPIC_AUTHORIZATION_FAILED,
+                            error_message=f"The member is not authorized to access topics: {hidden}",
+                            member_id=request.member_id, member_epoch=request.member_epoch)
     owned: Partitions | None = None
     if request.topic_partitions is not None:
         owned = {}

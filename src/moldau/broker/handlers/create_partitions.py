@@ -8,6 +8,7 @@ from collections import Counter
 from moldau.broker.errors import ApiError
 from moldau.protocol import messages
 from moldau.protocol.errors import ErrorCode
+from moldau.security.acl import AclOperation, ResourceType
 
 API_KEY = 37
 Response = messages.CreatePartitionsResponse
@@ -57,6 +58,8 @@ async def handle(conn, header, request: messages.CreatePartitionsRequest) -> Res
         try:
             if counts[wanted.name] > 1:
                 raise ApiError(ErrorCode.INVALID_REQUEST, "Duplicate topic in request.")
+            if not conn.session.allowed(AclOperation.ALTER, ResourceType.TOPIC, wanted.name):
+                raise ApiError(ErrorCode.TOPIC_AUTHORIZATION_FAILED, "Authorization failed.")
             topic = manager.topics.get(wanted.name)
             if topic is not None and wanted.assignments is not None and wanted.count > len(topic.partitions):
                 _check_assignments(topic, wanted.count, wanted.assignments, conn.broker.node_id)

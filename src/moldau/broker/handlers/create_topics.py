@@ -8,6 +8,7 @@ from collections import Counter
 from moldau.broker.errors import ApiError
 from moldau.protocol import messages
 from moldau.protocol.errors import ErrorCode
+from moldau.security.acl import CLUSTER_NAME, AclOperation, ResourceType
 
 API_KEY = 19
 CONFIG_SOURCE_TOPIC = 1  # DescribeConfigs' DYNAMIC_TOPIC_CONFIG
@@ -42,12 +43,15 @@ async def handle(conn, header, request: messages.CreateTopicsRequest) -> Respons
             for t in request.topics])
     counts = Counter(t.name for t in request.topics)
     results = []
+    cluster_create = conn.session.allowed(AclOperation.CREATE, ResourceType.CLUSTER, CLUSTER_NAME)
     for topic in request.topics:
         result = Response.CreatableTopicResult(name=topic.name, error_code=ErrorCode.NONE)
         try:
             if counts[topic.name] > 1:
                 raise ApiError(ErrorCode.INVALID_REQUEST, f"Create topics request from client contains "
                                                           f"multiple entries for topic {topic.name}")
+            if not (cluster_create or conn.session.allowed(AclOperation.CREATE, ResourceType.TOPIC, topic.name)):
+                raise ApiError(ErrorCode.TOPIC_AUTHORIZATION_FAILED, "Authorization failed.")
             num_partitions, replication_factor = topic.num_partitions, topic.replication_factor
             if topic.assignments:
                 if num_partitions != -1 or replication_factor != -1:

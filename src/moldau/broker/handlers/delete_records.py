@@ -8,6 +8,7 @@ from __future__ import annotations
 from moldau.broker.errors import ApiError
 from moldau.protocol import messages
 from moldau.protocol.errors import ErrorCode
+from moldau.security.acl import AclOperation, ResourceType
 from moldau.storage.errors import OffsetOutOfRangeError
 
 API_KEY = 21
@@ -39,10 +40,13 @@ async def handle(conn, header, request: messages.DeleteRecordsRequest) -> Respon
     topics = []
     for topic in request.topics:
         partitions = []
+        deletable = conn.session.allowed(AclOperation.DELETE, ResourceType.TOPIC, topic.name)
         for p in topic.partitions:
             result = Response.DeleteRecordsPartitionResult(partition_index=p.partition_index,
                                                            low_watermark=-1, error_code=ErrorCode.NONE)
             try:
+                if not deletable:
+                    raise ApiError(ErrorCode.TOPIC_AUTHORIZATION_FAILED)
                 result.low_watermark = delete_records(manager, topic.name, p.partition_index, p.offset)
             except ApiError as exc:
                 result.error_code = exc.error_code

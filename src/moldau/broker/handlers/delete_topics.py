@@ -7,6 +7,7 @@ import uuid
 from moldau.broker.errors import ApiError
 from moldau.protocol import messages
 from moldau.protocol.errors import ErrorCode
+from moldau.security.acl import AclOperation, ResourceType
 
 API_KEY = 20
 Response = messages.DeleteTopicsResponse
@@ -30,6 +31,8 @@ async def handle(conn, header, request: messages.DeleteTopicsRequest) -> Respons
                 name = result.name = topic.name
             if topic_id is not None:
                 result.topic_id = topic_id
+            if not conn.session.allowed(AclOperation.DELETE, ResourceType.TOPIC, name):
+                raise ApiError(ErrorCode.TOPIC_AUTHORIZATION_FAILED, "Authorization failed.")
             deleted = await conn.broker.controller.delete_topic(name)
             result.topic_id = deleted.topic_id
         except ApiError as exc:

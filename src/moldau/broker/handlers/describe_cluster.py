@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from moldau.protocol import messages
 from moldau.protocol.errors import ErrorCode
+from moldau.security.acl import CLUSTER_NAME, ResourceType
 
 API_KEY = 60
 ENDPOINT_TYPE_BROKERS = 1
@@ -28,4 +29,6 @@ async def handle(conn, header, request) -> messages.DescribeClusterResponse:
             response_type.DescribeClusterBroker(broker_id=e.node_id, host=e.host, port=e.port, rack=e.rack)
             for e in broker.endpoints(conn.listener_name)
         ],
+        cluster_authorized_operations=conn.session.operations_bitfield(ResourceType.CLUSTER, CLUSTER_NAME)
+        if request.include_cluster_authorized_operations else -(2**31),
     )

@@ -8,6 +8,7 @@ from moldau.broker.errors import ApiError
 from moldau.broker.topic_config import validate_topic_name
 from moldau.protocol import messages
 from moldau.protocol.errors import ErrorCode
+from moldau.security.acl import AclOperation
 
 API_KEY = 32
 VERSIONS = (1, 4)
@@ -54,6 +55,10 @@ async def handle(conn, header, request: messages.DescribeConfigsRequest) -> Resp
                                                 resource_type=resource.resource_type,
                                                 resource_name=resource.resource_name, configs=[])
         try:
+            refused = conn.session.config_resource_error(AclOperation.DESCRIBE_CONFIGS, resource.resource_type,
+                                                         resource.resource_name)
+            if refused:
+                raise ApiError(refused)
             entries = describe(conn.broker, resource)
             result.configs = [_entry(e, bool(request.include_synonyms), documentation) for e in entries]
         except ApiError as exc:

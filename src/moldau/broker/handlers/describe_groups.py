@@ -6,6 +6,7 @@ from moldau.broker.errors import ApiError
 from moldau.coordinator.classic_group import GroupState
 from moldau.protocol import messages
 from moldau.protocol.errors import ErrorCode
+from moldau.security.acl import AclOperation, ResourceType
 
 API_KEY = 15
 Response = messages.DescribeGroupsResponse
@@ -16,6 +17,9 @@ def _describe(conn, group_id: str, version: int):
     result = Response.DescribedGroup(group_id=group_id, error_code=ErrorCode.NONE, group_state="Dead",
                                      protocol_type="", protocol_data="",
                                      authorized_operations=AUTHORIZED_OPERATIONS_OMITTED)
+    if not conn.session.allowed(AclOperation.DESCRIBE, ResourceType.GROUP, group_id):
+        result.error_code = ErrorCode.GROUP_AUTHORIZATION_FAILED
+        return result
     try:
         group = conn.broker.group_coordinator.describe_group(group_id)
     except ApiError as exc:
@@ -40,4 +44,9 @@ def _describe(conn, group_id: str, version: int):
 
 
 async def handle(conn, header, request: messages.DescribeGroupsRequest) -> Response:
-    return Response(throttle_time_ms=0, groups=[_describe(conn, g, header.api_version) for g in request.groups])
+    groups = [_describe(conn, g, header.api_version) for g in request.groups]
+    if header.api_version >= 3 and request.include_authorized_operations:
+        for group in groups:
+            if group.error_code == ErrorCode.NONE:
+                group.authorized_operations = conn.session.operations_bitfield(ResourceType.GROUP, group.group_id)
+    return Response(throttle_time_ms=0, groups=groups)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from moldau.broker.errors import ApiError
 from moldau.protocol import messages
+from moldau.protocol.errors import ErrorCode
+from moldau.security.acl import AclOperation, ResourceType
 
 API_KEY = 61
 
@@ -39,8 +41,12 @@ async def handle(conn, header, request: messages.DescribeProducersRequest) -> me
     return Response(
         throttle_time_ms=0,
         topics=[
-            Response.TopicResponse(name=topic.name,
-                                   partitions=[_partition(manager, topic.name, i) for i in topic.partition_indexes])
+            Response.TopicResponse(name=topic.name, partitions=[
+                _partition(manager, topic.name, i) if conn.session.allowed(AclOperation.READ, ResourceType.TOPIC,
+                                                                           topic.name)
+                else Response.PartitionResponse(partition_index=i, error_code=ErrorCode.TOPIC_AUTHORIZATION_FAILED,
+                                                active_producers=[])
+                for i in topic.partition_indexes])
             for topic in request.topics
         ],
     )

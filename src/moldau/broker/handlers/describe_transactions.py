@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from moldau.protocol import messages
 from moldau.protocol.errors import ErrorCode
+from moldau.security.acl import AclOperation, ResourceType
 
 API_KEY = 65
 Response = messages.DescribeTransactionsResponse
@@ -14,6 +15,12 @@ async def handle(conn, header, request: messages.DescribeTransactionsRequest) ->
     states = []
     for transactional_id in request.transactional_ids:
         m = transactions.get(transactional_id)
+        if not conn.session.allowed(AclOperation.DESCRIBE, ResourceType.TRANSACTIONAL_ID, transactional_id):
+            states.append(Response.TransactionState(
+                error_code=ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, transactional_id=transactional_id,
+                transaction_state="", transaction_timeout_ms=0, transaction_start_time_ms=-1, producer_id=-1,
+                producer_epoch=-1, topics=[]))
+            continue
         if m is None:
             states.append(Response.TransactionState(error_code=ErrorCode.TRANSACTIONAL_ID_NOT_FOUND,
                                                     transactional_id=transactional_id, transaction_state="",

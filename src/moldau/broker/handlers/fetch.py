@@ -22,6 +22,7 @@ from moldau.broker.fetch_session import (
 from moldau.broker.replica_manager import Partition
 from moldau.protocol import messages
 from moldau.protocol.errors import ErrorCode
+from moldau.security.acl import AclOperation, ResourceType
 from moldau.storage.errors import StorageError
 
 API_KEY = 1
@@ -94,9 +95,10 @@ async def handle(conn, header, request: messages.FetchRequest) -> Response:
         return Response(throttle_time_ms=0, error_code=exc.error_code, session_id=0, responses=[])
 
     isolation = request.isolation_level if version >= 4 else 0
+    denied = _unreadable(conn, wanted, by_id)
     deadline = broker.loop.time() + max(request.max_wait_ms, 0) / 1000
     while True:
-        reads, total, has_error = _read_all(broker, wanted, by_id, request.max_bytes, isolation)
+        reads, total, has_error = _read_all(broker, wanted, by_id, request.max_bytes, isolation, denied)
         remaining = deadline - broker.loop.time()
         if total >= request.min_bytes or has_error or remaining <= 0 or not reads:
             break
@@ -134,7 +136,29 @@ async def handle(conn, header, request: messages.FetchRequest) -> Response:
     )
 
 
-def _read_all(broker, wanted, by_id: bool, max_bytes: int, isolation: int):
+def _unreadable(conn, wanted, by_id: bool) -> set[PartitionKey]:
+    """The partitions of topics the principal may not READ (TOPIC_AUTHORIZATION_FAILED, per partition)."""
+    if conn.session.authorizer is None:
+        return set()
+    names: dict[Any, bool] = {}
+    denied = set()
+    topics_by_id = conn.broker.replica_manager.topics_by_id
+    for key in wanted:
+        allowed = names.get(key[0])
+        if allowed is None:
+            name = key[0]
+            if by_id:
+                topic = topics_by_id.get(key[0])
+                name = topic.name if topic is not None else None
+            # An unknown topic id stays UNKNOWN_TOPIC_ID, as in Kafka.
+            allowed = name is None or conn.session.allowed(AclOperation.READ, ResourceType.TOPIC, name)
+            names[key[0]] = allowed
+        if not allowed:
+            denied.add(key)
+    return denied
+
+
+def _read_all(broker, wanted, by_id: bool, max_bytes: int, isolation: int, denied: set[PartitionKey]):
     manager = broker.replica_manager
     reads: list[PartitionRead] = []
     total = 0
@@ -145,6 +169,8 @@ def _read_all(broker, wanted, by_id: bool, max_bytes: int, isolation: int):
         partition = None
         size = 0
         try:
+            if key in denied:
+                raise ApiError(ErrorCode.TOPIC_AUTHORIZATION_FAILED)
             if by_id:
                 partition = manager.partition_by_id(key[0], key[1])
             else:

@@ -11,6 +11,7 @@ import logging
 from moldau.broker.errors import ApiError
 from moldau.protocol import messages
 from moldau.protocol.errors import ErrorCode
+from moldau.security.acl import AclOperation, ResourceType
 
 API_KEY = 10
 KEY_TYPE_GROUP, KEY_TYPE_TRANSACTION = 0, 1
@@ -32,6 +33,11 @@ async def _lookup(conn, key: str, key_type: int) -> tuple[ErrorCode, str | None]
     what, topic, ensure_topic = coordinators[key_type]
     if not key:
         return ErrorCode.INVALID_REQUEST, f"The {what} must not be empty"
+    resource = ResourceType.GROUP if key_type == KEY_TYPE_GROUP else ResourceType.TRANSACTIONAL_ID
+    if not conn.session.allowed(AclOperation.DESCRIBE, resource, key):
+        error = (ErrorCode.GROUP_AUTHORIZATION_FAILED if key_type == KEY_TYPE_GROUP
+                 else ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+        return error, None
     try:
         await ensure_topic()
     except ApiError as exc:

@@ -35,5 +35,5 @@ async def handle(conn, header, request: messages.IncrementalAlterConfigsRequest)
     broker = conn.broker
     responses = alter_resources(broker.config_manager, request.resources, lambda r: _merged(broker, r),
                                 request.validate_only, Response.AlterConfigsResourceResponse,
-                                "incremental alter configs")
+                                "incremental alter configs", conn.session)
     return Response(throttle_time_ms=0, responses=responses)

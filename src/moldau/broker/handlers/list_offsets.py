@@ -5,6 +5,7 @@ from __future__ import annotations
 from moldau.broker.errors import ApiError
 from moldau.protocol import messages
 from moldau.protocol.errors import ErrorCode
+from moldau.security.acl import AclOperation, ResourceType
 
 API_KEY = 2
 LATEST = -1
@@ -17,10 +18,13 @@ async def handle(conn, header, request: messages.ListOffsetsRequest) -> Response
     topics = []
     for topic in request.topics:
         partitions = []
+        describable = conn.session.allowed(AclOperation.DESCRIBE, ResourceType.TOPIC, topic.name)
         for p in topic.partitions:
             result = Response.ListOffsetsPartitionResponse(partition_index=p.partition_index,
                                                            error_code=ErrorCode.NONE, timestamp=-1, offset=-1)
             try:
+                if not describable:
+                    raise ApiError(ErrorCode.TOPIC_AUTHORIZATION_FAILED)
                 partition = manager.partition(topic.name, p.partition_index)
                 partition.check_leader_epoch(p.current_leader_epoch)
                 log = partition.log

@@ -11,6 +11,7 @@ import re
 from moldau.coordinator.transaction_metadata import TransactionState
 from moldau.protocol import messages
 from moldau.protocol.errors import ErrorCode
+from moldau.security.acl import AclOperation, ResourceType
 
 API_KEY = 66
 Response = messages.ListTransactionsResponse
@@ -22,6 +23,8 @@ async def handle(conn, header, request: messages.ListTransactionsRequest) -> Res
     duration = request.duration_filter if header.api_version >= 1 else -1
     found = conn.broker.transaction_coordinator.list_transactions(states, list(request.producer_id_filters or ()),
                                                                  duration)
+    found = [m for m in found
+             if conn.session.allowed(AclOperation.DESCRIBE, ResourceType.TRANSACTIONAL_ID, m.transactional_id)]
     pattern = request.transactional_id_pattern if header.api_version >= 2 else None
     if pattern:
         try:

@@ -7,6 +7,7 @@ from moldau.broker.replica_manager import Topic
 from moldau.broker.topic_config import validate_topic_name
 from moldau.protocol import messages
 from moldau.protocol.errors import ErrorCode
+from moldau.security.acl import CLUSTER_NAME, AclOperation, ResourceType
 
 API_KEY = 3
 
@@ -18,7 +19,12 @@ UNSET_OPERATIONS = -(2**31)
 Response = messages.MetadataResponse
 
 
-def topic_entry(topic: Topic, node_id: int, include_operations: bool) -> Response.MetadataResponseTopic:
+def topic_entry(topic: Topic, node_id: int, include_operations: bool, session=None) -> Response.MetadataResponseTopic:
+    operations = UNSET_OPERATIONS
+    if include_operations:
+        operations = TOPIC_OPERATIONS
+        if session is not None and session.authorizer is not None:
+            operations = session.authorized_operations(ResourceType.TOPIC, topic.name)
     return Response.MetadataResponseTopic(
         error_code=ErrorCode.NONE,
         name=topic.name,
@@ -36,7 +42,7 @@ def topic_entry(topic: Topic, node_id: int, include_operations: bool) -> Respons
             )
             for p in topic.partitions
         ],
-        topic_authorized_operations=TOPIC_OPERATIONS if include_operations else UNSET_OPERATIONS,
+        topic_authorized_operations=operations,
     )
 
 
@@ -54,12 +60,20 @@ async def handle(conn, header, request: messages.MetadataRequest) -> Response:
     include_operations = bool(request.include_topic_authorized_operations)
     topics: list[Response.MetadataResponseTopic] = []
     # v0: an empty list means all topics; v1+: null means all topics.
+    session = conn.session
     if request.topics is None or (version == 0 and not request.topics):
-        topics = [topic_entry(t, broker.node_id, include_operations) for t in manager.topics.values()]
+        # Topics the principal may not DESCRIBE are left out of "all topics", as in Kafka.
+        topics = [topic_entry(t, broker.node_id, include_operations, session) for t in manager.topics.values()
+                  if session.allowed(AclOperation.DESCRIBE, ResourceType.TOPIC, t.name)]
     else:
         allow_auto_create = version < 4 or request.allow_auto_topic_creation
         for wanted in request.topics:
-            topics.append(await _lookup(broker, wanted, allow_auto_create, include_operations))
+            topics.append(await _lookup(broker, wanted, allow_auto_create, include_operations, session))
+    cluster_operations = UNSET_OPERATIONS
+    if request.include_cluster_authorized_operations:
+        cluster_operations = session.authorized_operations(ResourceType.CLUSTER, CLUSTER_NAME)
+        if cluster_operations is None:
+            cluster_operations = CLUSTER_OPERATIONS
     return Response(
         throttle_time_ms=0,
         brokers=[
@@ -69,30 +83,35 @@ async def handle(conn, header, request: messages.MetadataRequest) -> Response:
         cluster_id=broker.cluster_id,
         controller_id=broker.node_id,
         topics=topics,
-        cluster_authorized_operations=(
-            CLUSTER_OPERATIONS if request.include_cluster_authorized_operations else UNSET_OPERATIONS
-        ),
+        cluster_authorized_operations=cluster_operations,
     )
 
 
-async def _lookup(broker, wanted, allow_auto_create: bool, include_operations: bool):
+async def _lookup(broker, wanted, allow_auto_create: bool, include_operations: bool, session):
     manager, node_id = broker.replica_manager, broker.node_id
     name = wanted.name
     if name is None:
         topic = manager.topics_by_id.get(wanted.topic_id)
         if topic is None:
             return error_entry(None, ErrorCode.UNKNOWN_TOPIC_ID, wanted.topic_id)
-        return topic_entry(topic, node_id, include_operations)
+        if not session.allowed(AclOperation.DESCRIBE, ResourceType.TOPIC, topic.name):
+            return error_entry(None, ErrorCode.TOPIC_AUTHORIZATION_FAILED, wanted.topic_id)
+        return topic_entry(topic, node_id, include_operations, session)
+    if not session.allowed(AclOperation.DESCRIBE, ResourceType.TOPIC, name):
+        return error_entry(name, ErrorCode.TOPIC_AUTHORIZATION_FAILED)
     topic = manager.topics.get(name)
     if topic is None:
         if validate_topic_name(name):
             return error_entry(name, ErrorCode.INVALID_TOPIC_EXCEPTION)
         if not allow_auto_create:
             return error_entry(name, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+        if not (session.allowed(AclOperation.CREATE, ResourceType.CLUSTER, CLUSTER_NAME)
+                or session.allowed(AclOperation.CREATE, ResourceType.TOPIC, name)):
+            return error_entry(name, ErrorCode.TOPIC_AUTHORIZATION_FAILED)
         try:
             topic = await broker.controller.auto_create(name)
         except ApiError as exc:
             return error_entry(name, exc.error_code)
         if topic is None:
             return error_entry(name, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
-    return topic_entry(topic, node_id, include_operations)
+    return topic_entry(topic, node_id, include_operations, session)

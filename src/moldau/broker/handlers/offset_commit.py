@@ -11,6 +11,7 @@ from moldau.coordinator.offsets import OffsetAndMetadata
 from moldau.errors import MoldauError
 from moldau.protocol import messages
 from moldau.protocol.errors import ErrorCode
+from moldau.security.acl import AclOperation, ResourceType
 
 API_KEY = 8
 Response = messages.OffsetCommitResponse
@@ -42,9 +43,13 @@ async def handle(conn, header, request: messages.OffsetCommitRequest) -> Respons
     errors: dict[tuple[int, int], ErrorCode] = {}
     offsets: dict[tuple[str, int], OffsetAndMetadata] = {}
     for ti, (topic, entry) in enumerate(zip(request.topics, entries)):
+        name = entry.name if by_id and entry is not None else topic.name
+        readable = name is None or conn.session.allowed(AclOperation.READ, ResourceType.TOPIC, name)
         for pi, p in enumerate(topic.partitions):
             if group_error:
                 errors[ti, pi] = group_error
+            elif not readable:
+                errors[ti, pi] = ErrorCode.TOPIC_AUTHORIZATION_FAILED
             elif entry is None:
                 errors[ti, pi] = ErrorCode.UNKNOWN_TOPIC_ID if by_id else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
             elif not 0 <= p.partition_index < len(entry.partitions):

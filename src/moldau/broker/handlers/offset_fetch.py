@@ -9,6 +9,7 @@ from __future__ import annotations
 from moldau.broker.errors import ApiError
 from moldau.protocol import messages
 from moldau.protocol.errors import ErrorCode
+from moldau.security.acl import AclOperation, ResourceType
 
 API_KEY = 9
 Response = messages.OffsetFetchResponse
@@ -18,7 +19,20 @@ NO_OFFSET = -1
 def _fetch_group(conn, group_id: str, topics, by_id: bool, require_stable: bool = False
                  ) -> tuple[ErrorCode, list[tuple]]:
     """(group error, [(topic name, topic id, [(partition, offset|None, error)])])."""
+    session = conn.session
+    if not session.allowed(AclOperation.DESCRIBE, ResourceType.GROUP, group_id):
+        return ErrorCode.GROUP_AUTHORIZATION_FAILED, []
     error, result = _fetch_group_offsets(conn, group_id, topics, by_id)
+    if session.authorizer is not None:
+        # Kafka leaves undescribable topics out of "all topics" and refuses them when named.
+        def describable(name: str) -> bool:
+            return not name or session.allowed(AclOperation.DESCRIBE, ResourceType.TOPIC, name)
+        if topics is None:
+            result = [entry for entry in result if describable(entry[0])]
+        else:
+            result = [(name, topic_id, parts if describable(name) else
+                       [(p, None, ErrorCode.TOPIC_AUTHORIZATION_FAILED) for p, _, _ in parts])
+                      for name, topic_id, parts in result]
     if require_stable and not error:
         unstable = conn.broker.group_coordinator.pending_txn_offsets.pending_partitions(group_id)
         if unstable:

@@ -8,6 +8,8 @@ from moldau.broker.connection import CloseConnection
 from moldau.broker.errors import ApiError
 from moldau.protocol import messages
 from moldau.protocol.errors import ErrorCode
+from moldau.protocol.records import HEADER_SIZE, read_batch_header
+from moldau.security.acl import AclOperation, ResourceType
 
 API_KEY = 0
 # KAFKA-18659: Kafka 4.x rejects Produce v0-v2 yet advertises min 0, because librdkafka before 2.10
@@ -25,13 +27,29 @@ async def handle(conn, header, request: messages.ProduceRequest) -> Response | N
     by_id = version >= 13
     responses = []
     failed = False
+    session = conn.session
+    if request.transactional_id is not None and not session.allowed(
+            AclOperation.WRITE, ResourceType.TRANSACTIONAL_ID, request.transactional_id):
+        # Kafka fails every partition of a transactional produce the principal may not write as that id.
+        if acks == 0:
+            raise CloseConnection
+        return _refuse_all(request, by_id, ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+    if (session.authorizer is not None and request.transactional_id is None and _idempotent(request)
+            and not session.idempotent_write_allowed()):
+        # KIP-679: idempotent batches need IDEMPOTENT_WRITE on the cluster or WRITE on some topic.
+        if acks == 0:
+            raise CloseConnection
+        return _refuse_all(request, by_id, ErrorCode.CLUSTER_AUTHORIZATION_FAILED)
     for topic_data in request.topic_data:
         partitions = []
+        writable = session.authorizer is None or _topic_allowed(conn, topic_data, by_id)
         for partition_data in topic_data.partition_data:
             result = Response.PartitionProduceResponse(index=partition_data.index, base_offset=-1)
             try:
                 if acks not in (0, 1, -1):
                     raise ApiError(ErrorCode.INVALID_REQUIRED_ACKS)
+                if not writable:
+                    raise ApiError(ErrorCode.TOPIC_AUTHORIZATION_FAILED)
                 if by_id:
                     partition = manager.partition_by_id(topic_data.topic_id, partition_data.index)
                 else:
@@ -66,4 +84,38 @@ async def handle(conn, header, request: messages.ProduceRequest) -> Response | N
             # Kafka closes the connection so an acks=0 producer notices and refreshes its metadata.
             raise CloseConnection
         return None
+    return Response(responses=responses, throttle_time_ms=0)
+
+
+def _idempotent(request: messages.ProduceRequest) -> bool:
+    """Does any batch carry a producer id (only read when an authorizer is on)?"""
+    for topic_data in request.topic_data:
+        for partition_data in topic_data.partition_data:
+            records = partition_data.records
+            if records and len(records) >= HEADER_SIZE and read_batch_header(records).producer_id >= 0:
+                return True
+    return False
+
+
+def _topic_allowed(conn, topic_data, by_id: bool) -> bool:
+    name = topic_data.name
+    if by_id:
+        topic = conn.broker.replica_manager.topics_by_id.get(topic_data.topic_id)
+        if topic is None:
+            return True  # UNKNOWN_TOPIC_ID follows
+        name = topic.name
+    return conn.session.allowed(AclOperation.WRITE, ResourceType.TOPIC, name)
+
+
+def _refuse_all(request: messages.ProduceRequest, by_id: bool, error: ErrorCode) -> messages.ProduceResponse:
+    responses = []
+    for topic_data in request.topic_data:
+        entry = Response.TopicProduceResponse(partition_responses=[
+            Response.PartitionProduceResponse(index=p.index, error_code=error, base_offset=-1)
+            for p in topic_data.partition_data])
+        if by_id:
+            entry.topic_id = topic_data.topic_id
+        else:
+            entry.name = topic_data.name
+        responses.append(entry)
     return Response(responses=responses, throttle_time_ms=0)

@@ -16,6 +16,7 @@ from moldau.coordinator.transaction_offsets import transactional_offsets_batch
 from moldau.errors import MoldauError
 from moldau.protocol import messages
 from moldau.protocol.errors import ErrorCode
+from moldau.security.acl import AclOperation, ResourceType
 
 API_KEY = 28
 VERSIONS = (0, 4)
@@ -57,9 +58,12 @@ async def handle(conn, header, request: messages.TxnOffsetCommitRequest) -> Resp
     records = []
     for ti, topic in enumerate(request.topics):
         entry = broker.replica_manager.topics.get(topic.name)
+        readable = conn.session.allowed(AclOperation.READ, ResourceType.TOPIC, topic.name)
         for pi, p in enumerate(topic.partitions):
             if group_error:
                 errors[ti, pi] = group_error
+            elif not readable:
+                errors[ti, pi] = ErrorCode.TOPIC_AUTHORIZATION_FAILED
             elif entry is None or not 0 <= p.partition_index < len(entry.partitions):
                 errors[ti, pi] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
             elif p.committed_metadata is not None and len(p.committed_metadata.encode()) > max_metadata:
