@@ -1,0 +1,59 @@
+"""Helpers shared by the Connect tests: fast worker settings, waiting for a condition, reading a topic."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import confluent_kafka
+
+# Short timers so scenarios finish quickly on a loaded 2-core machine; Kafka's defaults are minutes.
+FAST_WORKER = {"offset.flush.interval.ms": "200", "task.shutdown.graceful.timeout.ms": "10000"}
+
+
+def wait_until(condition: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
+    """Poll `condition` until it returns something truthy. Files and REST states have no event to await."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = condition()
+        if last:
+            return last
+        time.sleep(0.05)
+    raise TimeoutError(f"{what} not reached within {timeout}s (last: {last!r})")
+
+
+def read_topic(bootstrap: str, topic: str, count: int, timeout: float = 30.0) -> list[confluent_kafka.Message]:
+    """Up to `count` records from every partition of `topic`, by assignment (no group join delay)."""
+    consumer = confluent_kafka.Consumer({"bootstrap.servers": bootstrap, "group.id": "connect-test-reader",
+                                         "enable.auto.commit": False, "enable.partition.eof": False})
+    messages: list[confluent_kafka.Message] = []
+    deadline = time.monotonic() + timeout
+    try:
+        partitions = wait_until(lambda: consumer.list_topics(topic, timeout=5).topics[topic].partitions,
+                                timeout, f"topic {topic}")
+        consumer.assign([confluent_kafka.TopicPartition(topic, p, confluent_kafka.OFFSET_BEGINNING)
+                         for p in sorted(partitions)])
+        while len(messages) < count and time.monotonic() < deadline:
+            for m in consumer.consume(count - len(messages), 0.2):
+                if m.error() is None:
+                    messages.append(m)
+    finally:
+        consumer.close()
+    return messages
+
+
+def produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes | None]], **kwargs: Any) -> None:
+    producer = confluent_kafka.Producer({"bootstrap.servers": bootstrap})
+    for key, value in records:
+        producer.produce(topic, key=key, value=value, **kwargs)
+    assert producer.flush(30) == 0
+
+
+def create_topic(bootstrap: str, topic: str, partitions: int = 1, config: dict[str, str] | None = None) -> str:
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(topic, partitions, 1, config=config or {})])[topic].result(30)
+    return topic
