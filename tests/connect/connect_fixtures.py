@@ -57,3 +57,10 @@ def create_topic(bootstrap: str, topic: str, partitions: int = 1, config: dict[s
     admin = AdminClient({"bootstrap.servers": bootstrap})
     admin.create_topics([NewTopic(topic, partitions, 1, config=config or {})])[topic].result(30)
     return topic
+
+
+def rest(url: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    """One call to a Connect REST API: (HTTP status, parsed JSON body or None)."""
+    from moldau.cli.connect import request
+
+    return request(url, method, path, body)

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from moldau.broker.config import ConfigError, load_config, parse_overrides
+from moldau.cli import connect as connect_commands
 from moldau.cli import group as group_commands
 from moldau.cli import topic as topic_commands
 from moldau.cli import txn as txn_commands
@@ -20,6 +21,8 @@ app = typer.Typer(help="Moldau: a Kafka-compatible event streaming platform.", n
 app.add_typer(topic_commands.app, name="topic")
 app.add_typer(group_commands.app, name="group")
 app.add_typer(txn_commands.app, name="txn")
+app.add_typer(connect_commands.connect_app, name="connect")
+app.add_typer(connect_commands.connector_app, name="connector")
 app.command(help="Write records from stdin (one per line) to a topic.")(produce)
 app.command(help="Read records from a topic and print them.")(consume)
 

@@ -20,7 +20,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from moldau.connect.api.errors import ConnectException
+from moldau.connect.api.errors import BadRequestException, ConnectException
 
 KINDS = ("connector", "converter", "header_converter", "transformation", "predicate")
 ENTRY_POINT_GROUPS = {
@@ -140,7 +140,7 @@ class Plugins:
             return desc
         if "." in name or ":" in name:  # any importable Python class
             return PluginDesc(kind, name, name)
-        raise ConnectException(f"Failed to find any class that implements {kind.replace('_', ' ')} and which "
+        raise BadRequestException(f"Failed to find any class that implements {kind.replace('_', ' ')} and which "
                                f"name matches {name}, available {kind}s are: "
                                + ", ".join(sorted(d.class_name for d in self._descs[kind])))
 

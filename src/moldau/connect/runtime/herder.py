@@ -7,6 +7,7 @@ should run on this worker with what does, and starts, stops or restarts connecto
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from typing import Any
 
 from moldau.connect.api.errors import AlreadyExistsException, BadRequestException, NotFoundException
 from moldau.connect.plugins import Plugins, plugins
+from moldau.connect.runtime import offsets_admin
 from moldau.connect.runtime.connector_config import check_connector_config, is_sink, validate_connector_config
 from moldau.connect.runtime.status import State, Status, StatusBackingStore, TargetState
 from moldau.connect.runtime.worker import Worker
@@ -247,5 +249,53 @@ class Herder:
             self._running_task_configs.pop(task_id, None)
         self.reconcile()
 
+    def start(self) -> None:
+        """Standalone: nothing to join; the distributed herder joins its group here."""
+
     def stop(self) -> None:
         self.worker.stop()
+
+    # -- KIP-875 offsets, KIP-558 active topics -----------------------------------------------------
+
+    def connector_offsets(self, name: str) -> dict[str, Any]:
+        self._config(name)
+        if self.connector_type(name) == "sink":
+            return offsets_admin.sink_offsets(self.worker.config.client_config("admin"), name)
+        return offsets_admin.source_offsets(self.worker.offset_store, name)
+
+    def _require_stopped(self, name: str) -> dict[str, str]:
+        config = self._config(name)
+        state = self.config_store.snapshot()
+        if state.target(name) is not TargetState.STOPPED or state.tasks.get(name):
+            raise BadRequestException("Connectors must be in the STOPPED state before their offsets can be modified. "
+                                      "This can be done for the specified connector by issuing a 'PUT' request to "
+                                      f"the '/connectors/{name}/stop' endpoint")
+        return config
+
+    def modify_offsets(self, name: str, body: Any | None) -> dict[str, str]:
+        """PATCH (body) or DELETE (None) the connector's offsets; the connector must be STOPPED."""
+        with self._lock:
+            config = self._require_stopped(name)
+            reset = body is None
+            offsets = [] if reset else offsets_admin.parse_offsets_body(body)
+            connector = self.plugins.new("connector", config["connector.class"])
+            accepted = connector.alter_offsets(config, {json.dumps(p, sort_keys=True): o for p, o in offsets})
+            admin = self.worker.config.client_config("admin")
+            if self.connector_type(name) == "sink":
+                if reset:
+                    offsets_admin.reset_sink_offsets(admin, name)
+                else:
+                    offsets_admin.alter_sink_offsets(admin, name, offsets)
+            elif reset:
+                offsets_admin.reset_source_offsets(self.worker.offset_store, name)
+            else:
+                offsets_admin.alter_source_offsets(self.worker.offset_store, name, offsets)
+            return offsets_admin.modified_message(bool(accepted), reset)
+
+    def active_topics(self, name: str) -> list[str]:
+        self._config(name)
+        return sorted(self.worker.active_topics.get(name, set()))
+
+    def reset_active_topics(self, name: str) -> None:
+        self._config(name)
+        self.worker.active_topics.pop(name, None)

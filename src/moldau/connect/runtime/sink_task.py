@@ -140,6 +140,7 @@ class WorkerSinkTask(WorkerTask):
     def convert(self, message: confluent_kafka.Message) -> SinkRecord | None:
         p, retry = self.plumbing, self.plumbing.retry
         topic = message.topic()
+        p.track_topic(topic)
         ts_type, ts = message.timestamp()
         raw_headers = list(message.headers() or [])
         consumed = ConsumedRecord(topic, message.partition(), message.offset(), message.key(), message.value(),

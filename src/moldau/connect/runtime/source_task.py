@@ -101,6 +101,7 @@ class WorkerSourceTask(WorkerTask):
             converted = self.convert(record)
             if converted is not None:
                 topic, transformed, (key, value), headers = converted
+                self.plumbing.track_topic(topic)
                 self.produce(topic, transformed, key, value, headers, record)
             else:
                 self.task.commit_record(record, None)

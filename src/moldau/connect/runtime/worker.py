@@ -53,6 +53,7 @@ class Worker:
         self.reconfiguration_requested: set[str] = set()
         self.generation = 0
         self.on_reconfiguration_request: Any = None  # herder callback(name)
+        self.active_topics: dict[str, set[str]] = {}  # KIP-558: topics each connector used since reset
 
     # -- connectors -----------------------------------------------------------------------------------
 
@@ -154,6 +155,13 @@ class Worker:
             task.start()
             return True
 
+    def topic_tracker(self, connector: str) -> Any:
+        def track(topic: str) -> None:
+            topics = self.active_topics.setdefault(connector, set())
+            if topic not in topics:
+                topics.add(topic)
+        return track
+
     def _task_listener(self, task_id: ConnectorTaskId) -> Any:
         generation = self.generation
 
@@ -201,7 +209,7 @@ class Worker:
                                           headers == "true"))
         retry = RetryWithToleranceOperator.from_config(connector_config, reporters, stopping)
         plumbing = TaskPlumbing(key_conv, value_conv, header_conv, build_chain(self.plugins, connector_config),
-                                retry, connector_config, task_config)
+                                retry, connector_config, task_config, self.topic_tracker(task_id.connector))
         paused = target is not TargetState.STARTED
         flush_ms = int(self.config.get("offset.flush.interval.ms"))
         if isinstance(task, SourceTask):

@@ -39,6 +39,7 @@ class TaskPlumbing:
     retry: RetryWithToleranceOperator
     connector_config: dict[str, Any]
     task_config: dict[str, str]
+    track_topic: Callable[[str], None] = lambda topic: None
 
 
 class WorkerTask:
