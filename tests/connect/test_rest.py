@@ -195,3 +195,31 @@ def test_cli_talks_to_the_rest_api(server, tmp_path):
     assert missing.returncode == 1 and "No status found for connector nope (HTTP 404)" in missing.stderr
     assert moldau("connector", "delete", "cli-src").returncode == 0
     assert moldau("connector", "list").stdout.strip() == "[]"
+
+
+def test_moldau_connect_start_runs_a_standalone_worker_process(broker, tmp_path):
+    from tests.fixtures import free_port, wait_for_port
+
+    port = free_port()
+    topic = create_topic(broker.bootstrap_servers, unique_topic("proc"))
+    (tmp_path / "in.txt").write_text("p1\np2\n")
+    worker = tmp_path / "connect-standalone.properties"
+    worker.write_text(f"bootstrap.servers={broker.bootstrap_servers}\nlisteners=http://127.0.0.1:{port}\n"
+                      "key.converter=org.apache.kafka.connect.storage.StringConverter\n"
+                      "value.converter=org.apache.kafka.connect.storage.StringConverter\n"
+                      f"offset.storage.file.filename={tmp_path / 'offsets'}\noffset.flush.interval.ms=200\n")
+    connector = tmp_path / "connect-file-source.properties"
+    connector.write_text(f"name=local-file-source\nconnector.class=FileStreamSource\ntasks.max=1\n"
+                         f"file={tmp_path / 'in.txt'}\ntopic={topic}\n")
+    process = subprocess.Popen([sys.executable, "-m", "moldau.cli.main", "connect", "start", str(worker),
+                                str(connector)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        wait_for_port(port, 60, process)
+        url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: task_state(url, "local-file-source") == "RUNNING", what="task RUNNING")
+        from tests.connect.connect_fixtures import read_topic
+
+        assert [m.value() for m in read_topic(broker.bootstrap_servers, topic, 2)] == [b"p1", b"p2"]
+    finally:
+        process.terminate()
+        assert process.wait(60) == 0
