@@ -64,3 +64,56 @@ def rest(url: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:
     from moldau.cli.connect import request
 
     return request(url, method, path, body)
+
+
+class WorkerProcess:
+    """`moldau connect start worker.properties` as a real child process on a free port."""
+
+    def __init__(self, tmp_path: Any, name: str, props: dict[str, str]) -> None:
+        from tests.fixtures import free_port
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.worker_id = f"127.0.0.1:{self.port}"
+        self.config = tmp_path / f"{name}.properties"
+        self.config.write_text("".join(f"{k}={v}\n" for k, v in {
+            **props, "listeners": f"http://127.0.0.1:{self.port}"}.items()))
+        self.log_path = tmp_path / f"{name}.log"
+        self.process: Any = None
+
+    def start(self) -> WorkerProcess:
+        import subprocess
+        import sys
+
+        from tests.fixtures import wait_for_port
+
+        with open(self.log_path, "ab") as log_file:
+            self.process = subprocess.Popen([sys.executable, "-m", "moldau.cli.main", "connect", "start",
+                                             str(self.config)], stdout=log_file, stderr=subprocess.STDOUT)
+        wait_for_port(self.port, 60, self.process)
+        return self
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(60)
+            except Exception:  # noqa: BLE001 - a hung worker is killed rather than leaked
+                self.kill()
+
+
+def distributed_props(bootstrap: str, group: str) -> dict[str, str]:
+    """A connect-distributed.properties for tests: replication factor 1 (one broker), short timers."""
+    return {"bootstrap.servers": bootstrap, "group.id": group,
+            "config.storage.topic": f"{group}-configs", "offset.storage.topic": f"{group}-offsets",
+            "status.storage.topic": f"{group}-status", "config.storage.replication.factor": "1",
+            "offset.storage.replication.factor": "1", "status.storage.replication.factor": "1",
+            "offset.storage.partitions": "5", "status.storage.partitions": "2",
+            "session.timeout.ms": "3000", "heartbeat.interval.ms": "300", "rebalance.timeout.ms": "20000",
+            "key.converter": "org.apache.kafka.connect.storage.StringConverter",
+            "value.converter": "org.apache.kafka.connect.storage.StringConverter", **FAST_WORKER}

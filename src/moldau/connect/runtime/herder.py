@@ -230,13 +230,17 @@ class Herder:
             for task in tasks:
                 self.status_store.put_task(name, task, Status(State.RESTARTING, self.worker.worker_id))
             accepted = self.connector_status(name)
-            self.do_restart(name, restart_connector, tasks)
+            self.submit_restart(name, include_tasks, only_failed, restart_connector, tasks)
         return accepted if (include_tasks or only_failed) else None
 
     def restart_task(self, name: str, task: int) -> None:
         self.task_status(name, task)
         with self._lock:
             self.do_restart(name, False, [task])
+
+    def submit_restart(self, name: str, include_tasks: bool, only_failed: bool, connector: bool,
+                       tasks: list[int]) -> None:
+        self.do_restart(name, connector, tasks)
 
     def do_restart(self, name: str, connector: bool, tasks: list[int]) -> None:
         """Restart what runs here (the distributed herder forwards the rest to the owners)."""
