@@ -143,8 +143,7 @@ HEADER_PREFIX = "__connect.errors."
 def dlq_headers(context: ProcessingContext, connector: str, task_id: int) -> list[tuple[str, bytes]]:
     consumed = context.consumed
     assert consumed is not None
-    error = context.error
-    cause = error.__cause__ if isinstance(error, ConnectException) and error.__cause__ else error
+    cause = context.error  # Kafka reports the exception thrown by the stage, with its full trace
     values = {
         "topic": consumed.topic, "partition": str(consumed.partition), "offset": str(consumed.offset),
         "connector.name": connector, "task.id": str(task_id), "stage": context.stage.value,

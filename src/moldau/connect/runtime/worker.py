@@ -255,6 +255,7 @@ class Worker:
             dlq = getattr(task, "dlq_producer", None)
             if dlq is not None:
                 dlq.flush(5)
+                task.dlq_producer = None  # type: ignore[attr-defined]
 
     def task_ids(self, connector: str | None = None) -> list[ConnectorTaskId]:
         with self._lock:
