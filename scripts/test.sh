@@ -5,6 +5,10 @@ cd "$(dirname "$0")/.."
 if ! command -v kcat >/dev/null 2>&1; then
     (apt-get update -qq && apt-get install -y -qq kcat) >/dev/null
 fi
+if ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 && ! command -v pg_ctl >/dev/null 2>&1; then
+    # Connect's Postgres connector tests start a real server (tests/connect/pg_fixtures.py); they skip without it
+    (apt-get update -qq && apt-get install -y -qq postgresql) >/dev/null || echo "postgresql not installed" >&2
+fi
 if [ -f tests/js/package.json ] && [ ! -d tests/js/node_modules ]; then
     (cd tests/js && npm ci --no-audit --no-fund --silent)
 fi

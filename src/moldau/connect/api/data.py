@@ -127,9 +127,18 @@ class Struct:
             raise DataException(f"{name!r} is not a field of struct schema {self.schema.name or ''}".rstrip())
         return self._values.get(name, f.schema.default)
 
+    @classmethod
+    def trusted(cls, schema: Schema, values: dict[str, Any]) -> Struct:
+        """A struct from values already known to match `schema` (converters, sources): no per-field checks."""
+        struct = cls.__new__(cls)
+        struct.schema = schema
+        struct._values = values
+        return struct
+
     def to_dict(self) -> dict[str, Any]:
         """Field values by name, nested structs as dicts (what schemaless sinks and JSON want)."""
-        return {f.name: _plain(self.get(f.name)) for f in self.schema.fields}
+        values = self._values
+        return {f.name: _plain(values.get(f.name, f.schema.default)) for f in self.schema.fields}
 
     def validate(self) -> None:
         for f in self.schema.fields:

@@ -71,7 +71,8 @@ def value_to_json(schema: Schema | None, value: Any) -> Any:
             if isinstance(value, dict):
                 return {f.name: value_to_json(f.schema, value.get(f.name)) for f in schema.fields}
             raise DataException(f"Struct schema with a {type(value).__name__} value")
-        return {f.name: value_to_json(f.schema, value.get(f.name)) for f in schema.fields}
+        values = value._values
+        return {f.name: value_to_json(f.schema, values.get(f.name)) for f in schema.fields}
     if schema.type == "array":
         return [value_to_json(schema.value_schema, v) for v in value]
     if schema.type == "map":
@@ -115,7 +116,7 @@ def value_from_json(schema: Schema | None, node: Any) -> Any:
     if schema.type == "struct":
         if not isinstance(node, dict):
             raise DataException(f"Struct schema with a JSON {type(node).__name__}")
-        return Struct(schema, {f.name: value_from_json(f.schema, node.get(f.name)) for f in schema.fields})
+        return Struct.trusted(schema, {f.name: value_from_json(f.schema, node.get(f.name)) for f in schema.fields})
     if schema.type == "array":
         return [value_from_json(schema.value_schema, v) for v in node]
     if schema.type == "map":
@@ -129,29 +130,74 @@ def value_from_json(schema: Schema | None, node: Any) -> Any:
     return logical.from_wire(schema, node) if schema.name else node
 
 
+SCHEMA_CACHE_SIZE = 1000  # Kafka's schemas.cache.size default
+_ENVELOPE_HEAD, _ENVELOPE_MID = b'{"schema":', b',"payload":'
+
+
 class JsonConverter(Converter, HeaderConverter):
-    """org.apache.kafka.connect.json.JsonConverter: `schemas.enable` (default true), `decimal.format`."""
+    """org.apache.kafka.connect.json.JsonConverter: `schemas.enable` (default true), `schemas.cache.size`.
+
+    Schemas repeat on every record, so both directions cache them: the JSON text of each Schema object,
+    and the Schema parsed from each distinct schema text (as Kafka's converter caches them).
+    """
 
     schemas_enable = True
 
     def configure(self, configs: dict[str, Any], is_key: bool = False) -> None:
         self.is_key = is_key
         self.schemas_enable = _flag(configs.get("schemas.enable"), True)
+        self.cache_size = int(configs.get("schemas.cache.size", SCHEMA_CACHE_SIZE))
+        self._to_json: dict[int, tuple[Schema, bytes]] = {}
+        self._from_json: dict[bytes, Schema] = {}
+
+    def _schema_bytes(self, schema: Schema) -> bytes:
+        cached = getattr(self, "_to_json", {}).get(id(schema))
+        if cached is not None and cached[0] is schema:
+            return cached[1]
+        text = json.dumps(schema_to_json(schema), separators=(",", ":")).encode()
+        if hasattr(self, "_to_json"):
+            if len(self._to_json) >= self.cache_size:
+                self._to_json.clear()
+            self._to_json[id(schema)] = (schema, text)
+        return text
 
     def from_connect_data(self, topic: str, schema: Schema | None, value: Any) -> bytes | None:
         if schema is None and value is None:
             return None
-        payload = value_to_json(schema, value)
-        if self.schemas_enable:
-            tree = {"schema": None if schema is None else schema_to_json(schema), "payload": payload}
-        else:
-            tree = payload
-        return json.dumps(tree, separators=(",", ":"), ensure_ascii=False).encode()
+        payload = json.dumps(value_to_json(schema, value), separators=(",", ":"), ensure_ascii=False).encode()
+        if not self.schemas_enable:
+            return payload
+        schema_text = b"null" if schema is None else self._schema_bytes(schema)
+        return b"".join((_ENVELOPE_HEAD, schema_text, _ENVELOPE_MID, payload, b"}"))
+
+    def _parse_schema(self, raw: bytes) -> Schema:
+        cache = getattr(self, "_from_json", None)
+        schema = cache.get(raw) if cache is not None else None
+        if schema is None:
+            schema = schema_from_json(json.loads(raw))
+            if cache is not None:
+                if len(cache) >= self.cache_size:
+                    cache.clear()
+                cache[raw] = schema
+        return schema
 
     def to_connect_data(self, topic: str, data: bytes | None) -> SchemaAndValue:
         if data is None:
             return SchemaAndValue(None, None)
         try:
+            if self.schemas_enable and data.startswith(_ENVELOPE_HEAD) and data.endswith(b"}"):
+                split = data.find(_ENVELOPE_MID)  # our own layout: parse the schema once per distinct text
+                if split > 0:
+                    raw_schema = data[len(_ENVELOPE_HEAD):split]
+                    try:
+                        payload = json.loads(data[split + len(_ENVELOPE_MID):-1])
+                    except ValueError:
+                        payload = None
+                    else:
+                        if raw_schema == b"null":
+                            return SchemaAndValue(None, payload)
+                        schema = self._parse_schema(raw_schema)
+                        return SchemaAndValue(schema, value_from_json(schema, payload))
             tree = json.loads(data)
         except ValueError as exc:
             raise DataException(f"Converting byte[] to Kafka Connect data failed due to serialization error: "
