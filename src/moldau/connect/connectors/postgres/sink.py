@@ -27,7 +27,7 @@ from moldau.connect.api import (
 )
 from moldau.connect.api.config import Range, ValidString
 from moldau.connect.api.data import Schema, Struct, infer_schema, plain
-from moldau.connect.api.errors import ConnectException, DataException
+from moldau.connect.api.errors import ConnectException, DataException, RetriableException
 from moldau.connect.connectors.postgres import tables
 from moldau.connect.connectors.postgres.common import connect, connection_config, quote
 
@@ -156,21 +156,16 @@ class PostgresSinkTask(SinkTask):
         table = self.tables.get(name)
         if table is not None and all(c in table.columns for c, _ in fields):
             return table
-        # DDL on its own autocommit connection, under an advisory lock: several tasks (or workers) may
-        # want to create or alter the same table at once.
-        with connect(self.settings, autocommit=True) as ddl:
-            with ddl.cursor() as cur:
-                cur.execute("SELECT pg_advisory_lock(hashtext(%s))", (name,))
-            try:
-                table = tables.describe(ddl, name)
-                if table is None:
-                    if not self.settings["auto.create"]:
-                        raise ConnectException(f"Table {name} is missing and auto-creation is disabled")
-                    table = tables.create(ddl, name, fields, pk)
-                tables.evolve(ddl, table, fields, self.settings["auto.evolve"])
-            finally:
-                with ddl.cursor() as cur:
-                    cur.execute("SELECT pg_advisory_unlock(hashtext(%s))", (name,))
+        # DDL runs in the put's own transaction (a second connection would wait on this one's row locks),
+        # serialized by an advisory lock, since several tasks or workers may create the same table at once.
+        with self.conn.cursor() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (name,))
+        table = tables.describe(self.conn, name)
+        if table is None:
+            if not self.settings["auto.create"]:
+                raise ConnectException(f"Table {name} is missing and auto-creation is disabled")
+            table = tables.create(self.conn, name, fields, pk)
+        tables.evolve(self.conn, table, fields, self.settings["auto.evolve"])
         self.tables[name] = table
         return table
 
@@ -188,8 +183,13 @@ class PostgresSinkTask(SinkTask):
             if self.offsets_table:
                 self._store_offsets(records)
             self.conn.commit()
-        except Exception:
+        except Exception as exc:
             self.conn.rollback()
+            self.tables.clear()  # DDL of this transaction was rolled back too
+            import psycopg
+
+            if isinstance(exc, (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)):
+                raise RetriableException(f"Postgres aborted the batch, it will be retried: {exc}") from exc
             raise
 
     def _write(self, table: str, batch: list[SinkRecord]) -> None:
