@@ -40,6 +40,7 @@ BUILTINS: dict[str, dict[str, str]] = {
         f"{_K}.file.FileStreamSourceConnector": f"{_C}.connectors.file:FileStreamSourceConnector",
         f"{_K}.file.FileStreamSinkConnector": f"{_C}.connectors.file:FileStreamSinkConnector",
         f"{_K}.mirror.MirrorSourceConnector": f"{_C}.connectors.mirror:MirrorSourceConnector",
+        f"{_K}.mirror.MirrorCheckpointConnector": f"{_C}.connectors.mirror:MirrorCheckpointConnector",
         "io.moldau.connect.postgres.PostgresSourceConnector": f"{_C}.connectors.postgres.source:PostgresSourceConnector",
         "io.moldau.connect.postgres.PostgresSinkConnector": f"{_C}.connectors.postgres.sink:PostgresSinkConnector",
     },
