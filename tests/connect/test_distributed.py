@@ -92,3 +92,32 @@ def test_pause_and_delete_reach_the_owning_worker(workers, group_broker, tmp_pat
     wait_until(lambda: running(second.url, "p", 1), 60, "running again")
     assert rest(second.url, "DELETE", "/connectors/p")[0] == 204
     wait_until(lambda: rest(first.url, "GET", "/connectors")[1] == [], 30, "deleted everywhere")
+
+
+def test_exactly_once_source_survives_a_killed_worker_without_duplicates(group_broker, tmp_path):
+    """KIP-618: records and source offsets commit in one transaction; the killed worker's open transaction
+    is aborted (fenced), and the new owner resumes from the committed offsets."""
+    group = unique_topic("eos-cluster")
+    props = {**distributed_props(group_broker.bootstrap_servers, group), "exactly.once.source.support": "enabled"}
+    workers = [WorkerProcess(tmp_path, f"eos{i}", props).start() for i in range(2)]
+    try:
+        topic = create_topic(group_broker.bootstrap_servers, unique_topic("eos"))
+        source_file = tmp_path / "in.txt"
+        lines = 20_000
+        source_file.write_text("".join(f"line-{i}\n" for i in range(lines)))
+        rest(workers[0].url, "POST", "/connectors", {"name": "eos-src", "config": {
+            "connector.class": "FileStreamSource", "file": str(source_file), "topic": topic, "batch.size": "100"}})
+        status = wait_until(lambda: running(workers[1].url, "eos-src", 1), 60, "running")
+        owner = next(w for w in workers if w.worker_id == status["tasks"][0]["worker_id"])
+        from tests.connect.connect_fixtures import read_topic
+
+        wait_until(lambda: len(read_topic(group_broker.bootstrap_servers, topic, 500, timeout=2)) >= 500, 60,
+                   "some committed transactions")
+        owner.kill()  # mid-stream: its open transaction must never become visible
+        values = wait_until(lambda: len(v := [m.value() for m in read_topic(group_broker.bootstrap_servers, topic,
+                                                                              lines + 1, timeout=5)]) >= lines and v,
+                            120, "every line")
+        assert values == [f"line-{i}".encode() for i in range(lines)]  # once each, in order
+    finally:
+        for worker in workers:
+            worker.stop()

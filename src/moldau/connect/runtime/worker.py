@@ -227,6 +227,15 @@ class Worker:
     def source_task_factory(self, task_id: ConnectorTaskId, task: SourceTask, plumbing: TaskPlumbing,
                             listener: Any, producer_config: dict[str, Any], flush_ms: int,
                             paused: bool) -> WorkerTask:
+        offsets_topic = getattr(getattr(self.offset_store, "log", None), "topic", None)
+        if str(self.config.get("exactly.once.source.support")).lower() == "enabled" and offsets_topic:
+            # KIP-618 needs the offsets in a topic of the same cluster: distributed mode.
+            from moldau.connect.runtime.eos_source_task import ExactlyOnceWorkerSourceTask, transactional_id
+
+            return ExactlyOnceWorkerSourceTask(
+                task_id, task, plumbing, listener, producer_config, self.offset_store, flush_ms,
+                int(self.config.get("offset.flush.timeout.ms")), paused, offsets_topic=offsets_topic,
+                transactional_id=transactional_id(self.config.get("group.id"), task_id.connector, task_id.task))
         return WorkerSourceTask(task_id, task, plumbing, listener, producer_config, self.offset_store, flush_ms,
                                 int(self.config.get("offset.flush.timeout.ms")), paused)
 
