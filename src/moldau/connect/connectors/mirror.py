@@ -144,11 +144,12 @@ class MirrorSourceTask(SourceTask):
             if message.error() is not None:
                 continue
             ts_type, ts = message.timestamp()
-            headers = [Header(k, v, OPTIONAL_BYTES) for k, v in (message.headers() or [])]
+            headers = [Header(str(h[0]), h[1], OPTIONAL_BYTES) for h in (message.headers() or [])]
+            topic, partition = str(message.topic()), int(message.partition() or 0)
             records.append(SourceRecord(
-                remote_topic(self.settings, message.topic()), message.partition(), OPTIONAL_BYTES, message.key(),
+                remote_topic(self.settings, topic), partition, OPTIONAL_BYTES, message.key(),
                 OPTIONAL_BYTES, message.value(), ts if ts_type != confluent_kafka.TIMESTAMP_NOT_AVAILABLE else None,
-                headers, source_partition=self._partition(message.topic(), message.partition()),
+                headers, source_partition=self._partition(topic, partition),
                 source_offset={"offset": message.offset()}))
         return records
 
@@ -227,8 +228,9 @@ class MirrorCheckpointTask(SourceTask):
 
     def _read_syncs(self) -> None:
         for message in self.reader.consume(1000, 0.1):
-            if message.error() is None and message.key() and message.value():
-                key, value = json.loads(message.key()), json.loads(message.value())
+            raw_key, raw_value = message.key(), message.value()
+            if message.error() is None and raw_key and raw_value:
+                key, value = json.loads(raw_key), json.loads(raw_value)
                 self.syncs[(key["topic"], key["partition"])] = (value["upstream"], value["downstream"],
                                                                 value.get("runStartUpstream", value["upstream"]))
 

@@ -68,7 +68,10 @@ class RegistryConverter(Converter):
             if self.auto_register:
                 self._ids[key] = self.client.register_schema(key[0], registry_schema)
             else:
-                self._ids[key] = self.client.lookup_schema(key[0], registry_schema).schema_id
+                found = self.client.lookup_schema(key[0], registry_schema).schema_id
+                if found is None:
+                    raise ConnectException(f"Schema not registered under subject {key[0]}")
+                self._ids[key] = found
         return self._ids[key]
 
     def writer_schema(self, data: bytes) -> tuple[int, bytes]:
@@ -200,7 +203,7 @@ class AvroConverter(RegistryConverter):
             return SchemaAndValue(None, None)
         schema_id, body = self.writer_schema(data)
         if schema_id not in self._schemas:
-            avro = json.loads(self.client.get_schema(schema_id).schema_str)
+            avro = json.loads(self.client.get_schema(schema_id).schema_str or "null")
             self._schemas[schema_id] = (fastavro.parse_schema(avro), from_avro_schema(avro))
         parsed, connect_schema = self._schemas[schema_id]
         return SchemaAndValue(connect_schema,
@@ -277,7 +280,7 @@ class JsonSchemaConverter(RegistryConverter):
             return SchemaAndValue(None, None)
         schema_id, body = self.writer_schema(data)
         if schema_id not in self._schemas:
-            node = json.loads(self.client.get_schema(schema_id).schema_str)
+            node = json.loads(self.client.get_schema(schema_id).schema_str or "{}")
             self._schemas[schema_id] = (node, from_json_schema(node))
         _, connect_schema = self._schemas[schema_id]
         return SchemaAndValue(connect_schema, value_from_json(connect_schema, json.loads(body)))

@@ -140,7 +140,7 @@ class ConnectRestApp:
         body = await _body(request)
         if not isinstance(body, dict):
             raise BadRequestException("Request body must be a JSON object with name and config")
-        config = body.get("config") if isinstance(body.get("config"), dict) else {}
+        config: dict[str, Any] = body["config"] if isinstance(body.get("config"), dict) else {}
         name = body.get("name") or config.get("name")
         if not name:
             raise BadRequestException("Connector name configuration must be provided")

@@ -27,6 +27,10 @@ _TIMESTAMP_TYPES = {confluent_kafka.TIMESTAMP_CREATE_TIME: "CreateTime",
                     confluent_kafka.TIMESTAMP_LOG_APPEND_TIME: "LogAppendTime"}
 
 
+def _as_bytes(data: Any) -> bytes | None:
+    return data.encode() if isinstance(data, str) else data
+
+
 def consumer_group_id(connector: str) -> str:
     return f"connect-{connector}"
 
@@ -130,8 +134,8 @@ class WorkerSinkTask(WorkerTask):
     def convert_messages(self, messages: list[confluent_kafka.Message]) -> list[SinkRecord]:
         records = []
         for message in messages:
-            tp = TopicPartition(message.topic(), message.partition())
-            self.current_offsets[tp] = message.offset() + 1
+            tp = TopicPartition(str(message.topic()), int(message.partition() or 0))
+            self.current_offsets[tp] = int(message.offset() or 0) + 1
             record = self.convert(message)
             if record is not None:
                 records.append(record)
@@ -139,17 +143,18 @@ class WorkerSinkTask(WorkerTask):
 
     def convert(self, message: confluent_kafka.Message) -> SinkRecord | None:
         p, retry = self.plumbing, self.plumbing.retry
-        topic = message.topic()
+        topic, partition, offset = str(message.topic()), int(message.partition() or 0), int(message.offset() or 0)
         p.track_topic(topic)
         ts_type, ts = message.timestamp()
-        raw_headers = list(message.headers() or [])
-        consumed = ConsumedRecord(topic, message.partition(), message.offset(), message.key(), message.value(),
-                                  raw_headers, ts if ts_type != confluent_kafka.TIMESTAMP_NOT_AVAILABLE else None)
-        key = retry.execute(lambda: p.key_converter.to_connect_data(topic, message.key()), Stage.KEY_CONVERTER,
+        raw_headers: list[tuple[str, bytes | None]] = [(str(h[0]), _as_bytes(h[1])) for h in message.headers() or []]
+        key_bytes, value_bytes = _as_bytes(message.key()), _as_bytes(message.value())
+        consumed = ConsumedRecord(topic, partition, offset, key_bytes, value_bytes, raw_headers,
+                                  ts if ts_type != confluent_kafka.TIMESTAMP_NOT_AVAILABLE else None)
+        key = retry.execute(lambda: p.key_converter.to_connect_data(topic, key_bytes), Stage.KEY_CONVERTER,
                             type(p.key_converter).__name__, consumed)
         if key is FAILED:
             return None
-        value = retry.execute(lambda: p.value_converter.to_connect_data(topic, message.value()),
+        value = retry.execute(lambda: p.value_converter.to_connect_data(topic, value_bytes),
                               Stage.VALUE_CONVERTER, type(p.value_converter).__name__, consumed)
         if value is FAILED:
             return None
@@ -158,14 +163,13 @@ class WorkerSinkTask(WorkerTask):
                                 Stage.HEADER_CONVERTER, type(p.header_converter).__name__, consumed)
         if headers is FAILED:
             return None
-        record = SinkRecord(topic, message.partition(), key.schema, key.value, value.schema, value.value,
-                            consumed.timestamp, headers, kafka_offset=message.offset(),
+        record = SinkRecord(topic, partition, key.schema, key.value, value.schema, value.value,
+                            consumed.timestamp, headers, kafka_offset=offset,
                             timestamp_type=_TIMESTAMP_TYPES.get(ts_type, "NoTimestampType"),
-                            original_topic=topic, original_kafka_partition=message.partition(),
-                            original_kafka_offset=message.offset())
+                            original_topic=topic, original_kafka_partition=partition, original_kafka_offset=offset)
         transformed = retry.execute(lambda: p.chain.apply(record), Stage.TRANSFORMATION, "TransformationChain",
                                     consumed)
-        return None if transformed is FAILED else transformed
+        return None if transformed is FAILED else transformed  # type: ignore[return-value]
 
     def deliver(self, records: list[SinkRecord]) -> None:
         """SinkTask.put, retried on RetriableException (Kafka pauses the consumer and redelivers the batch)."""

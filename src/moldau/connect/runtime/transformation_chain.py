@@ -57,9 +57,9 @@ def build_chain(plugins: Plugins, config: dict[str, Any]) -> TransformationChain
         own = _with_prefix(config, f"predicates.{alias}.")
         if "type" not in own:
             raise ConnectException(f"Missing required configuration \"predicates.{alias}.type\"")
-        predicate: Predicate = plugins.new("predicate", own.pop("type"))
-        predicate.configure(own)
-        predicates[alias] = predicate
+        instance: Predicate = plugins.new("predicate", own.pop("type"))
+        instance.configure(own)
+        predicates[alias] = instance
     stages = []
     for alias in _aliases(config, "transforms"):
         own = _with_prefix(config, f"transforms.{alias}.")
@@ -69,7 +69,7 @@ def build_chain(plugins: Plugins, config: dict[str, Any]) -> TransformationChain
         predicate_alias = own.pop("predicate", None)
         negate = str(own.pop("negate", "false")).lower() == "true"
         transformation.configure(own)
-        predicate = None
+        predicate: Predicate | None = None
         if predicate_alias:
             if predicate_alias not in predicates:
                 raise ConnectException(f"Transform {alias} refers to predicate {predicate_alias}, which is not "

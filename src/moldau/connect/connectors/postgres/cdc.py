@@ -58,7 +58,7 @@ class _Reader:
         return text
 
     def tuple_data(self) -> list[tuple[str, bytes | None]]:
-        columns = []
+        columns: list[tuple[str, bytes | None]] = []
         for _ in range(self.unpack(">h")):
             kind = chr(self.unpack(">B"))
             if kind in "tb":
@@ -129,7 +129,7 @@ class ChangeCapture:
                         "'publication_names', %s)", (self.slot, self.batch_rows, self.publication))
             messages = [bytes(row[0]) for row in cur.fetchall()]
         records: list[SourceRecord] = []
-        pending: list[tuple[str, Relation, Any, Any]] = []
+        pending: list[tuple[str, Relation, Any, Any]] = []  # (operation, relation, key row, value row)
         for message in messages:
             kind, reader = chr(message[0]), _Reader(message[1:])
             if kind == "B":
@@ -178,7 +178,7 @@ class ChangeCapture:
                 return [("delete", relation, old, None)]
             marker = chr(reader.unpack(">B"))
         new = self._row(relation, reader.tuple_data())
-        changes = []
+        changes: list[tuple[str, Relation, Any, Any]] = []
         if old is not None and relation.key_schema is not None and self._key(relation, old) != self._key(relation, new):
             changes.append(("delete", relation, old, None))  # the primary key changed: the old row is gone
         changes.append(("upsert", relation, new, new))

@@ -127,7 +127,8 @@ class TableQuerier:
         self.schema: Schema | None = None
 
     def query(self) -> tuple[str, list[Any]]:
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         if "timestamp" in self.mode:
             where.append(f"{quote(self.ts)} < now() - %s::interval")
             params.append(f"{self.delay_ms} milliseconds")
