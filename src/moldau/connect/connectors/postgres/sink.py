@@ -32,6 +32,7 @@ from moldau.connect.connectors.postgres import tables
 from moldau.connect.connectors.postgres.common import connect, connection_config, quote
 
 WRITES = "Writes"
+COPY_THRESHOLD = 64  # runs at least this long go through COPY and a staging table
 KAFKA_PK = ["__connect_topic", "__connect_partition", "__connect_offset"]
 
 CONFIG_DEF = (connection_config(ConfigDef())
@@ -104,6 +105,7 @@ class PostgresSinkTask(SinkTask):
         self.settings = CONFIG_DEF.parse(props)
         self.conn = connect(self.settings)
         self.tables: dict[str, tables.TableDefinition] = {}
+        self._staging: dict[str, tuple[str, set[str]]] = {}  # table -> (temp staging table, its columns)
         self.offsets_table = self.settings["offsets.table.name"]
         self.connector = props.get("name", "")
         if self.offsets_table:
@@ -186,6 +188,7 @@ class PostgresSinkTask(SinkTask):
         except Exception as exc:
             self.conn.rollback()
             self.tables.clear()  # DDL of this transaction was rolled back too
+            self._staging.clear()
             import psycopg
 
             if isinstance(exc, (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)):
@@ -209,9 +212,41 @@ class PostgresSinkTask(SinkTask):
         columns = [c for c in fields if not whitelist or c in whitelist or c in pk]
         definition = self.ensure_table(table, [(c, fields[c]) for c in columns], pk)
         pk = pk or definition.primary_key
-        sql = self._statement(table, columns, pk)
+        values = [tuple(_db_value(r.get(c)) for c in columns) for r in rows.values()]
+        if self.settings["insert.mode"] == "update" or len(values) < COPY_THRESHOLD:
+            with self.conn.cursor() as cur:
+                cur.executemany(self._statement(table, columns, pk), values)
+        else:
+            self._copy_write(table, definition, columns, pk, values)
+
+    def _copy_write(self, table: str, definition: tables.TableDefinition, columns: list[str], pk: list[str],
+                    values: list[tuple[Any, ...]]) -> None:
+        """COPY the run into a session-local staging table, then one INSERT ... SELECT (ON CONFLICT for upserts):
+        COPY is Postgres's fastest way in, and one statement replaces a round trip per row."""
+        staging = self._staging.get(table)
+        if staging is None or staging[1] != set(definition.columns):
+            name = f"moldau_staging_{len(self._staging)}_{abs(hash(table)) % 10**8}"
+            with self.conn.cursor() as cur:
+                cur.execute(f"DROP TABLE IF EXISTS {quote(name)}")
+                cur.execute(f"CREATE TEMP TABLE {quote(name)} (LIKE {quote(table)} INCLUDING DEFAULTS) "
+                            "ON COMMIT DELETE ROWS")
+            staging = (name, set(definition.columns))
+            self._staging[table] = staging
+        cols = ", ".join(quote(c) for c in columns)
         with self.conn.cursor() as cur:
-            cur.executemany(sql, [tuple(_db_value(r.get(c)) for c in columns) for r in rows.values()])
+            with cur.copy(f"COPY {quote(staging[0])} ({cols}) FROM STDIN") as copy:
+                for row in values:
+                    copy.write_row(row)
+            insert = f"INSERT INTO {quote(table)} ({cols}) SELECT {cols} FROM {quote(staging[0])}"
+            if self.settings["insert.mode"] == "upsert":
+                if not pk:
+                    raise ConnectException("insert.mode=upsert needs a primary key (pk.mode)")
+                non_key = [c for c in columns if c not in pk]
+                updates = ", ".join(f"{quote(c)} = EXCLUDED.{quote(c)}" for c in non_key)
+                insert += f" ON CONFLICT ({', '.join(quote(c) for c in pk)}) " + (
+                    f"DO UPDATE SET {updates}" if updates else "DO NOTHING")
+            cur.execute(insert)
+            cur.execute(f"DELETE FROM {quote(staging[0])}")  # the next run of this put starts empty
 
     def _statement(self, table: str, columns: list[str], pk: list[str]) -> str:
         mode = self.settings["insert.mode"]
