@@ -21,12 +21,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.* helpers, not copied
 
-import confluent_kafka  # noqa: E402
+import confluent_kafka
 
-from moldau.connect.runtime.standalone import standalone_herder  # noqa: E402
-from moldau.testing import running_broker  # noqa: E402
-from tests.connect.connect_fixtures import create_topic, wait_until  # noqa: E402
-from tests.connect.pg_fixtures import PostgresServer, sql  # noqa: E402
+from moldau.connect.runtime.standalone import standalone_herder
+from tests.connect.connect_fixtures import create_topic, wait_until
+from tests.connect.pg_fixtures import PostgresServer, sql
+from tests.fixtures import BrokerProcess
 
 PAYLOAD = "x" * 88  # with the id, ~100-byte lines and rows
 WORKER = {"offset.flush.interval.ms": "1000", "producer.linger.ms": "20", "producer.batch.size": "262144"}
@@ -65,7 +65,7 @@ def measure(name: str, records: int, payload_bytes: int, run) -> dict:
     return result
 
 
-def bench_file(broker, tmp: Path, n: int) -> list[dict]:
+def bench_file(broker: BrokerProcess, tmp: Path, n: int) -> list[dict]:
     bootstrap = broker.bootstrap_servers
     lines = [f"{i:010d} {PAYLOAD}" for i in range(n)]
     size = sum(len(line) for line in lines)
@@ -93,7 +93,7 @@ def bench_file(broker, tmp: Path, n: int) -> list[dict]:
     return results
 
 
-def bench_postgres(broker, pg: PostgresServer, n: int) -> list[dict]:
+def bench_postgres(broker: BrokerProcess, pg: PostgresServer, n: int) -> list[dict]:
     import psycopg
 
     bootstrap = broker.bootstrap_servers
@@ -102,10 +102,10 @@ def bench_postgres(broker, pg: PostgresServer, n: int) -> list[dict]:
     sql(pg.url, "CREATE TABLE copy_target (id BIGINT PRIMARY KEY, payload TEXT)")
 
     def copy():
-        with psycopg.connect(pg.url) as conn, conn.cursor() as cur:
-            with cur.copy("COPY copy_target (id, payload) FROM STDIN") as copy_in:
-                for i in range(n):
-                    copy_in.write_row((i, PAYLOAD))
+        with psycopg.connect(pg.url) as conn, conn.cursor() as cur, \
+                cur.copy("COPY copy_target (id, payload) FROM STDIN") as copy_in:
+            for i in range(n):
+                copy_in.write_row((i, PAYLOAD))
     results.append(measure("Postgres COPY FROM STDIN (limit)", n, size, copy))
 
     schema = {"type": "struct", "optional": False, "fields": [
@@ -151,18 +151,29 @@ def main() -> None:
     args = parser.parse_args()
     phases = set(args.only.split(","))
     results: list[dict] = []
-    with running_broker(num_partitions=1) as broker, tempfile.TemporaryDirectory() as tmp:
-        if "file" in phases:
-            results += bench_file(broker, Path(tmp), args.records)
-        if "postgres" in phases:
-            pg = PostgresServer().start()
-            try:
-                results += bench_postgres(broker, pg, args.records)
-            finally:
-                pg.stop()
+    with tempfile.TemporaryDirectory() as tmp:
+        # The broker in its own process: in-process it would share the worker's GIL and slow both down.
+        broker = BrokerProcess(Path(tmp) / "broker", num_partitions=1).start()
+        try:
+            results += run_phases(broker, Path(tmp), phases, args.records)
+        finally:
+            broker.stop()
     out = Path(__file__).parent / "results" / f"connect-{time.strftime('%Y%m%dT%H%M%S')}.json"
     out.write_text(json.dumps({"records": args.records, "results": results}, indent=2))
     print(f"wrote {out}")
+
+
+def run_phases(broker: BrokerProcess, tmp: Path, phases: set[str], records: int) -> list[dict]:
+    results: list[dict] = []
+    if "file" in phases:
+        results += bench_file(broker, tmp, records)
+    if "postgres" in phases:
+        pg = PostgresServer().start()
+        try:
+            results += bench_postgres(broker, pg, records)
+        finally:
+            pg.stop()
+    return results
 
 
 if __name__ == "__main__":
