@@ -112,7 +112,8 @@ class FileStreamSourceTask(SourceTask):
         return records
 
     def stop(self) -> None:
-        self._stopped.set()
+        if hasattr(self, "_stopped"):  # stop() may come before start() finished
+            self._stopped.set()
 
 
 class FileStreamSinkConnector(SinkConnector):

@@ -182,7 +182,8 @@ class MirrorSourceTask(SourceTask):
             self.syncs.flush(10)
 
     def stop(self) -> None:
-        self.stopping.set()
+        if hasattr(self, "stopping"):  # stop() may come before start() finished
+            self.stopping.set()
 
 
 CHECKPOINT_DEF = (_common()
@@ -290,4 +291,5 @@ class MirrorCheckpointTask(SourceTask):
         self.target.alter_consumer_group_offsets([request])[group].result(ADMIN_TIMEOUT_S)
 
     def stop(self) -> None:
-        self.stopping.set()
+        if hasattr(self, "stopping"):  # stop() may come before start() finished
+            self.stopping.set()

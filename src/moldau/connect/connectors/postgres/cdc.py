@@ -201,6 +201,8 @@ class ChangeCapture:
                                                        for f in relation.value_schema.fields})
             schema_name = "" if relation.namespace == "public" else f"{relation.namespace}."
             topic = self.prefix + schema_name + split_table(relation.name)[1]
-            records.append(SourceRecord(topic, None, relation.key_schema, key, relation.value_schema, value,
+            # A delete is a true tombstone (no value schema either), so compaction can drop the key.
+            value_schema = relation.value_schema if value is not None else None
+            records.append(SourceRecord(topic, None, relation.key_schema, key, value_schema, value,
                                         source_partition=self.PARTITION, source_offset={"lsn": end_lsn}))
         return records

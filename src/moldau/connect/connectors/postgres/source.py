@@ -234,4 +234,6 @@ class PostgresSourceTask(SourceTask):
             self.cdc.acknowledge()
 
     def stop(self) -> None:
-        self.stopping.set()  # poll() returns within its wait; connections close with the task object
+        stopping = getattr(self, "stopping", None)  # stop() may come before start() finished
+        if stopping is not None:
+            stopping.set()  # poll() returns within its wait; connections close with the task object
