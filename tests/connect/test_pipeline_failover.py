@@ -72,7 +72,13 @@ def test_cdc_pipeline_survives_a_killed_worker_exactly_once(group_broker, postgr
                                      "SELECT count(*) FROM d")[0][0]
         expected = sql(postgres.url, CHECKSUM.format(source))
         wait_until(lambda: task_owner(survivor.url, "cdc") == survivor.worker_id, 120, "source moved")
-        wait_until(lambda: sql(postgres.url, CHECKSUM.format(target)) == expected, 600, "copy equals source")
+        try:
+            wait_until(lambda: sql(postgres.url, CHECKSUM.format(target)) == expected, 400, "copy equals source")
+        except TimeoutError:
+            states = {n: rest(survivor.url, "GET", f"/connectors/{n}/status")[1] for n in ("cdc", "sink")}
+            rows = sql(postgres.url, f"SELECT count(*) FROM {target}")
+            raise AssertionError(f"copy differs: {rows} rows of {expected}; statuses {states}; "
+                                 f"{survivor.log_path.read_text()[-3000:]}") from None
 
         # Exactly once: every change is in the topic once (read_committed), none lost, none duplicated.
         messages = read_topic(group_broker.bootstrap_servers, topic, changes + 1, timeout=60)
