@@ -50,6 +50,13 @@ if ! have kcat; then
         note "skipping the kcat tests: kcat is not installed and apt-get install kcat failed (it needs root)"
     fi
 fi
+if ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 && ! have pg_ctl; then
+    # Connect's Postgres connector tests start a real server (tests/connect/pg_fixtures.py)
+    if ! { as_root apt-get install -y -qq postgresql \
+            || { as_root apt-get update -qq && as_root apt-get install -y -qq postgresql; }; } >/dev/null 2>&1; then
+        note "skipping the Postgres connector tests: apt-get install postgresql failed (it needs root)"
+    fi
+fi
 if ! have npm || ! have node; then
     note "skipping the kafkajs tests: npm is not installed (apt-get install npm)"
 elif [ ! -d tests/js/node_modules ] && ! (cd tests/js && npm ci --no-audit --no-fund --silent); then

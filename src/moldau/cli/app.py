@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 import moldau
+from moldau.cli import connect as connect_commands
 from moldau.cli import group as group_commands
 from moldau.cli import schema as schema_commands
 from moldau.cli import security as security_commands
@@ -21,6 +22,8 @@ app = typer.Typer(help="Moldau: a Kafka-compatible event streaming platform.", n
 app.add_typer(topic_commands.app, name="topic")
 app.add_typer(group_commands.app, name="group")
 app.add_typer(txn_commands.app, name="txn")
+app.add_typer(connect_commands.connect_app, name="connect")
+app.add_typer(connect_commands.connector_app, name="connector")
 app.add_typer(schema_commands.app, name="schema")
 app.add_typer(security_commands.acl_app, name="acl")
 app.add_typer(security_commands.user_app, name="user")

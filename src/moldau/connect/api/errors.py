@@ -1,0 +1,29 @@
+"""Connect's exception hierarchy (org.apache.kafka.connect.errors)."""
+
+from __future__ import annotations
+
+from moldau.errors import MoldauError
+
+
+class ConnectException(MoldauError):
+    """Any failure in a connector, task, converter or transform."""
+
+
+class DataException(ConnectException):
+    """A record's data does not fit its schema, or cannot be converted."""
+
+
+class RetriableException(ConnectException):
+    """A transient failure: the framework retries the operation (SourceTask.poll, SinkTask.put)."""
+
+
+class NotFoundException(ConnectException):
+    """A connector, task or plugin that does not exist (REST 404)."""
+
+
+class AlreadyExistsException(ConnectException):
+    """A connector created twice (REST 409)."""
+
+
+class BadRequestException(ConnectException):
+    """A request the worker refuses as invalid (REST 400)."""

@@ -1,0 +1,1 @@
+"""Built-in connectors: FileStream (Kafka's examples), Postgres, Mirror."""

@@ -1,0 +1,220 @@
+"""JsonConverter, with Kafka's `{"schema": ..., "payload": ...}` envelope when `schemas.enable=true`."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import decimal
+import json
+from typing import Any
+
+from moldau.connect.api.data import DECIMAL, Field, Schema, SchemaAndValue, Struct
+from moldau.connect.api.errors import DataException
+from moldau.connect.converters import logical
+from moldau.connect.converters.base import Converter, HeaderConverter
+
+
+def _flag(value: Any, default: bool) -> bool:
+    return default if value is None else str(value).strip().lower() == "true"
+
+
+def schema_to_json(schema: Schema) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": schema.type, "optional": schema.optional}
+    if schema.type == "struct":
+        out["fields"] = [{**schema_to_json(f.schema), "field": f.name} for f in schema.fields]
+    elif schema.type == "array" and schema.value_schema:
+        out["items"] = schema_to_json(schema.value_schema)
+    elif schema.type == "map" and schema.key_schema and schema.value_schema:
+        out["keys"] = schema_to_json(schema.key_schema)
+        out["values"] = schema_to_json(schema.value_schema)
+    for key, attr in (("name", "name"), ("version", "version"), ("doc", "doc"), ("parameters", "parameters")):
+        if getattr(schema, attr) is not None:
+            out[key] = getattr(schema, attr)
+    if schema.default is not None:
+        out["default"] = value_to_json(schema, schema.default)
+    return out
+
+
+def schema_from_json(node: dict[str, Any]) -> Schema:
+    if not isinstance(node, dict) or "type" not in node:
+        raise DataException(f"Schema must contain 'type' field: {node!r}")
+    type_ = node["type"]
+    fields: tuple[Field, ...] = ()
+    key = value = None
+    if type_ == "struct":
+        fields = tuple(Field(f["field"], i, schema_from_json(f)) for i, f in enumerate(node.get("fields", [])))
+    elif type_ == "array":
+        value = schema_from_json(node["items"])
+    elif type_ == "map":
+        key, value = schema_from_json(node["keys"]), schema_from_json(node["values"])
+    schema = Schema(type_, optional=bool(node.get("optional", False)), name=node.get("name"),
+                    version=node.get("version"), doc=node.get("doc"), parameters=node.get("parameters"),
+                    fields=fields, key_schema=key, value_schema=value)
+    if node.get("default") is not None:
+        from moldau.connect.api.data import replace_schema
+        schema = replace_schema(schema, default=value_from_json(schema, node["default"]))
+    return schema
+
+
+def value_to_json(schema: Schema | None, value: Any) -> Any:
+    """A Connect value as a JSON-able tree, following its schema when there is one."""
+    if value is None:
+        if schema is not None and schema.default is not None:
+            return value_to_json(schema, schema.default)
+        return None
+    if schema is None:
+        return _schemaless_to_json(value)
+    if schema.name:
+        value = logical.to_wire(schema, value)
+    if schema.type == "struct":
+        if not isinstance(value, Struct):
+            if isinstance(value, dict):
+                return {f.name: value_to_json(f.schema, value.get(f.name)) for f in schema.fields}
+            raise DataException(f"Struct schema with a {type(value).__name__} value")
+        values = value._values
+        return {f.name: value_to_json(f.schema, values.get(f.name)) for f in schema.fields}
+    if schema.type == "array":
+        return [value_to_json(schema.value_schema, v) for v in value]
+    if schema.type == "map":
+        if schema.key_schema is not None and schema.key_schema.type == "string":
+            return {k: value_to_json(schema.value_schema, v) for k, v in value.items()}
+        return [[value_to_json(schema.key_schema, k), value_to_json(schema.value_schema, v)] for k, v in value.items()]
+    if schema.type == "bytes":
+        return base64.b64encode(bytes(value)).decode()
+    if schema.type in ("int8", "int16", "int32", "int64") and (not isinstance(value, int) or isinstance(value, bool)):
+        raise DataException(f"Invalid Java object for schema type {schema.type.upper()}: {type(value).__name__}")
+    return value
+
+
+def _schemaless_to_json(value: Any) -> Any:
+    if isinstance(value, Struct):
+        return value_to_json(value.schema, value)
+    if isinstance(value, dict):
+        return {str(k): _schemaless_to_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_schemaless_to_json(v) for v in value]
+    if isinstance(value, (bytes, bytearray)):
+        return base64.b64encode(bytes(value)).decode()
+    if isinstance(value, dt.datetime):
+        return logical.to_wire(Schema("int64", name="org.apache.kafka.connect.data.Timestamp"), value)
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    if isinstance(value, (dt.date, dt.time)):
+        return value.isoformat()
+    return value
+
+
+def value_from_json(schema: Schema | None, node: Any) -> Any:
+    if schema is None:
+        return node
+    if node is None:
+        if schema.default is not None:
+            return schema.default
+        if not schema.optional:
+            raise DataException(f"Invalid null value for required {schema.type.upper()} field")
+        return None
+    if schema.type == "struct":
+        if not isinstance(node, dict):
+            raise DataException(f"Struct schema with a JSON {type(node).__name__}")
+        return Struct.trusted(schema, {f.name: value_from_json(f.schema, node.get(f.name)) for f in schema.fields})
+    if schema.type == "array":
+        return [value_from_json(schema.value_schema, v) for v in node]
+    if schema.type == "map":
+        if isinstance(node, dict):
+            return {k: value_from_json(schema.value_schema, v) for k, v in node.items()}
+        return {value_from_json(schema.key_schema, k): value_from_json(schema.value_schema, v) for k, v in node}
+    if schema.type == "bytes":
+        if schema.name == DECIMAL and isinstance(node, (int, float)):
+            return decimal.Decimal(str(node))
+        node = base64.b64decode(node)
+    return logical.from_wire(schema, node) if schema.name else node
+
+
+SCHEMA_CACHE_SIZE = 1000  # Kafka's schemas.cache.size default
+_ENVELOPE_HEAD, _ENVELOPE_MID = b'{"schema":', b',"payload":'
+
+
+class JsonConverter(Converter, HeaderConverter):
+    """org.apache.kafka.connect.json.JsonConverter: `schemas.enable` (default true), `schemas.cache.size`.
+
+    Schemas repeat on every record, so both directions cache them: the JSON text of each Schema object,
+    and the Schema parsed from each distinct schema text (as Kafka's converter caches them).
+    """
+
+    schemas_enable = True
+
+    def configure(self, configs: dict[str, Any], is_key: bool = False) -> None:
+        self.is_key = is_key
+        self.schemas_enable = _flag(configs.get("schemas.enable"), True)
+        self.cache_size = int(configs.get("schemas.cache.size", SCHEMA_CACHE_SIZE))
+        self._to_json: dict[int, tuple[Schema, bytes]] = {}
+        self._from_json: dict[bytes, Schema] = {}
+
+    def _schema_bytes(self, schema: Schema) -> bytes:
+        cached = getattr(self, "_to_json", {}).get(id(schema))
+        if cached is not None and cached[0] is schema:
+            return cached[1]
+        text = json.dumps(schema_to_json(schema), separators=(",", ":")).encode()
+        if hasattr(self, "_to_json"):
+            if len(self._to_json) >= self.cache_size:
+                self._to_json.clear()
+            self._to_json[id(schema)] = (schema, text)
+        return text
+
+    def from_connect_data(self, topic: str, schema: Schema | None, value: Any) -> bytes | None:
+        if schema is None and value is None:
+            return None
+        payload = json.dumps(value_to_json(schema, value), separators=(",", ":"), ensure_ascii=False).encode()
+        if not self.schemas_enable:
+            return payload
+        schema_text = b"null" if schema is None else self._schema_bytes(schema)
+        return b"".join((_ENVELOPE_HEAD, schema_text, _ENVELOPE_MID, payload, b"}"))
+
+    def _parse_schema(self, raw: bytes) -> Schema:
+        cache = getattr(self, "_from_json", None)
+        schema = cache.get(raw) if cache is not None else None
+        if schema is None:
+            schema = schema_from_json(json.loads(raw))
+            if cache is not None:
+                if len(cache) >= self.cache_size:
+                    cache.clear()
+                cache[raw] = schema
+        return schema
+
+    def to_connect_data(self, topic: str, data: bytes | None) -> SchemaAndValue:
+        if data is None:
+            return SchemaAndValue(None, None)
+        try:
+            if self.schemas_enable and data.startswith(_ENVELOPE_HEAD) and data.endswith(b"}"):
+                split = data.find(_ENVELOPE_MID)  # our own layout: parse the schema once per distinct text
+                if split > 0:
+                    raw_schema = data[len(_ENVELOPE_HEAD):split]
+                    try:
+                        payload = json.loads(data[split + len(_ENVELOPE_MID):-1])
+                    except ValueError:
+                        payload = None
+                    else:
+                        if raw_schema == b"null":
+                            return SchemaAndValue(None, payload)
+                        schema = self._parse_schema(raw_schema)
+                        return SchemaAndValue(schema, value_from_json(schema, payload))
+            tree = json.loads(data)
+        except ValueError as exc:
+            raise DataException(f"Converting byte[] to Kafka Connect data failed due to serialization error: "
+                                f"{exc}") from exc
+        if not self.schemas_enable:
+            return SchemaAndValue(None, tree)
+        if not isinstance(tree, dict) or set(tree) != {"schema", "payload"}:
+            raise DataException("JsonConverter with schemas.enable requires \"schema\" and \"payload\" fields "
+                                "and may not contain additional fields. If you are trying to deserialize plain "
+                                "JSON data, set schemas.enable=false in your converter configuration.")
+        if tree["schema"] is None:
+            return SchemaAndValue(None, tree["payload"])
+        schema = schema_from_json(tree["schema"])
+        return SchemaAndValue(schema, value_from_json(schema, tree["payload"]))
+
+    def from_connect_header(self, topic: str, key: str, schema: Schema | None, value: Any) -> bytes | None:
+        return self.from_connect_data(topic, schema, value)
+
+    def to_connect_header(self, topic: str, key: str, data: bytes | None) -> SchemaAndValue:
+        return self.to_connect_data(topic, data)

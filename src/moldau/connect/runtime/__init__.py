@@ -1,0 +1,1 @@
+"""The Connect runtime: worker, task runners, herders, error handling (org.apache.kafka.connect.runtime)."""

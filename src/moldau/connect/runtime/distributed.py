@@ -1,0 +1,202 @@
+"""Distributed mode (connect-distributed.sh): workers sharing `group.id` form a group, share configs,
+offsets and statuses through compacted topics, and split connectors and tasks among themselves.
+
+Any worker serves any REST request: config changes are written to the config topic, which every worker
+follows. The group leader watches the config for changes in what there is to assign (connectors, task
+counts) and starts a rebalance when it changes; the owner of a connector regenerates its task configs.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import urllib.request
+from typing import Any
+
+from moldau.connect.api.errors import ConnectException
+from moldau.connect.plugins import Plugins
+from moldau.connect.runtime.connect_protocol import ConnectAssignment, WorkerState, round_robin
+from moldau.connect.runtime.group_member import WorkerGroupMember
+from moldau.connect.runtime.herder import Assignment, Herder
+from moldau.connect.runtime.status import State, Status
+from moldau.connect.runtime.worker import Worker
+from moldau.connect.runtime.worker_config import WorkerConfig
+from moldau.connect.runtime.worker_task import ConnectorTaskId
+from moldau.connect.storage.configs import ClusterConfigState
+from moldau.connect.storage.kafka_log import ensure_topic
+from moldau.connect.storage.kafka_stores import (
+    KafkaConfigBackingStore,
+    KafkaOffsetBackingStore,
+    KafkaStatusBackingStore,
+)
+
+log = logging.getLogger(__name__)
+Shape = tuple[tuple[str, int], ...]
+
+
+def shape_of(state: ClusterConfigState) -> Shape:
+    """What the assignment depends on: the connectors and how many tasks each has."""
+    return tuple(sorted((c, len(state.tasks.get(c, []))) for c in state.connectors))
+
+
+class DistributedHerder(Herder):
+    config_store: KafkaConfigBackingStore
+
+    def __init__(self, worker: Worker, config_store: KafkaConfigBackingStore, status_store: KafkaStatusBackingStore,
+                 url: str, plugin_registry: Plugins | None = None) -> None:
+        super().__init__(worker, config_store, status_store, plugin_registry)
+        self.url = url
+        config = worker.config
+        self.current = Assignment()
+        self._assigned_shape: Shape | None = None
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._restarts: list[tuple[str, bool, bool]] = []
+        self._loop_thread = threading.Thread(target=self._loop, name="connect-herder", daemon=True)
+        self.member = WorkerGroupMember(
+            config.bootstrap_servers, config.get("group.id"), url,
+            session_timeout_ms=int(config.get("session.timeout.ms")),
+            rebalance_timeout_ms=int(config.get("rebalance.timeout.ms")),
+            heartbeat_interval_ms=int(config.get("heartbeat.interval.ms")),
+            config_offset=lambda: self.config_store.snapshot().offset,
+            assignor=self._assign, on_revoke=self._revoke, on_assign=self._on_assign)
+        config_store.listeners.append(self._wake.set)
+        config_store.restart_listeners.append(self._restart_requested)
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._loop_thread.start()
+        self.member.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+        self.member.stop()  # revokes (stops) everything this worker runs, then leaves the group
+        self._loop_thread.join(30)
+        self.worker.stop()
+        for store in (self.config_store, self.status_store, self.worker.offset_store):
+            store.stop()
+
+    def wait_for_assignment(self, timeout_s: float = 60.0) -> bool:
+        return self.member.assigned.wait(timeout_s)
+
+    # -- group callbacks (membership thread) --------------------------------------------------------
+
+    def _assign(self, members: dict[str, WorkerState]) -> dict[str, ConnectAssignment]:
+        self.config_store.refresh()
+        state = self.config_store.snapshot()
+        self._assigned_shape = shape_of(state)
+        dealt = round_robin(list(members), list(state.connectors),
+                            {c: len(t) for c, t in state.tasks.items() if c in state.connectors})
+        return {m: ConnectAssignment(self.member.member_id, self.url, state.offset, conns, tasks)
+                for m, (conns, tasks) in dealt.items()}
+
+    def _revoke(self) -> None:
+        with self._lock:
+            self.current = Assignment()
+            running = list(self.worker.connectors)
+            self.worker.stop()
+            self._running_configs.clear()
+            self._running_task_configs.clear()
+            for name in running:
+                if name in self.config_store.snapshot().connectors:
+                    self.status_store.put_connector(name, Status(State.UNASSIGNED, self.worker.worker_id))
+
+    def _on_assign(self, assignment: ConnectAssignment, generation: int) -> None:
+        with self._lock:
+            self.worker.generation = generation
+            self.current = Assignment(set(assignment.connectors), set(assignment.tasks))
+        if not self.member.is_leader:
+            self._assigned_shape = None
+        self._wake.set()
+
+    # -- the herder loop ---------------------------------------------------------------------------
+
+    def request_reconcile(self) -> None:
+        self._wake.set()
+
+    def assignment(self, state: ClusterConfigState) -> Assignment:
+        return self.current
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.wait(1.0)
+            self._wake.clear()
+            if self._stopping.is_set():
+                break
+            try:
+                self._handle_restarts()
+                self.reconcile()
+                if self.member.is_leader and self._assigned_shape is not None and \
+                        shape_of(self.config_store.snapshot()) != self._assigned_shape:
+                    self.member.request_rejoin()  # new connectors or task counts: deal them out again
+            except Exception:
+                log.exception("connect herder: reconcile failed")
+
+    # -- restarts (KIP-745 requests travel through the config topic) -------------------------------
+
+    def _restart_requested(self, connector: str, include_tasks: bool, only_failed: bool) -> None:
+        with self._lock:
+            self._restarts.append((connector, include_tasks, only_failed))
+        self._wake.set()
+
+    def _handle_restarts(self) -> None:
+        with self._lock:
+            requests, self._restarts = self._restarts, []
+            for connector, include_tasks, only_failed in requests:
+                status = self.status_store.get_connector(connector)
+                restart_connector = connector in self.current.connectors and (
+                    not only_failed or (status is not None and status.state in (State.FAILED, State.RESTARTING)))
+                tasks = []
+                for task_id in self.current.tasks:
+                    if task_id.connector != connector or not include_tasks:
+                        continue
+                    task_status = self.status_store.get_task(connector, task_id.task)
+                    if not only_failed or (task_status is not None and task_status.state in
+                                           (State.FAILED, State.RESTARTING)):
+                        tasks.append(task_id.task)
+                if restart_connector or tasks:
+                    super().do_restart(connector, restart_connector, tasks)
+
+    def submit_restart(self, name: str, include_tasks: bool, only_failed: bool, connector: bool,
+                       tasks: list[int]) -> None:
+        self.config_store.put_restart_request(name, include_tasks, only_failed)
+
+    def restart_task(self, name: str, task: int) -> None:
+        """Run here, or forward to the worker that owns the task (Kafka forwards to the owner's REST API)."""
+        self.task_status(name, task)
+        if ConnectorTaskId(name, task) in self.current.tasks:
+            with self._lock:
+                super().do_restart(name, False, [task])
+            return
+        owner = self.status_store.get_task(name, task)
+        if owner is None or owner.worker_id == self.worker.worker_id:
+            raise ConnectException(f"Task {name}-{task} is not assigned to any worker right now; retry later")
+        req = urllib.request.Request(f"http://{owner.worker_id}/connectors/{name}/tasks/{task}/restart?forward=false",
+                                     method="POST", data=b"")
+        with urllib.request.urlopen(req, timeout=30):
+            pass
+
+
+def distributed_herder(props: dict[str, Any], worker_id: str, url: str,
+                       plugin_registry: Plugins | None = None) -> DistributedHerder:
+    config = WorkerConfig(props)
+    missing = [k for k in ("config.storage.topic", "offset.storage.topic", "status.storage.topic") if not config.get(k)]
+    if missing:
+        raise ConnectException(f"Distributed mode (group.id={config.get('group.id')}) needs {', '.join(missing)}")
+    admin = config.client_config("admin")
+    ensure_topic(admin, config.get("config.storage.topic"), 1, int(config.get("config.storage.replication.factor")))
+    ensure_topic(admin, config.get("offset.storage.topic"), int(config.get("offset.storage.partitions")),
+                 int(config.get("offset.storage.replication.factor")))
+    ensure_topic(admin, config.get("status.storage.topic"), int(config.get("status.storage.partitions")),
+                 int(config.get("status.storage.replication.factor")))
+    client = config.client_config("producer")
+    offsets = KafkaOffsetBackingStore(config.get("offset.storage.topic"), client)
+    status = KafkaStatusBackingStore(config.get("status.storage.topic"), client)
+    configs = KafkaConfigBackingStore(config.get("config.storage.topic"), client)
+    for store in (offsets, status, configs):
+        store.start()
+    worker = Worker(config, worker_id, offsets, status, plugin_registry)
+    return DistributedHerder(worker, configs, status, url, plugin_registry)
+

@@ -1,0 +1,1 @@
+"""Backing stores for source offsets, connector configs and statuses (file, memory, compacted topics)."""

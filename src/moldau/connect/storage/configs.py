@@ -1,0 +1,78 @@
+"""Connector configs, task configs and target states (ConfigBackingStore / ClusterConfigState).
+
+The topic-backed store (`storage.kafka_stores`) writes the same records Kafka's KafkaConfigBackingStore
+does — `connector-<c>`, `task-<c>-<n>`, `commit-<c>`, `target-state-<c>` — and folds them into this state.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from moldau.connect.runtime.status import TargetState
+
+
+@dataclass(slots=True)
+class ClusterConfigState:
+    offset: int = -1  # position in the config topic this snapshot reflects (-1: memory store)
+    connectors: dict[str, dict[str, str]] = field(default_factory=dict)
+    tasks: dict[str, list[dict[str, str]]] = field(default_factory=dict)
+    targets: dict[str, TargetState] = field(default_factory=dict)
+
+    def target(self, connector: str) -> TargetState:
+        return self.targets.get(connector, TargetState.STARTED)
+
+    def copy(self) -> ClusterConfigState:
+        return ClusterConfigState(self.offset, {k: dict(v) for k, v in self.connectors.items()},
+                                  {k: [dict(t) for t in v] for k, v in self.tasks.items()}, dict(self.targets))
+
+
+class ConfigBackingStore:
+    """In-memory configs (standalone mode). Listeners hear about every change (the herder reconciles)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.state = ClusterConfigState()
+        self.listeners: list[Callable[[], None]] = []
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+    def snapshot(self) -> ClusterConfigState:
+        with self._lock:
+            return self.state.copy()
+
+    def _changed(self) -> None:
+        for listener in self.listeners:
+            listener()
+
+    def put_connector_config(self, connector: str, config: dict[str, str], target: TargetState | None) -> None:
+        with self._lock:
+            self.state.connectors[connector] = dict(config)
+            if target is not None:
+                self.state.targets[connector] = target
+        self._changed()
+
+    def remove_connector_config(self, connector: str) -> None:
+        with self._lock:
+            self.state.connectors.pop(connector, None)
+            self.state.tasks.pop(connector, None)
+            self.state.targets.pop(connector, None)
+        self._changed()
+
+    def put_task_configs(self, connector: str, configs: list[dict[str, str]]) -> None:
+        with self._lock:
+            self.state.tasks[connector] = [dict(c) for c in configs]
+        self._changed()
+
+    def put_target_state(self, connector: str, target: TargetState) -> None:
+        with self._lock:
+            self.state.targets[connector] = target
+        self._changed()
+
+    def refresh(self, timeout_s: float = 30.0) -> None:
+        """Read to the end of the config log (topic store); nothing to do in memory."""
