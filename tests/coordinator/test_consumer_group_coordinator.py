@@ -8,8 +8,8 @@ import asyncio
 
 import pytest
 
+from moldau.broker.coordinator_partitions import build_group_coordinator
 from moldau.coordinator.consumer_group_coordinator import HeartbeatRequest
-from moldau.coordinator.service import Coordinator
 from moldau.protocol.errors import ErrorCode as E
 from moldau.testing import running_broker
 from tests.fixtures import GROUP_TEST_OVERRIDES
@@ -58,7 +58,7 @@ def test_partitions_move_only_after_revocation(embedded):
         assert parts(b) == set(range(6)) - kept
         assert c.consumer_groups["g"].state.value == "Stable"
         # The group is a replay of its records.
-        replayed = Coordinator(embedded.broker.config, embedded.broker.replica_manager)
+        replayed = build_group_coordinator(embedded.broker.config, embedded.broker.replica_manager)
         replayed.load()
         group, again = c.consumer_groups["g"], replayed.consumer_groups["g"]
         assert (again.group_epoch, again.assignment_epoch) == (group.group_epoch, group.assignment_epoch)

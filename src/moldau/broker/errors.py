@@ -2,17 +2,10 @@
 
 from __future__ import annotations
 
-from moldau.errors import MoldauError
+from moldau.errors import ApiError, MoldauError
 from moldau.protocol.errors import ErrorCode
 
-
-class ApiError(MoldauError):
-    """A request failed with a Kafka error code; `message` goes into the response where the API has room."""
-
-    def __init__(self, error_code: ErrorCode, message: str | None = None) -> None:
-        super().__init__(message or error_code.name)
-        self.error_code = error_code
-        self.message = message
+__all__ = ["ApiError", "as_api_error"]
 
 
 def as_api_error(exc: MoldauError) -> ApiError:

@@ -16,6 +16,7 @@ from typing import Any
 
 from moldau.broker.config import BrokerConfig, Listener
 from moldau.broker.connection import KafkaConnection
+from moldau.broker.coordinator_partitions import build_group_coordinator, build_transaction_coordinator
 from moldau.broker.dynamic_config import ConfigManager
 from moldau.broker.fetch_session import FetchSessionCache
 from moldau.broker.handlers import HANDLERS, supported_versions
@@ -24,8 +25,6 @@ from moldau.broker.producer_id_manager import ProducerIdManager
 from moldau.broker.replica_manager import ReplicaManager
 from moldau.broker.topic_config import broker_default_log_config
 from moldau.cluster.metadata_store import LocalMetadataStore
-from moldau.coordinator.service import Coordinator
-from moldau.coordinator.transaction_coordinator import TransactionCoordinator
 from moldau.storage.errors import StorageError
 from moldau.storage.log_cleaner import CleanerConfig, LogCleaner
 from moldau.storage.log_manager import LogManager
@@ -80,9 +79,9 @@ class Broker:
         )
         self.config_manager = ConfigManager(config, self.replica_manager)
         self.log_retention = LogRetention(config, self.log_manager)
-        self.group_coordinator = Coordinator(config, self.replica_manager)
-        self.transaction_coordinator = TransactionCoordinator(config, self.replica_manager,
-                                                              self.producer_id_manager, self.group_coordinator)
+        self.group_coordinator = build_group_coordinator(config, self.replica_manager)
+        self.transaction_coordinator = build_transaction_coordinator(config, self.replica_manager,
+                                                                     self.producer_id_manager, self.group_coordinator)
 
     @property
     def cluster_id(self) -> str:

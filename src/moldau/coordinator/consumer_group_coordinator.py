@@ -4,7 +4,8 @@ One heartbeat: validate the member and its epoch, record subscription changes (b
 recompute the target assignment when the group epoch is ahead of the assignment epoch, then move the
 member one step towards its target (`next_assignment`). Every change is a record: built here, replayed
 into memory by `consumer_group_records.replay` (the same code the loader runs) and appended to
-`__consumer_offsets` before the response goes out.
+`__consumer_offsets` by the `CoordinatorRuntime` before the response goes out; a failed append reverts
+the group to its snapshot (the runtime's undo log).
 """
 
 from __future__ import annotations
@@ -14,13 +15,13 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from moldau.broker.config import BrokerConfig
-from moldau.broker.replica_manager import ReplicaManager
 from moldau.coordinator import consumer_group_records as cgr
 from moldau.coordinator.append_errors import coordinator_append_error
 from moldau.coordinator.assignors import ASSIGNORS, MemberSpec
+from moldau.coordinator.config import GroupCoordinatorConfig
 from moldau.coordinator.consumer_group import (
     LEAVE_GROUP_MEMBER_EPOCH,
     LEAVE_GROUP_STATIC_MEMBER_EPOCH,
@@ -32,6 +33,8 @@ from moldau.coordinator.consumer_group import (
 )
 from moldau.coordinator.group_coordinator import GroupCoordinator
 from moldau.coordinator.records import OFFSETS_TOPIC
+from moldau.coordinator.runtime import Clock, CoordinatorLoader, CoordinatorResult, PartitionWriter
+from moldau.coordinator.state import TopicMetadata
 from moldau.errors import MoldauError
 from moldau.protocol.errors import ErrorCode
 
@@ -69,27 +72,43 @@ class HeartbeatResult:
 class ConsumerGroupCoordinator(GroupCoordinator):
     """The consumer groups of this broker, beside the classic ones (`self.groups`)."""
 
-    def __init__(self, config: BrokerConfig, replica_manager: ReplicaManager) -> None:
-        super().__init__(config, replica_manager)
-        self.replica_manager = replica_manager
+    def __init__(self, config: GroupCoordinatorConfig, writer: PartitionWriter, loader: CoordinatorLoader,
+                 topic_metadata: TopicMetadata, clock: Clock | None = None) -> None:
+        super().__init__(config, writer, loader, topic_metadata, clock)
         self.consumer_groups: dict[str, ConsumerGroup] = {}
 
-    def load(self) -> None:
-        super().load()
+    def on_loaded(self, partition: int) -> None:
+        super().on_loaded(partition)
         for group in self.consumer_groups.values():
-            for member in group.members.values():
-                self._schedule_session(group.group_id, member.member_id)
+            if self.log.partition_of(group.group_id) == partition:
+                for member in group.members.values():
+                    self._schedule_session(group.group_id, member.member_id)
 
     def replay_other(self, key_bytes: bytes, value_bytes: bytes | None) -> None:
-        group_id = cgr.replay(self.consumer_groups, key_bytes, value_bytes)
+        group_id = cgr.replay(self.consumer_groups, key_bytes, value_bytes, before=self._snapshot_consumer_group)
         if group_id is not None and group_id in self.consumer_groups:
             classic = self.groups.get(group_id)
             if classic is not None and not classic.members:
-                del self.groups[group_id]  # an empty classic group was converted (Kafka's online upgrade)
+                self._set_group(group_id, None)  # an empty classic group was converted (Kafka's online upgrade)
+
+    def _snapshot_consumer_group(self, group_id: str) -> None:
+        """Inside an operation, the group's first change puts a copy of it in the undo log."""
+
+        def snapshot() -> Callable[[], None]:
+            saved = copy.deepcopy(self.consumer_groups.get(group_id))
+
+            def restore() -> None:
+                if saved is None:
+                    self.consumer_groups.pop(group_id, None)
+                else:
+                    self.consumer_groups[group_id] = copy.deepcopy(saved)
+            return restore
+
+        self.registry.record_once(("consumer", group_id), snapshot)
 
     @property
     def heartbeat_interval_ms(self) -> int:
-        return self.config["group.consumer.heartbeat.interval.ms"]
+        return self.config.group_consumer_heartbeat_interval_ms
 
     # -- the heartbeat ------------------------------------------------------------------------------
 
@@ -98,19 +117,21 @@ class ConsumerGroupCoordinator(GroupCoordinator):
         error = self._validate_request(req)
         if error is not None:
             return error
-        records: list[cgr.KeyValue] = []
-        if req.member_epoch in (LEAVE_GROUP_MEMBER_EPOCH, LEAVE_GROUP_STATIC_MEMBER_EPOCH):
-            result = self._leave(req, records)
-        else:
-            result = self._heartbeat(req, records)
-        if records:
-            try:
-                await self.write(req.group_id, records)
-            except (MoldauError, OSError) as exc:
-                # The state already moved on in memory (as Kafka's uncommitted state would); the member retries.
-                log.debug("writing consumer group %s records failed: %s", req.group_id, exc)
-                return HeartbeatResult(coordinator_append_error(exc), str(exc), req.member_id, req.member_epoch)
-        return result
+
+        def operation() -> CoordinatorResult[HeartbeatResult]:
+            records: list[cgr.KeyValue] = []
+            if req.member_epoch in (LEAVE_GROUP_MEMBER_EPOCH, LEAVE_GROUP_STATIC_MEMBER_EPOCH):
+                result = self._leave(req, records)
+            else:
+                result = self._heartbeat(req, records)
+            return CoordinatorResult(records, result, replayed=True)
+
+        try:
+            return await self.log.write(req.group_id, operation)
+        except (MoldauError, OSError) as exc:
+            # The runtime reverted the group to its state before this heartbeat; the member retries.
+            log.debug("writing consumer group %s records failed: %s", req.group_id, exc)
+            return HeartbeatResult(coordinator_append_error(exc), str(exc), req.member_id, req.member_epoch)
 
     def _validate_request(self, req: HeartbeatRequest) -> HeartbeatResult | None:
         def invalid(message: str, code: ErrorCode = E.INVALID_REQUEST) -> HeartbeatResult:
@@ -143,7 +164,7 @@ class ConsumerGroupCoordinator(GroupCoordinator):
         return None
 
     def _assignor_names(self) -> list[str]:
-        return [n for n in self.config["group.consumer.assignors"] if n in ASSIGNORS] or ["uniform"]
+        return [n for n in self.config.group_consumer_assignors if n in ASSIGNORS] or ["uniform"]
 
     def _group_for(self, req: HeartbeatRequest) -> ConsumerGroup | HeartbeatResult:
         group = self.consumer_groups.get(req.group_id)
@@ -209,7 +230,7 @@ class ConsumerGroupCoordinator(GroupCoordinator):
                                                f"of group {group.group_id} is still in use by another member.",
                                                req.member_id, req.member_epoch)
                     return self._replace_static_member(group, static, req, records)
-            if member is None and len(group.members) >= self.config["group.consumer.max.size"]:
+            if member is None and len(group.members) >= self.config.group_consumer_max_size:
                 return HeartbeatResult(E.GROUP_MAX_SIZE_REACHED, f"Group {group.group_id} is full.",
                                        req.member_id, req.member_epoch)
             return member if member is not None else ConsumerGroupMember(req.member_id)
@@ -299,12 +320,19 @@ class ConsumerGroupCoordinator(GroupCoordinator):
         if expected_epoch is not None and (member.member_epoch != expected_epoch
                                            or member.state != MemberState.UNREVOKED_PARTITIONS):
             return
-        records: list[cgr.KeyValue] = []
-        self._remove_member(group, member, reason, records)
-        self.write(group_id, records)
+
+        def operation() -> CoordinatorResult[None]:
+            records: list[cgr.KeyValue] = []
+            current = self.consumer_groups.get(group_id)
+            fenced = current.members.get(member_id) if current is not None else None
+            if current is not None and fenced is not None:
+                self._remove_member(current, fenced, reason, records)
+            return CoordinatorResult(records, None, replayed=True)
+
+        self.log.write_in_background(group_id, operation)
 
     def _schedule_session(self, group_id: str, member_id: str) -> None:
-        timeout = self.config["group.consumer.session.timeout.ms"]
+        timeout = self.config.group_consumer_session_timeout_ms
         self._schedule(("cg-session", group_id, member_id), timeout,
                        lambda: self._fence(group_id, member_id, None,
                                            f"was fenced: no heartbeat within {timeout} ms (session timeout)"))
@@ -332,18 +360,19 @@ class ConsumerGroupCoordinator(GroupCoordinator):
         topics = set(member.subscribed_topic_names)
         if member.subscribed_topic_regex:
             pattern = re.compile(member.subscribed_topic_regex)
-            topics.update(t for t in self.replica_manager.topics
+            topics.update(t for t in self.topic_metadata.topics()
                           if t != OFFSETS_TOPIC and not t.startswith("__") and pattern.fullmatch(t))
         return topics
 
     def _subscription_metadata(self, group: ConsumerGroup) -> dict[str, tuple[uuid.UUID, int]]:
         result = {}
+        topics = self.topic_metadata.topics()
         for member in group.members.values():
             member.resolved_topics = self._resolved_topics(member)
             for name in member.resolved_topics:
-                topic = self.replica_manager.topics.get(name)
+                topic = topics.get(name)
                 if topic is not None:
-                    result[name] = (topic.topic_id, len(topic.partitions))
+                    result[name] = topic
         return result
 
     def _compute_target_assignment(self, group: ConsumerGroup, records: list[cgr.KeyValue]) -> None:
@@ -362,7 +391,7 @@ class ConsumerGroupCoordinator(GroupCoordinator):
             target = {ids[name]: ps for name, ps in parts.items() if ps}
             if target != group.members[member_id].target:
                 new.append(cgr.target_member_record(group.group_id, member_id, target))
-        new.append(cgr.target_epoch_record(group.group_id, group.group_epoch, int(time.time() * 1000)))
+        new.append(cgr.target_epoch_record(group.group_id, group.group_epoch, self.now_ms()))
         self._apply(records, new)
         log.info("consumer group %s: target assignment at epoch %d by %s for %d member(s) in %.1f ms",
                  group.group_id, group.group_epoch, assignor.name, len(specs),
@@ -404,16 +433,22 @@ class ConsumerGroupCoordinator(GroupCoordinator):
 
     async def delete_consumer_group(self, group_id: str) -> ErrorCode:
         """DeleteGroups for a consumer group: only when empty; its offsets and records get tombstones."""
-        group = self.consumer_groups[group_id]
-        if group.members:
-            return E.NON_EMPTY_GROUP
-        records = [self.offset_record(group_id, t, p, None) for t, p in self.offsets.delete_group(group_id)]
-        self._cancel_group_timers(group_id)
-        self._apply(records, [cgr.target_epoch_record(group_id, None), cgr.partition_metadata_record(group_id, None),
-                              cgr.group_epoch_record(group_id, None)])
-        await self.write(group_id, records)
-        log.info("deleted consumer group %s", group_id)
-        return E.NONE
+        def operation() -> CoordinatorResult[ErrorCode]:
+            group = self.consumer_groups.get(group_id)
+            if group is None:
+                return CoordinatorResult([], E.GROUP_ID_NOT_FOUND)
+            if group.members:
+                return CoordinatorResult([], E.NON_EMPTY_GROUP)
+            records = [self.offset_record(group_id, t, p, None) for t, p in self.offsets.of_group(group_id)]
+            records += [cgr.target_epoch_record(group_id, None), cgr.partition_metadata_record(group_id, None),
+                        cgr.group_epoch_record(group_id, None)]
+            return CoordinatorResult(records, E.NONE)
+
+        error = await self.log.write(group_id, operation)
+        if error is E.NONE:
+            self._cancel_group_timers(group_id)
+            log.info("deleted consumer group %s", group_id)
+        return error
 
     def list_consumer_groups(self, states: list[str], types: list[str]) -> list[ConsumerGroup]:
         wanted_states = {s.lower() for s in states}
@@ -423,7 +458,7 @@ class ConsumerGroupCoordinator(GroupCoordinator):
                 if not wanted_states or g.state.value.lower() in wanted_states]
 
     def topic_names(self) -> dict[uuid.UUID, str]:
-        return {tid: name for name, tid in ((n, t.topic_id) for n, t in self.replica_manager.topics.items())}
+        return {tid: name for name, (tid, _) in self.topic_metadata.topics().items()}
 
     def describe_consumer_group(self, group_id: str) -> ConsumerGroup | None:
         self.check_available(group_id)

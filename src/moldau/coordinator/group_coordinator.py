@@ -1,8 +1,9 @@
 """The classic-protocol group coordinator: JoinGroup, SyncGroup, Heartbeat, LeaveGroup and the rebalance.
 
 Follows Kafka's `GroupMetadataManager` (group-coordinator module) for classic groups. State changes are
-applied in memory at once; GroupMetadata records go to `__consumer_offsets` (through `CoordinatorLog`),
-and the in-memory state after a restart is a replay of them (`state.py`). Parked JoinGroup/SyncGroup
+applied in memory inside a runtime operation; GroupMetadata records go to `__consumer_offsets` through the
+`CoordinatorRuntime`, which reverts the change when the write fails, and the in-memory state after a
+restart is a replay of them (`state.py`). Parked JoinGroup/SyncGroup
 responses are futures that the rebalance completes. Offsets and admin calls live in `group_admin.py`.
 """
 
@@ -10,15 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
-from moldau.broker.errors import ApiError
 from moldau.coordinator.append_errors import coordinator_append_error
-from moldau.coordinator.classic_group import ClassicGroup, ClassicGroupMember, GroupState, subscription_topics
+from moldau.coordinator.classic_group import (
+    ClassicGroup,
+    ClassicGroupMember,
+    GroupState,
+    snapshot_classic,
+    subscription_topics,
+)
+from moldau.coordinator.runtime import CoordinatorError
 from moldau.coordinator.state import CoordinatorState
 from moldau.errors import MoldauError
 from moldau.protocol.errors import ErrorCode
@@ -62,10 +67,6 @@ class JoinRequest:
     client_host: str
     require_known_member_id: bool
     supports_skip_assignment: bool
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class GroupCoordinator(CoordinatorState):
@@ -236,8 +237,8 @@ class GroupCoordinator(CoordinatorState):
                 fut.set_result(JoinResult(E.FENCED_INSTANCE_ID, old_id) if attr == "join_future"
                                else SyncResult(E.FENCED_INSTANCE_ID))
             setattr(old, attr, None)
+        restore = snapshot_classic(group)  # before the replacement: a failed write puts the old member back
         member = group.replace_static_member(instance_id, old_id, new_id)
-        previous = (member.protocols, member.rebalance_timeout_ms, member.session_timeout_ms)
         self._set_member_protocols(group, member, req)
         self._reschedule_heartbeat(group, member)
         log.info("static member %s of group %s replaced member id %s with %s", instance_id, group.group_id,
@@ -248,8 +249,7 @@ class GroupCoordinator(CoordinatorState):
                 or set(subscription_topics(member.metadata(group.protocol_name))) == old_topics)
             if unchanged:
                 result = self._join_response(group, member, E.NONE, skip_assignment=req.supports_skip_assignment)
-                return self._store_then(group, result, revert=lambda: self._revert_static(
-                    group, instance_id, old_id, new_id, previous))
+                return self._store_then(group, member, result, restore)
             member.join_future = future = self.loop.create_future()
             self._prepare_rebalance(group, f"static member {instance_id} changed its protocols")
             return future
@@ -261,24 +261,24 @@ class GroupCoordinator(CoordinatorState):
             self._maybe_prepare_rebalance_or_complete_join(group, f"static member {instance_id} rejoined")
         return future
 
-    def _revert_static(self, group: ClassicGroup, instance_id: str, old_id: str, new_id: str,
-                       previous: tuple[Any, int, int]) -> None:
-        if new_id in group.members:
-            member = group.replace_static_member(instance_id, new_id, old_id)
-            member.protocols, member.rebalance_timeout_ms, member.session_timeout_ms = previous
-
-    def _store_then(self, group: ClassicGroup, result: JoinResult, revert: Callable[[], None],
-                    ) -> asyncio.Future[JoinResult]:
+    def _store_then(self, group: ClassicGroup, member: ClassicGroupMember, result: JoinResult,
+                    restore: Callable[[], None]) -> asyncio.Future[JoinResult]:
+        """Answer ``result`` once the group's record is written; a failed write reverts the group to
+        ``restore`` (taken before the change) and answers the mapped append error (Kafka's
+        ``appendGroupMetadataErrorToResponseError``)."""
         future: asyncio.Future[JoinResult] = self.loop.create_future()
 
-        def done(task: asyncio.Task[None]) -> None:
-            if task.cancelled() or task.exception() is not None:
-                revert()
-                future.set_result(JoinResult(E.UNKNOWN_SERVER_ERROR, result.member_id))
+        async def store() -> None:
+            try:
+                await self.store_group(group, restore=restore)
+            except (MoldauError, OSError) as exc:
+                self._reschedule_heartbeat(group, member)  # the restored member keeps its session
+                future.set_result(JoinResult(coordinator_append_error(exc), result.member_id))
             else:
                 future.set_result(result)
 
-        self.store_group(group).add_done_callback(done)
+        task = self.loop.create_task(store())
+        future.add_done_callback(lambda _: task)  # keep the task referenced until answered
         return future
 
     def _join_response(self, group: ClassicGroup, member: ClassicGroupMember, error: ErrorCode,
@@ -304,7 +304,7 @@ class GroupCoordinator(CoordinatorState):
             self._propagate_assignment(group, E.REBALANCE_IN_PROGRESS)
         self._cancel(("sync", group.group_id))
         initial = group.is_in(GroupState.EMPTY)
-        group.transition_to(GroupState.PREPARING_REBALANCE, _now_ms())
+        group.transition_to(GroupState.PREPARING_REBALANCE, self.now_ms())
         log.info("preparing to rebalance group %s in generation %d (%s)", group.group_id, group.generation_id,
                  reason)
         if initial:
@@ -355,13 +355,13 @@ class GroupCoordinator(CoordinatorState):
             self._cancel(("heartbeat", group.group_id, pending))
         group.pending_members.clear()
         group.generation_id += 1
-        now = _now_ms()
+        now = self.now_ms()
         if not group.members:
             group.protocol_name = None
             group.leader_id = None
             group.transition_to(GroupState.EMPTY, now)
             log.info("group %s is empty in generation %d", group.group_id, group.generation_id)
-            self.store_group(group)
+            self.store_group_in_background(group)
             return
         group.protocol_name = group.select_protocol()
         group.transition_to(GroupState.COMPLETING_REBALANCE, now)
@@ -451,22 +451,29 @@ class GroupCoordinator(CoordinatorState):
         return await asyncio.shield(future)
 
     async def _apply_leader_assignment(self, group: ClassicGroup, assignments: dict[str, bytes]) -> None:
+        """The leader's assignment makes the group stable: one runtime operation, so a failed write puts
+        the group back in CompletingRebalance (then rebalanced, as Kafka does)."""
         generation = group.generation_id
         pending = {mid: assignments.get(mid, b"") for mid in group.members}
+
+        def stabilize() -> None:
+            if group.generation_id != generation or not group.is_in(GroupState.COMPLETING_REBALANCE):
+                return
+            for member_id, assignment in pending.items():
+                if member_id in group.members:
+                    group.members[member_id].assignment = assignment
+            group.transition_to(GroupState.STABLE, self.now_ms())
+
         try:
-            await self.store_group(group, pending)
+            await self.store_group(group, pending, change=stabilize)
         except (MoldauError, OSError) as exc:
             log.debug("storing the assignment of group %s failed: %s", group.group_id, exc)
             if group.generation_id == generation and group.is_in(GroupState.COMPLETING_REBALANCE):
                 self._propagate_assignment(group, coordinator_append_error(exc))
                 self._prepare_rebalance(group, "storing the assignment failed")
             return
-        if group.generation_id != generation or not group.is_in(GroupState.COMPLETING_REBALANCE):
+        if group.generation_id != generation or not group.is_in(GroupState.STABLE):
             return
-        for member_id, assignment in pending.items():
-            if member_id in group.members:
-                group.members[member_id].assignment = assignment
-        group.transition_to(GroupState.STABLE, _now_ms())
         self._propagate_assignment(group, E.NONE)
         log.info("group %s is stable in generation %d", group.group_id, generation)
 
@@ -532,5 +539,7 @@ class GroupCoordinator(CoordinatorState):
         return None
 
     def check_available(self, group_id: str) -> None:
+        """COORDINATOR_LOAD_IN_PROGRESS before loading, NOT_COORDINATOR once the group's shard is unloaded."""
         if not self.loaded:
-            raise ApiError(E.COORDINATOR_LOAD_IN_PROGRESS)
+            raise CoordinatorError(E.COORDINATOR_LOAD_IN_PROGRESS)
+        self.log.check(self.log.partition_of(group_id))

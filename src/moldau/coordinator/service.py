@@ -1,20 +1,22 @@
 """The group coordinator as the broker uses it: membership (`GroupCoordinator`) plus offsets and admin.
 
 Offsets follow Kafka's `OffsetMetadataManager`: commits are validated against the group's generation and
-member, written as OffsetCommit records (acks=-1) and replayed into memory by the same `replay` the
-loader uses; `offsets.retention.minutes` expires the offsets of empty groups.
+member, and committed through the `CoordinatorRuntime` like every other change: replayed into memory by
+the same `replay` the loader uses, appended (acks=-1), reverted if the append fails.
+`offsets.retention.minutes` expires the offsets of empty groups.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
+from functools import partial
 
-from moldau.coordinator.classic_group import ClassicGroup, GroupState
+from moldau.coordinator.classic_group import ClassicGroup, GroupState, snapshot_classic
 from moldau.coordinator.consumer_group_coordinator import ConsumerGroupCoordinator
 from moldau.coordinator.offsets import OffsetAndMetadata, TopicPartition
 from moldau.coordinator.records import GroupMetadataKey, encode_key
+from moldau.coordinator.runtime import CoordinatorResult, KeyValue
 from moldau.protocol.errors import ErrorCode
 
 log = logging.getLogger(__name__)
@@ -57,19 +59,10 @@ class Coordinator(ConsumerGroupCoordinator):
         return E.NONE
 
     async def commit_offsets(self, group_id: str, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
-        """Write and apply validated commits; raises if the append fails (after undoing the replay)."""
+        """Commit validated offsets; raises CoordinatorError if the append fails (the runtime reverts them)."""
         if not offsets:
             return
-        previous = {tp: self.offsets.get(group_id, *tp) for tp in offsets}
-        records = [self.offset_record(group_id, t, p, o) for (t, p), o in offsets.items()]
-        for key, value in records:
-            self.replay(key, value)
-        try:
-            await self.write(group_id, records)
-        except Exception:
-            for (topic, partition), old in previous.items():
-                self.offsets.replay(group_id, topic, partition, old)
-            raise
+        await self.write(group_id, [self.offset_record(group_id, t, p, o) for (t, p), o in offsets.items()])
 
     def fetch_offsets(self, group_id: str, partitions: list[TopicPartition] | None,
                       ) -> dict[TopicPartition, OffsetAndMetadata | None]:
@@ -83,28 +76,29 @@ class Coordinator(ConsumerGroupCoordinator):
                              ) -> tuple[ErrorCode, dict[TopicPartition, ErrorCode]]:
         """OffsetDelete: refused for topics a non-empty consumer group still subscribes to."""
         self.check_available(group_id)
-        group = self.groups.get(group_id)
-        if group is None or group.is_in(GroupState.DEAD):
-            return E.GROUP_ID_NOT_FOUND, {}
-        subscribed: set[str] = set()
-        if not group.is_in(GroupState.EMPTY):
-            topics = group.subscribed_topics()
-            if topics is None:
-                return E.NON_EMPTY_GROUP, {}
-            subscribed = topics
-        errors: dict[TopicPartition, ErrorCode] = {}
-        records = []
-        for tp in partitions:
-            if tp[0] in subscribed:
-                errors[tp] = E.GROUP_SUBSCRIBED_TO_TOPIC
-                continue
-            errors[tp] = E.NONE
-            if self.offsets.get(group_id, *tp) is not None:
-                records.append(self.offset_record(group_id, tp[0], tp[1], None))
-        for key, value in records:
-            self.replay(key, value)
-        await self.write(group_id, records)
-        return E.NONE, errors
+
+        def operation() -> CoordinatorResult[tuple[ErrorCode, dict[TopicPartition, ErrorCode]]]:
+            group = self.groups.get(group_id)
+            if group is None or group.is_in(GroupState.DEAD):
+                return CoordinatorResult([], (E.GROUP_ID_NOT_FOUND, {}))
+            subscribed: set[str] = set()
+            if not group.is_in(GroupState.EMPTY):
+                topics = group.subscribed_topics()
+                if topics is None:
+                    return CoordinatorResult([], (E.NON_EMPTY_GROUP, {}))
+                subscribed = topics
+            errors: dict[TopicPartition, ErrorCode] = {}
+            records = []
+            for tp in partitions:
+                if tp[0] in subscribed:
+                    errors[tp] = E.GROUP_SUBSCRIBED_TO_TOPIC
+                    continue
+                errors[tp] = E.NONE
+                if self.offsets.get(group_id, *tp) is not None:
+                    records.append(self.offset_record(group_id, tp[0], tp[1], None))
+            return CoordinatorResult(records, (E.NONE, errors))
+
+        return await self.log.write(group_id, operation)
 
     # -- admin --------------------------------------------------------------------------------------
 
@@ -138,59 +132,63 @@ class Coordinator(ConsumerGroupCoordinator):
         return results
 
     async def _delete_group(self, group: ClassicGroup) -> None:
-        group.transition_to(GroupState.DEAD, int(time.time() * 1000))
+        def operation() -> CoordinatorResult[None]:
+            self.registry.record_once(("classic", group.group_id), lambda: snapshot_classic(group))
+            group.transition_to(GroupState.DEAD, self.now_ms())
+            records = [self.offset_record(group.group_id, t, p, None) for t, p in self.offsets.of_group(group.group_id)]
+            records.append((encode_key(GroupMetadataKey(group.group_id)), None))
+            return CoordinatorResult(records, None)
+
+        await self.log.write(group.group_id, operation)
         self._cancel_group_timers(group.group_id)
-        records = [self.offset_record(group.group_id, t, p, None)
-                   for t, p in self.offsets.delete_group(group.group_id)]
-        records.append((encode_key(GroupMetadataKey(group.group_id)), None))
-        self.groups.pop(group.group_id, None)
-        await self.write(group.group_id, records)
         log.info("deleted group %s", group.group_id)
 
     # -- offsets.retention.minutes ------------------------------------------------------------------
 
     async def expire_offsets(self, now_ms: int | None = None) -> int:
         """Tombstone offsets of empty groups (classic and KIP-848) older than the retention; drop groups left
-        with nothing."""
-        now = int(time.time() * 1000) if now_ms is None else now_ms
-        retention_ms = self.config["offsets.retention.minutes"] * 60_000
+        with nothing. One runtime operation per group."""
+        now = self.now_ms() if now_ms is None else now_ms
+        retention_ms = self.config.offsets_retention_minutes * 60_000
         expired_total = 0
-        for group in list(self.groups.values()):
-            if not group.is_in(GroupState.EMPTY):
-                continue
-            # A group that used group management counts from when it became empty; a simple one from commits.
-            base = group.state_timestamp_ms if group.protocol_type else None
-            expired = self.offsets.expired(group.group_id, now, retention_ms, base)
-            records = [self.offset_record(group.group_id, t, p, None) for t, p in expired]
-            for key, value in records:
-                self.replay(key, value)
-            if not self.offsets.has_offsets(group.group_id) and group.generation_id >= 0:
-                records.append((encode_key(GroupMetadataKey(group.group_id)), None))
-                group.transition_to(GroupState.DEAD, now)
-                self.groups.pop(group.group_id, None)
-            if records:
-                expired_total += len(expired)
-                await self.write(group.group_id, records)
+        for group_id in list(self.groups):
+            expired_total += await self.log.write(group_id, partial(self._expire_classic, group_id, now,
+                                                                    retention_ms))
         for group_id, consumer_group in list(self.consumer_groups.items()):
             if consumer_group.members:
                 continue
             # KIP-848 groups: an empty group's offsets expire by their commit time (Kafka's
             # ConsumerGroup.offsetExpirationCondition); an empty group left without offsets is deleted.
-            expired = self.offsets.expired(group_id, now, retention_ms, None)
-            if expired:
-                records = [self.offset_record(group_id, t, p, None) for t, p in expired]
-                for key, value in records:
-                    self.replay(key, value)
-                expired_total += len(expired)
-                await self.write(group_id, records)
-                if not self.offsets.has_offsets(group_id):
-                    await self.delete_consumer_group(group_id)
+            expired = await self.log.write(group_id, partial(self._expire_tombstones, group_id, now,
+                                                             retention_ms, None))
+            if expired and not self.offsets.has_offsets(group_id) and group_id in self.consumer_groups:
+                await self.delete_consumer_group(group_id)
+            expired_total += expired
         if expired_total:
             log.info("expired %d offset(s) (offsets.retention.minutes)", expired_total)
         return expired_total
 
+    def _expire_tombstones(self, group_id: str, now: int, retention_ms: int, base: int | None,
+                           ) -> CoordinatorResult[int]:
+        expired = self.offsets.expired(group_id, now, retention_ms, base)
+        return CoordinatorResult([self.offset_record(group_id, t, p, None) for t, p in expired], len(expired))
+
+    def _expire_classic(self, group_id: str, now: int, retention_ms: int) -> CoordinatorResult[int]:
+        group = self.groups.get(group_id)
+        if group is None or not group.is_in(GroupState.EMPTY):
+            return CoordinatorResult([], 0)
+        # A group that used group management counts from when it became empty; a simple one from commits.
+        base = group.state_timestamp_ms if group.protocol_type else None
+        expired = self.offsets.expired(group_id, now, retention_ms, base)
+        records: list[KeyValue] = [self.offset_record(group_id, t, p, None) for t, p in expired]
+        if len(expired) == len(self.offsets.of_group(group_id)) and group.generation_id >= 0:
+            self.registry.record_once(("classic", group_id), lambda: snapshot_classic(group))
+            group.transition_to(GroupState.DEAD, now)
+            records.append((encode_key(GroupMetadataKey(group_id)), None))
+        return CoordinatorResult(records, len(expired))
+
     async def run_expiry(self) -> None:
-        interval = self.config["offsets.retention.check.interval.ms"] / 1000
+        interval = self.config.offsets_retention_check_interval_ms / 1000
         while True:
             await asyncio.sleep(interval)
             try:
