@@ -15,13 +15,11 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from moldau.coordinator import consumer_group_records as cgr
 from moldau.coordinator.append_errors import coordinator_append_error
 from moldau.coordinator.assignors import ASSIGNORS, MemberSpec
-from moldau.coordinator.config import GroupCoordinatorConfig
 from moldau.coordinator.consumer_group import (
     LEAVE_GROUP_MEMBER_EPOCH,
     LEAVE_GROUP_STATIC_MEMBER_EPOCH,
@@ -31,10 +29,9 @@ from moldau.coordinator.consumer_group import (
     Partitions,
     next_assignment,
 )
-from moldau.coordinator.group_coordinator import GroupCoordinator
 from moldau.coordinator.records import OFFSETS_TOPIC
-from moldau.coordinator.runtime import Clock, CoordinatorLoader, CoordinatorResult, PartitionWriter
-from moldau.coordinator.state import TopicMetadata
+from moldau.coordinator.runtime import CoordinatorResult
+from moldau.coordinator.state import CoordinatorState
 from moldau.errors import MoldauError
 from moldau.protocol.errors import ErrorCode
 
@@ -69,51 +66,28 @@ class HeartbeatResult:
     assignment: Partitions | None = field(default=None)
 
 
-class ConsumerGroupCoordinator(GroupCoordinator):
-    """The consumer groups of this broker, beside the classic ones (`self.groups`)."""
+class ConsumerGroupCoordinator:
+    """The KIP-848 consumer groups of this broker, beside the classic ones, over the shared
+    `CoordinatorState`."""
 
-    def __init__(self, config: GroupCoordinatorConfig, writer: PartitionWriter, loader: CoordinatorLoader,
-                 topic_metadata: TopicMetadata, clock: Clock | None = None) -> None:
-        super().__init__(config, writer, loader, topic_metadata, clock)
-        self.consumer_groups: dict[str, ConsumerGroup] = {}
+    def __init__(self, state: CoordinatorState) -> None:
+        self.state = state
+        state.on_loaded_hooks.append(self._on_loaded)
 
-    def on_loaded(self, partition: int) -> None:
-        super().on_loaded(partition)
-        for group in self.consumer_groups.values():
-            if self.log.partition_of(group.group_id) == partition:
+    def _on_loaded(self, partition: int) -> None:
+        for group in self.state.consumer_groups.values():
+            if self.state.log.partition_of(group.group_id) == partition:
                 for member in group.members.values():
                     self._schedule_session(group.group_id, member.member_id)
 
-    def replay_other(self, key_bytes: bytes, value_bytes: bytes | None) -> None:
-        group_id = cgr.replay(self.consumer_groups, key_bytes, value_bytes, before=self._snapshot_consumer_group)
-        if group_id is not None and group_id in self.consumer_groups:
-            classic = self.groups.get(group_id)
-            if classic is not None and not classic.members:
-                self._set_group(group_id, None)  # an empty classic group was converted (Kafka's online upgrade)
-
-    def _snapshot_consumer_group(self, group_id: str) -> None:
-        """Inside an operation, the group's first change puts a copy of it in the undo log."""
-
-        def snapshot() -> Callable[[], None]:
-            saved = copy.deepcopy(self.consumer_groups.get(group_id))
-
-            def restore() -> None:
-                if saved is None:
-                    self.consumer_groups.pop(group_id, None)
-                else:
-                    self.consumer_groups[group_id] = copy.deepcopy(saved)
-            return restore
-
-        self.registry.record_once(("consumer", group_id), snapshot)
-
     @property
     def heartbeat_interval_ms(self) -> int:
-        return self.config.group_consumer_heartbeat_interval_ms
+        return self.state.config.group_consumer_heartbeat_interval_ms
 
     # -- the heartbeat ------------------------------------------------------------------------------
 
     async def consumer_group_heartbeat(self, req: HeartbeatRequest) -> HeartbeatResult:
-        self.check_available(req.group_id)
+        self.state.check_available(req.group_id)
         error = self._validate_request(req)
         if error is not None:
             return error
@@ -127,7 +101,7 @@ class ConsumerGroupCoordinator(GroupCoordinator):
             return CoordinatorResult(records, result, replayed=True)
 
         try:
-            return await self.log.write(req.group_id, operation)
+            return await self.state.log.write(req.group_id, operation)
         except (MoldauError, OSError) as exc:
             # The runtime reverted the group to its state before this heartbeat; the member retries.
             log.debug("writing consumer group %s records failed: %s", req.group_id, exc)
@@ -164,13 +138,13 @@ class ConsumerGroupCoordinator(GroupCoordinator):
         return None
 
     def _assignor_names(self) -> list[str]:
-        return [n for n in self.config.group_consumer_assignors if n in ASSIGNORS] or ["uniform"]
+        return [n for n in self.state.config.group_consumer_assignors if n in ASSIGNORS] or ["uniform"]
 
     def _group_for(self, req: HeartbeatRequest) -> ConsumerGroup | HeartbeatResult:
-        group = self.consumer_groups.get(req.group_id)
+        group = self.state.consumer_groups.get(req.group_id)
         if group is not None:
             return group
-        classic = self.groups.get(req.group_id)
+        classic = self.state.groups.get(req.group_id)
         if classic is not None and classic.members:
             return HeartbeatResult(E.GROUP_ID_NOT_FOUND, f"Group {req.group_id} is not a consumer group.",
                                    req.member_id, req.member_epoch)
@@ -192,7 +166,7 @@ class ConsumerGroupCoordinator(GroupCoordinator):
             member.subscribed_topic_names, member.subscribed_topic_regex)
         if is_new or updated != member:
             self._apply(records, [cgr.member_record(group.group_id, updated)])
-            group = self.consumer_groups[group.group_id]
+            group = self.state.consumer_groups[group.group_id]
             member = group.members[req.member_id]
         metadata = self._subscription_metadata(group)
         if metadata != group.subscription_metadata:
@@ -230,7 +204,7 @@ class ConsumerGroupCoordinator(GroupCoordinator):
                                                f"of group {group.group_id} is still in use by another member.",
                                                req.member_id, req.member_epoch)
                     return self._replace_static_member(group, static, req, records)
-            if member is None and len(group.members) >= self.config.group_consumer_max_size:
+            if member is None and len(group.members) >= self.state.config.group_consumer_max_size:
                 return HeartbeatResult(E.GROUP_MAX_SIZE_REACHED, f"Group {group.group_id} is full.",
                                        req.member_id, req.member_epoch)
             return member if member is not None else ConsumerGroupMember(req.member_id)
@@ -250,7 +224,7 @@ class ConsumerGroupCoordinator(GroupCoordinator):
                                records: list[cgr.KeyValue]) -> ConsumerGroupMember:
         """KIP-848: a static member that left with epoch -2 comes back under a new member id and keeps its
         assignment."""
-        self._cancel(("cg-session", group.group_id, old.member_id))
+        self.state.cancel(("cg-session", group.group_id, old.member_id))
         new = ConsumerGroupMember(req.member_id, instance_id=old.instance_id, rack_id=old.rack_id,
                                   client_id=old.client_id, client_host=old.client_host,
                                   subscribed_topic_names=old.subscribed_topic_names,
@@ -264,7 +238,7 @@ class ConsumerGroupCoordinator(GroupCoordinator):
                                           old.assigned_partitions, old.partitions_pending_revocation)])
         log.info("static member %s of group %s replaced member id %s with %s", old.instance_id, group.group_id,
                  old.member_id, new.member_id)
-        return self.consumer_groups[group.group_id].members[new.member_id]
+        return self.state.consumer_groups[group.group_id].members[new.member_id]
 
     @staticmethod
     def _updated_member(member: ConsumerGroupMember, req: HeartbeatRequest) -> ConsumerGroupMember:
@@ -287,7 +261,7 @@ class ConsumerGroupCoordinator(GroupCoordinator):
     # -- leaving and fencing ------------------------------------------------------------------------
 
     def _leave(self, req: HeartbeatRequest, records: list[cgr.KeyValue]) -> HeartbeatResult:
-        group = self.consumer_groups.get(req.group_id)
+        group = self.state.consumer_groups.get(req.group_id)
         member = group.members.get(req.member_id) if group is not None else None
         if group is None or member is None:
             return HeartbeatResult(E.UNKNOWN_MEMBER_ID, f"Member {req.member_id} is not in group {req.group_id}.",
@@ -305,15 +279,15 @@ class ConsumerGroupCoordinator(GroupCoordinator):
 
     def _remove_member(self, group: ConsumerGroup, member: ConsumerGroupMember, reason: str,
                        records: list[cgr.KeyValue]) -> None:
-        self._cancel(("cg-session", group.group_id, member.member_id))
-        self._cancel(("cg-revoke", group.group_id, member.member_id))
+        self.state.cancel(("cg-session", group.group_id, member.member_id))
+        self.state.cancel(("cg-revoke", group.group_id, member.member_id))
         self._apply(records, cgr.member_removal_records(group.group_id, member))
         self._apply(records, [cgr.group_epoch_record(group.group_id, group.group_epoch + 1)])
         log.info("member %s of consumer group %s %s; group epoch %d", member.member_id, group.group_id, reason,
                  group.group_epoch)
 
     def _fence(self, group_id: str, member_id: str, expected_epoch: int | None, reason: str) -> None:
-        group = self.consumer_groups.get(group_id)
+        group = self.state.consumer_groups.get(group_id)
         member = group.members.get(member_id) if group is not None else None
         if group is None or member is None:
             return
@@ -323,17 +297,17 @@ class ConsumerGroupCoordinator(GroupCoordinator):
 
         def operation() -> CoordinatorResult[None]:
             records: list[cgr.KeyValue] = []
-            current = self.consumer_groups.get(group_id)
+            current = self.state.consumer_groups.get(group_id)
             fenced = current.members.get(member_id) if current is not None else None
             if current is not None and fenced is not None:
                 self._remove_member(current, fenced, reason, records)
             return CoordinatorResult(records, None, replayed=True)
 
-        self.log.write_in_background(group_id, operation)
+        self.state.log.write_in_background(group_id, operation)
 
     def _schedule_session(self, group_id: str, member_id: str) -> None:
-        timeout = self.config.group_consumer_session_timeout_ms
-        self._schedule(("cg-session", group_id, member_id), timeout,
+        timeout = self.state.config.group_consumer_session_timeout_ms
+        self.state.schedule(("cg-session", group_id, member_id), timeout,
                        lambda: self._fence(group_id, member_id, None,
                                            f"was fenced: no heartbeat within {timeout} ms (session timeout)"))
 
@@ -341,32 +315,32 @@ class ConsumerGroupCoordinator(GroupCoordinator):
         """Kafka: a member has its rebalance timeout to revoke partitions, counted from the revocation."""
         key = ("cg-revoke", group.group_id, member.member_id)
         if member.state != MemberState.UNREVOKED_PARTITIONS:
-            self._cancel(key)
+            self.state.cancel(key)
             return
-        if key in self._timers and not restart:
+        if self.state.has_timer(key) and not restart:
             return
         epoch, timeout = member.member_epoch, max(member.rebalance_timeout_ms, 0)
-        self._schedule(key, timeout, lambda: self._fence(
+        self.state.schedule(key, timeout, lambda: self._fence(
             group.group_id, member.member_id, epoch, f"was fenced: partitions not revoked within {timeout} ms"))
 
     # -- assignment ---------------------------------------------------------------------------------
 
     def _apply(self, records: list[cgr.KeyValue], new: list[cgr.KeyValue]) -> None:
         for key, value in new:
-            self.replay(key, value)
+            self.state.replay(key, value)
         records.extend(new)
 
     def _resolved_topics(self, member: ConsumerGroupMember) -> set[str]:
         topics = set(member.subscribed_topic_names)
         if member.subscribed_topic_regex:
             pattern = re.compile(member.subscribed_topic_regex)
-            topics.update(t for t in self.topic_metadata.topics()
+            topics.update(t for t in self.state.topic_metadata.topics()
                           if t != OFFSETS_TOPIC and not t.startswith("__") and pattern.fullmatch(t))
         return topics
 
     def _subscription_metadata(self, group: ConsumerGroup) -> dict[str, tuple[uuid.UUID, int]]:
         result = {}
-        topics = self.topic_metadata.topics()
+        topics = self.state.topic_metadata.topics()
         for member in group.members.values():
             member.resolved_topics = self._resolved_topics(member)
             for name in member.resolved_topics:
@@ -391,7 +365,7 @@ class ConsumerGroupCoordinator(GroupCoordinator):
             target = {ids[name]: ps for name, ps in parts.items() if ps}
             if target != group.members[member_id].target:
                 new.append(cgr.target_member_record(group.group_id, member_id, target))
-        new.append(cgr.target_epoch_record(group.group_id, group.group_epoch, self.now_ms()))
+        new.append(cgr.target_epoch_record(group.group_id, group.group_epoch, self.state.now_ms()))
         self._apply(records, new)
         log.info("consumer group %s: target assignment at epoch %d by %s for %d member(s) in %.1f ms",
                  group.group_id, group.group_epoch, assignor.name, len(specs),
@@ -423,7 +397,7 @@ class ConsumerGroupCoordinator(GroupCoordinator):
 
     def validate_consumer_fetch(self, group_id: str, member_id: str | None, member_epoch: int) -> ErrorCode:
         """Kafka's `ConsumerGroup.validateOffsetFetch`: a member fetch must come from a current member."""
-        group = self.consumer_groups.get(group_id)
+        group = self.state.consumer_groups.get(group_id)
         if group is None or member_epoch < 0:
             return E.NONE
         member = group.members.get(member_id or "")
@@ -434,19 +408,19 @@ class ConsumerGroupCoordinator(GroupCoordinator):
     async def delete_consumer_group(self, group_id: str) -> ErrorCode:
         """DeleteGroups for a consumer group: only when empty; its offsets and records get tombstones."""
         def operation() -> CoordinatorResult[ErrorCode]:
-            group = self.consumer_groups.get(group_id)
+            group = self.state.consumer_groups.get(group_id)
             if group is None:
                 return CoordinatorResult([], E.GROUP_ID_NOT_FOUND)
             if group.members:
                 return CoordinatorResult([], E.NON_EMPTY_GROUP)
-            records = [self.offset_record(group_id, t, p, None) for t, p in self.offsets.of_group(group_id)]
+            records = [self.state.offset_record(group_id, t, p, None) for t, p in self.state.offsets.of_group(group_id)]
             records += [cgr.target_epoch_record(group_id, None), cgr.partition_metadata_record(group_id, None),
                         cgr.group_epoch_record(group_id, None)]
             return CoordinatorResult(records, E.NONE)
 
-        error = await self.log.write(group_id, operation)
+        error = await self.state.log.write(group_id, operation)
         if error is E.NONE:
-            self._cancel_group_timers(group_id)
+            self.state.cancel_group_timers(group_id)
             log.info("deleted consumer group %s", group_id)
         return error
 
@@ -454,12 +428,12 @@ class ConsumerGroupCoordinator(GroupCoordinator):
         wanted_states = {s.lower() for s in states}
         if types and GROUP_TYPE_CONSUMER not in {t.lower() for t in types}:
             return []
-        return [g for g in self.consumer_groups.values()
+        return [g for g in self.state.consumer_groups.values()
                 if not wanted_states or g.state.value.lower() in wanted_states]
 
     def topic_names(self) -> dict[uuid.UUID, str]:
-        return {tid: name for name, (tid, _) in self.topic_metadata.topics().items()}
+        return {tid: name for name, (tid, _) in self.state.topic_metadata.topics().items()}
 
     def describe_consumer_group(self, group_id: str) -> ConsumerGroup | None:
-        self.check_available(group_id)
-        return self.consumer_groups.get(group_id)
+        self.state.check_available(group_id)
+        return self.state.consumer_groups.get(group_id)

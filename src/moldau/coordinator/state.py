@@ -10,12 +10,14 @@ and are only rebuilt from GroupMetadata records on load.
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import time
 import uuid
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from moldau.coordinator import consumer_group_records as cgr
 from moldau.coordinator.classic_group import (
     ClassicGroup,
     ClassicGroupMember,
@@ -24,6 +26,7 @@ from moldau.coordinator.classic_group import (
     snapshot_classic,
 )
 from moldau.coordinator.config import GroupCoordinatorConfig
+from moldau.coordinator.consumer_group import ConsumerGroup
 from moldau.coordinator.offsets import OffsetAndMetadata, OffsetStore
 from moldau.coordinator.records import (
     GROUP_METADATA_VALUE_VERSION,
@@ -39,6 +42,7 @@ from moldau.coordinator.records import (
 )
 from moldau.coordinator.runtime import (
     Clock,
+    CoordinatorError,
     CoordinatorLoader,
     CoordinatorResult,
     CoordinatorRuntime,
@@ -50,6 +54,7 @@ from moldau.coordinator.runtime import (
 )
 from moldau.coordinator.transaction_offsets import OffsetsBatchReplayer, PendingTxnOffsets
 from moldau.protocol import messages
+from moldau.protocol.errors import ErrorCode
 
 log = logging.getLogger(__name__)
 
@@ -76,11 +81,12 @@ class CoordinatorState:
             TopicSpec(OFFSETS_TOPIC, config.offsets_topic_num_partitions, config.offsets_topic_replication_factor,
                       OFFSETS_TOPIC_CONFIGS), writer, loader, self.replay, self.clock, self.registry)
         self.groups: dict[str, ClassicGroup] = {}
-        self.consumer_groups: dict[str, Any] = {}  # KIP-848 groups: consumer_group_coordinator.py
+        self.consumer_groups: dict[str, ConsumerGroup] = {}  # KIP-848 groups: consumer_group_coordinator.py
         self.offsets = OffsetStore(self.registry)
         self.pending_txn_offsets = PendingTxnOffsets()  # KIP-98 TxnOffsetCommit, until the txn marker
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self._timers: dict[tuple[str, ...], asyncio.TimerHandle] = {}
+        self.on_loaded_hooks: list[Callable[[int], None]] = []  # re-arm timers of a loaded shard's members
         self.loaded = False
         self.initial_rebalance_delay_ms = config.group_initial_rebalance_delay_ms
         self.min_session_ms = config.group_min_session_timeout_ms
@@ -112,10 +118,8 @@ class CoordinatorState:
         return count
 
     def on_loaded(self, partition: int) -> None:
-        for group in self.groups.values():
-            if self.log.partition_of(group.group_id) == partition:
-                for member in group.members.values():
-                    self._reschedule_heartbeat(group, member)
+        for hook in self.on_loaded_hooks:
+            hook(partition)
 
     def unload_partition(self, partition: int) -> None:
         """Stop coordinating the groups of ``partition``: their requests get NOT_COORDINATOR and their
@@ -126,25 +130,49 @@ class CoordinatorState:
             return self.log.partition_of(group_id) == partition
 
         for group_id in [g for g in self.groups if mine(g)]:
-            self._cancel_group_timers(group_id)
+            self.cancel_group_timers(group_id)
             del self.groups[group_id]
         for group_id in [g for g in self.consumer_groups if mine(g)]:
-            self._cancel_group_timers(group_id)
+            self.cancel_group_timers(group_id)
             del self.consumer_groups[group_id]
         self.offsets.drop_groups(lambda g: not mine(g))
         self.pending_txn_offsets.drop_partition(partition)
-
-    def _cancel_group_timers(self, group_id: str) -> None:
-        raise NotImplementedError
 
     def shutdown(self) -> None:
         for handle in self._timers.values():
             handle.cancel()
         self._timers.clear()
 
-    def _reschedule_heartbeat(self, group: ClassicGroup, member: ClassicGroupMember,
-                              timeout_ms: int | None = None) -> None:
-        raise NotImplementedError
+    def check_available(self, group_id: str) -> None:
+        """COORDINATOR_LOAD_IN_PROGRESS before loading, NOT_COORDINATOR once the group's shard is unloaded."""
+        if not self.loaded:
+            raise CoordinatorError(ErrorCode.COORDINATOR_LOAD_IN_PROGRESS)
+        self.log.check(self.log.partition_of(group_id))
+
+    # -- timers (session, join, sync, revocation), keyed (kind, group id, ...) -----------------------
+
+    def schedule(self, key: tuple[str, ...], delay_ms: int, callback: Callable[[], None]) -> None:
+        self.cancel(key)
+        self._timers[key] = self.loop.call_later(max(delay_ms, 0) / 1000, self._fire, key, callback)
+
+    def _fire(self, key: tuple[str, ...], callback: Callable[[], None]) -> None:
+        self._timers.pop(key, None)
+        try:
+            callback()
+        except Exception:
+            log.exception("group coordinator timer %s failed", key)
+
+    def cancel(self, key: tuple[str, ...]) -> None:
+        handle = self._timers.pop(key, None)
+        if handle is not None:
+            handle.cancel()
+
+    def has_timer(self, key: tuple[str, ...]) -> bool:
+        return key in self._timers
+
+    def cancel_group_timers(self, group_id: str) -> None:
+        for key in [k for k in self._timers if k[1] == group_id]:
+            self.cancel(key)
 
     # -- replay -------------------------------------------------------------------------------------
 
@@ -163,7 +191,27 @@ class CoordinatorState:
             log.warning("skipping a __consumer_offsets record: %s", exc)
 
     def replay_other(self, key_bytes: bytes, value_bytes: bytes | None) -> None:
-        """Records of other group kinds (KIP-848 consumer groups); see `ConsumerGroupCoordinator`."""
+        """KIP-848 consumer group records (`consumer_group_records.replay`)."""
+        group_id = cgr.replay(self.consumer_groups, key_bytes, value_bytes, before=self._snapshot_consumer_group)
+        if group_id is not None and group_id in self.consumer_groups:
+            classic = self.groups.get(group_id)
+            if classic is not None and not classic.members:
+                self._set_group(group_id, None)  # an empty classic group was converted (Kafka's online upgrade)
+
+    def _snapshot_consumer_group(self, group_id: str) -> None:
+        """Inside an operation, the group's first change puts a copy of it in the undo log."""
+
+        def snapshot() -> Callable[[], None]:
+            saved = copy.deepcopy(self.consumer_groups.get(group_id))
+
+            def restore() -> None:
+                if saved is None:
+                    self.consumer_groups.pop(group_id, None)
+                else:
+                    self.consumer_groups[group_id] = copy.deepcopy(saved)
+            return restore
+
+        self.registry.record_once(("consumer", group_id), snapshot)
 
     def _replay_offset(self, key: OffsetCommitKey, value: Any) -> None:
         if value is None:
@@ -172,7 +220,7 @@ class CoordinatorState:
         self.offsets.replay(key.group, key.topic, key.partition, OffsetAndMetadata(
             value.offset, value.leader_epoch, value.metadata, value.commit_timestamp, value.expire_timestamp))
         if key.group not in self.groups and key.group not in self.consumer_groups:
-            self._create_group(key.group)  # a simple (non-member) group exists through its offsets
+            self.create_group(key.group)  # a simple (non-member) group exists through its offsets
 
     def _replay_group(self, group_id: str, value: Any, timestamp_ms: int) -> None:
         if value is None:
@@ -196,7 +244,7 @@ class CoordinatorState:
         group.transition_to(GroupState.STABLE if group.members else GroupState.EMPTY, stamp)
         self._set_group(group_id, group)
 
-    def _create_group(self, group_id: str) -> ClassicGroup:
+    def create_group(self, group_id: str) -> ClassicGroup:
         group = ClassicGroup(group_id, state_timestamp_ms=self.now_ms())
         self._set_group(group_id, group)
         return group
