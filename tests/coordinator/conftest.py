@@ -53,9 +53,11 @@ class InMemoryPartitionWriter:
                      configs: dict[str, str]) -> None:
         self.partitions.setdefault(topic, [[] for _ in range(num_partitions)])
 
-    async def append(self, topic: str, partition: int, records: list[KeyValue], timestamp_ms: int) -> int:
-        return await self.append_batch(topic, partition,
-                                       build_batch([Record(0, timestamp_ms, k, v) for k, v in records]))
+    async def append(self, topic: str, partition: int, records: list[KeyValue], timestamp_ms: int, *,
+                     producer_id: int = -1, producer_epoch: int = -1) -> int:
+        batch = build_batch([Record(0, timestamp_ms, k, v) for k, v in records], producer_id=producer_id,
+                            producer_epoch=producer_epoch, is_transactional=producer_id >= 0)
+        return await self.append_batch(topic, partition, batch)
 
     async def append_batch(self, topic: str, partition: int, batch: bytes) -> int:
         if self.failures:

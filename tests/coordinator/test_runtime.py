@@ -282,3 +282,32 @@ def test_failed_transaction_state_change_reverts_the_transaction(writer, clock):
         groups.shutdown()
 
     run(scenario())
+
+
+def test_failed_transactional_offset_commit_holds_nothing_and_commit_marker_applies_the_rest(writer, clock):
+    async def scenario():
+        groups = group_coordinator(writer, clock)
+        groups.load()
+        c = transaction_coordinator(writer, clock, groups)
+        c.load()
+        _, producer_id, epoch = await c.init_producer_id("tx", 60_000, -1, -1)
+        partition = groups.log.partition_of("g")
+        assert await c.add_partitions("tx", producer_id, epoch, [(OFFSETS_TOPIC, partition)]) == E.NONE
+        offset = OffsetAndMetadata(7, -1, "", clock.time_ms())
+        writer.fail_next()
+        with pytest.raises(CoordinatorError) as failed:
+            await groups.commit_transactional_offsets("g", producer_id, epoch,
+                                                      [groups.offset_record("g", "t", 0, offset)])
+        assert failed.value.error_code == E.NOT_COORDINATOR
+        assert not groups.pending_txn_offsets.has_pending(producer_id)
+        await groups.commit_transactional_offsets("g", producer_id, epoch, [groups.offset_record("g", "t", 1, offset)])
+        assert groups.pending_txn_offsets.pending_partitions("g") == {("t", 1)}
+        assert groups.fetch_offsets("g", None) == {}  # held until the marker
+        assert await c.end_txn("tx", producer_id, epoch, committed=True) == E.NONE
+        assert groups.fetch_offsets("g", None) == {("t", 1): offset}
+        replayed = group_coordinator(writer, clock)
+        replayed.load()
+        assert replayed.fetch_offsets("g", None) == {("t", 1): offset}
+        groups.shutdown()
+
+    run(scenario())

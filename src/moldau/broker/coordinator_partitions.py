@@ -43,8 +43,12 @@ class ReplicaManagerPartitionWriter:
                      configs: dict[str, str]) -> None:
         self.replica_manager.create_topic(topic, num_partitions, replication_factor, dict(configs))
 
-    async def append(self, topic: str, partition: int, records: list[KeyValue], timestamp_ms: int) -> int:
-        batch = build_batch([Record(0, timestamp_ms, key, value) for key, value in records])
+    async def append(self, topic: str, partition: int, records: list[KeyValue], timestamp_ms: int, *,
+                     producer_id: int = -1, producer_epoch: int = -1) -> int:
+        batch = build_batch([Record(0, timestamp_ms, key, value) for key, value in records], producer_id=producer_id,
+                            producer_epoch=producer_epoch, is_transactional=producer_id >= 0)
+        if producer_id >= 0:
+            return await self.append_batch(topic, partition, batch)  # the coordinator's own batch (KIP-98)
         try:
             info = await self.replica_manager.append(self.replica_manager.partition(topic, partition), batch,
                                                      acks=-1)

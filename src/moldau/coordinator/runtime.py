@@ -59,8 +59,10 @@ class PartitionWriter(Protocol):
     def create_topic(self, topic: str, num_partitions: int, replication_factor: int,
                      configs: dict[str, str]) -> None: ...
 
-    async def append(self, topic: str, partition: int, records: list[KeyValue], timestamp_ms: int) -> int:
-        """Append one batch of key/value records (acks=-1); returns the offset of its last record."""
+    async def append(self, topic: str, partition: int, records: list[KeyValue], timestamp_ms: int, *,
+                     producer_id: int = -1, producer_epoch: int = -1) -> int:
+        """Append one batch of key/value records (acks=-1); returns the offset of its last record. With a
+        ``producer_id`` the batch is transactional (KIP-98 TxnOffsetCommit)."""
         ...
 
     async def append_batch(self, topic: str, partition: int, batch: bytes) -> int:
@@ -113,6 +115,10 @@ class CoordinatorResult(Generic[T]):
     records: list[KeyValue]
     response: T
     replayed: bool = False
+    # Kafka's scheduleTransactionalWriteOperation: records of a transaction, written in the producer's
+    # transactional batch and applied only when its commit marker arrives (the operation holds them).
+    producer_id: int = -1
+    producer_epoch: int = -1
 
 
 class SnapshotRegistry:
@@ -293,7 +299,8 @@ class CoordinatorRuntime:
                 return result.response
             try:
                 self.ensure_topic()
-                await self.writer.append(self.topic.name, partition, result.records, now)
+                await self.writer.append(self.topic.name, partition, result.records, now,
+                                         producer_id=result.producer_id, producer_epoch=result.producer_epoch)
             except Exception as exc:
                 self.registry.revert(undo)
                 code = coordinator_append_error(exc)

@@ -137,6 +137,20 @@ class Coordinator:
             return
         await self.state.write(group_id, [self.state.offset_record(group_id, t, p, o) for (t, p), o in offsets.items()])
 
+    async def commit_transactional_offsets(self, group_id: str, producer_id: int, producer_epoch: int,
+                                           records: list[KeyValue]) -> None:
+        """TxnOffsetCommit (KIP-98): the OffsetCommit records go in the producer's transactional batch and
+        are held until its marker (``PendingTxnOffsets``); a failed write takes them out again."""
+        partition = self.state.log.partition_of(group_id)
+
+        def operation() -> CoordinatorResult[None]:
+            self.state.registry.record(self.state.pending_txn_offsets.add_undoable(partition, producer_id, records))
+            return CoordinatorResult(records, None, replayed=True, producer_id=producer_id,
+                                     producer_epoch=producer_epoch)
+
+        if records:
+            await self.state.log.write(group_id, operation)
+
     def fetch_offsets(self, group_id: str, partitions: list[TopicPartition] | None,
                       ) -> dict[TopicPartition, OffsetAndMetadata | None]:
         """Committed offsets of `partitions`, or of every partition the group has offsets for (None)."""

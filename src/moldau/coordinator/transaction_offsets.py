@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from moldau.coordinator.records import OffsetCommitKey, decode_key
 from moldau.coordinator.runtime import KeyValue
-from moldau.protocol.records import Record, RecordBatchHeader, build_batch, decode_batch
+from moldau.protocol.records import RecordBatchHeader, decode_batch
 from moldau.storage.producer_state_manager import CONTROL_TYPE_COMMIT, control_marker
 
 log = logging.getLogger(__name__)
@@ -30,6 +30,21 @@ class PendingTxnOffsets:
 
     def add(self, offsets_partition: int, producer_id: int, records: list[KeyValue]) -> None:
         self._pending.setdefault((offsets_partition, producer_id), []).extend(records)
+
+    def add_undoable(self, offsets_partition: int, producer_id: int, records: list[KeyValue],
+                     ) -> Callable[[], None]:
+        """``add``, returning the closure that takes the records out again (a failed write)."""
+        key = (offsets_partition, producer_id)
+        before = len(self._pending.get(key, []))
+        self.add(offsets_partition, producer_id, records)
+
+        def undo() -> None:
+            held = self._pending.get(key)
+            if held is not None:
+                del held[before:]
+                if not held:
+                    del self._pending[key]
+        return undo
 
     def complete(self, offsets_partition: int, producer_id: int, committed: bool, replay: Replay,
                  now: int | None = None) -> int:
@@ -57,12 +72,6 @@ class PendingTxnOffsets:
 
     def has_pending(self, producer_id: int) -> bool:
         return any(pid == producer_id for _, pid in self._pending)
-
-
-def transactional_offsets_batch(records: list[KeyValue], producer_id: int, producer_epoch: int) -> bytes:
-    now = int(time.time() * 1000)
-    return build_batch([Record(0, now, key, value) for key, value in records], producer_id=producer_id,
-                       producer_epoch=producer_epoch, is_transactional=True)
 
 
 class OffsetsBatchReplayer:
