@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from moldau.protocol import api, messages
-from moldau.protocol.errors import ProtocolError
+from moldau.protocol.errors import ErrorCode, ProtocolError
 
 
 class GroupState(enum.Enum):
@@ -193,6 +193,44 @@ def member_to_record(member: ClassicGroupMember, protocol: str | None) -> Any:
         client_host=member.client_host, rebalance_timeout=member.rebalance_timeout_ms,
         session_timeout=member.session_timeout_ms, subscription=member.metadata(protocol),
         assignment=member.assignment)
+
+
+# -- the classic group requests as the coordinator takes and answers them --------------------------------
+
+
+@dataclass(slots=True)
+class JoinResult:
+    error: ErrorCode
+    member_id: str = ""
+    generation_id: int = -1
+    protocol_type: str | None = None
+    protocol_name: str | None = None
+    leader: str = ""
+    skip_assignment: bool = False
+    members: list[tuple[str, str | None, bytes]] = field(default_factory=list)  # leader only
+
+
+@dataclass(slots=True)
+class SyncResult:
+    error: ErrorCode
+    protocol_type: str | None = None
+    protocol_name: str | None = None
+    assignment: bytes = b""
+
+
+@dataclass(slots=True)
+class JoinRequest:
+    group_id: str
+    member_id: str
+    group_instance_id: str | None
+    protocol_type: str
+    protocols: list[tuple[str, bytes]]
+    session_timeout_ms: int
+    rebalance_timeout_ms: int
+    client_id: str
+    client_host: str
+    require_known_member_id: bool
+    supports_skip_assignment: bool
 
 
 _UNDONE_MEMBER_FIELDS = ("member_id", "protocols", "rebalance_timeout_ms", "session_timeout_ms", "client_id",

@@ -13,13 +13,15 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from moldau.coordinator.append_errors import coordinator_append_error
-from moldau.coordinator.classic_group import (
+from moldau.coordinator.classic_group import (  # JoinRequest/JoinResult/SyncResult: the handlers import them here
     ClassicGroup,
     ClassicGroupMember,
     GroupState,
+    JoinRequest,
+    JoinResult,
+    SyncResult,
     snapshot_classic,
     subscription_topics,
 )
@@ -31,41 +33,6 @@ log = logging.getLogger(__name__)
 
 NEW_MEMBER_JOIN_TIMEOUT_MS = 300_000  # Kafka's classicGroupNewMemberJoinTimeoutMs
 E = ErrorCode
-
-
-@dataclass(slots=True)
-class JoinResult:
-    error: ErrorCode
-    member_id: str = ""
-    generation_id: int = -1
-    protocol_type: str | None = None
-    protocol_name: str | None = None
-    leader: str = ""
-    skip_assignment: bool = False
-    members: list[tuple[str, str | None, bytes]] = field(default_factory=list)  # leader only
-
-
-@dataclass(slots=True)
-class SyncResult:
-    error: ErrorCode
-    protocol_type: str | None = None
-    protocol_name: str | None = None
-    assignment: bytes = b""
-
-
-@dataclass(slots=True)
-class JoinRequest:
-    group_id: str
-    member_id: str
-    group_instance_id: str | None
-    protocol_type: str
-    protocols: list[tuple[str, bytes]]
-    session_timeout_ms: int
-    rebalance_timeout_ms: int
-    client_id: str
-    client_host: str
-    require_known_member_id: bool
-    supports_skip_assignment: bool
 
 
 class ClassicGroupCoordinator:
