@@ -209,6 +209,12 @@ def test_failed_static_member_rejoin_puts_the_old_member_back(writer, clock):
         assert group.members[joined.member_id].assignment == b"a" and group.is_in(GroupState.STABLE)
         rejoined = await c.join_group(join_request(instance="i1"))
         assert rejoined.error == E.NONE and group.static_members["i1"] == rejoined.member_id != joined.member_id
+        # A member parked in JoinGroup when the shard is unloaded gets NOT_COORDINATOR (Kafka's onUnloaded).
+        parked = asyncio.ensure_future(c.join_group(join_request(instance="i2")))  # waits for i1 to rejoin
+        await asyncio.sleep(0)  # one loop turn: the join runs up to its parked future
+        assert not parked.done()
+        c.unload_partition(c.log.partition_of("cg"))
+        assert (await parked).error == E.NOT_COORDINATOR and "cg" not in c.groups
         c.shutdown()
 
     run(scenario())

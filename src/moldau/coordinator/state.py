@@ -22,6 +22,8 @@ from moldau.coordinator.classic_group import (
     ClassicGroup,
     ClassicGroupMember,
     GroupState,
+    JoinResult,
+    SyncResult,
     member_to_record,
     snapshot_classic,
 )
@@ -131,7 +133,12 @@ class CoordinatorState:
 
         for group_id in [g for g in self.groups if mine(g)]:
             self.cancel_group_timers(group_id)
-            del self.groups[group_id]
+            # Kafka's onUnloaded: parked JoinGroup/SyncGroup requests are answered NOT_COORDINATOR.
+            for member in self.groups.pop(group_id).members.values():
+                if member.join_future is not None and not member.join_future.done():
+                    member.join_future.set_result(JoinResult(ErrorCode.NOT_COORDINATOR, member.member_id))
+                if member.sync_future is not None and not member.sync_future.done():
+                    member.sync_future.set_result(SyncResult(ErrorCode.NOT_COORDINATOR))
         for group_id in [g for g in self.consumer_groups if mine(g)]:
             self.cancel_group_timers(group_id)
             del self.consumer_groups[group_id]
