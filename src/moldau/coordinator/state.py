@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import logging
 import time
 import uuid
@@ -205,20 +206,41 @@ class CoordinatorState:
             if classic is not None and not classic.members:
                 self._set_group(group_id, None)  # an empty classic group was converted (Kafka's online upgrade)
 
-    def _snapshot_consumer_group(self, group_id: str) -> None:
-        """Inside an operation, the group's first change puts a copy of it in the undo log."""
+    def _snapshot_consumer_group(self, group_id: str, member_id: str | None) -> None:
+        """Inside an operation, a record's first change to a group (its fields, its member map) and to a
+        member (its fields) goes to the undo log. Replay replaces field values rather than mutating them, so
+        shallow copies suffice: an operation costs O(members + partitions) of copying, not a deep copy."""
+        if not self.registry.active:
+            return
 
-        def snapshot() -> Callable[[], None]:
-            saved = copy.deepcopy(self.consumer_groups.get(group_id))
+        def snapshot_group() -> Callable[[], None]:
+            group = self.consumer_groups.get(group_id)
+            if group is None:
+                def drop() -> None:
+                    self.consumer_groups.pop(group_id, None)
+                return drop
+            saved = {f.name: copy.copy(getattr(group, f.name)) for f in dataclasses.fields(group)}
 
             def restore() -> None:
-                if saved is None:
-                    self.consumer_groups.pop(group_id, None)
-                else:
-                    self.consumer_groups[group_id] = copy.deepcopy(saved)
+                for name, value in saved.items():
+                    setattr(group, name, value)
+                self.consumer_groups[group_id] = group
             return restore
 
-        self.registry.record_once(("consumer", group_id), snapshot)
+        self.registry.record_once(("consumer", group_id), snapshot_group)
+        group = self.consumer_groups.get(group_id)
+        member = group.members.get(member_id) if group is not None and member_id is not None else None
+        if member is not None:
+            def snapshot_member() -> Callable[[], None]:
+                assert member is not None
+                saved = {f.name: getattr(member, f.name) for f in dataclasses.fields(member)}
+
+                def restore() -> None:
+                    for name, value in saved.items():
+                        setattr(member, name, value)
+                return restore
+
+            self.registry.record_once(("consumer-member", group_id, member_id), snapshot_member)
 
     def _replay_offset(self, key: OffsetCommitKey, value: Any) -> None:
         if value is None:
