@@ -164,7 +164,7 @@ def test_ten_consumers_rebalance_within_initial_delay_plus_a_heartbeat(group_bro
         for c in consumers:
             c.poll(0.01)
     elapsed_ms = (time.monotonic() - started) * 1000
-    delay_ms = group_broker.broker.group_coordinator.initial_rebalance_delay_ms
+    delay_ms = group_broker.broker.group_coordinator.config.group_initial_rebalance_delay_ms
     print(f"10-consumer rebalance took {elapsed_ms:.0f} ms (initial delay {delay_ms} ms, heartbeat {heartbeat_ms} ms)")
     assert elapsed_ms < delay_ms + heartbeat_ms + 1500  # + client start-up and metadata round trips
     assert sorted(tp.partition for c in consumers for tp in c.assignment()) == list(range(10))

@@ -2,19 +2,10 @@
 
 from __future__ import annotations
 
-from moldau.errors import MoldauError
+from moldau.errors import ApiError, MoldauError
 from moldau.protocol.errors import ErrorCode
 
-
-class ApiError(MoldauError):
-    """A request failed with a Kafka error code; `message` goes into the response where the API has room."""
-
-    def __init__(self, error_code: ErrorCode, message: str | None = None,
-                 record_errors: list[tuple[int, str]] | None = None) -> None:
-        super().__init__(message or error_code.name)
-        self.error_code = error_code
-        self.message = message
-        self.record_errors = record_errors or []  # KIP-467 (Produce v8+): (batch index, message)
+__all__ = ["ApiError", "as_api_error"]
 
 
 def as_api_error(exc: MoldauError) -> ApiError:

@@ -17,6 +17,7 @@ from typing import Any
 from moldau.broker.config import BrokerConfig, Listener
 from moldau.broker.connection import KafkaConnection
 from moldau.broker.controller import Controller
+from moldau.broker.coordinator_partitions import build_group_coordinator, build_transaction_coordinator
 from moldau.broker.dynamic_config import ConfigManager
 from moldau.broker.fetch_session import FetchSessionCache
 from moldau.broker.handlers import HANDLERS, supported_versions
@@ -26,8 +27,6 @@ from moldau.broker.replica_manager import ReplicaManager
 from moldau.broker.throttling import QuotaEnforcer
 from moldau.broker.topic_config import broker_default_log_config
 from moldau.cluster.metadata_store import LocalMetadataStore
-from moldau.coordinator.service import Coordinator
-from moldau.coordinator.transaction_coordinator import TransactionCoordinator
 from moldau.errors import MoldauError
 from moldau.security.authorizer import STANDARD_AUTHORIZER, StandardAuthorizer, parse_super_users
 from moldau.security.config import ListenerConfig, listener_keystore_config
@@ -94,12 +93,9 @@ class Broker:
         self.config_manager = ConfigManager(config, self.replica_manager)
         self.config_manager.keystore_hook = self._keystore_changed
         self.log_retention = LogRetention(config, self.log_manager)
-        self.group_coordinator = Coordinator(config, self.replica_manager)
-        self.transaction_coordinator = TransactionCoordinator(config, self.replica_manager,
-                                                              self.producer_id_manager, self.group_coordinator)
-        # The coordinators create their internal topics on first use, through the controller.
-        self.group_coordinator.log.create_topic = self.controller.create_internal_topic
-        self.transaction_coordinator.state.create_topic = self.controller.create_internal_topic
+        self.group_coordinator = build_group_coordinator(config, self.replica_manager, self.controller)
+        self.transaction_coordinator = build_transaction_coordinator(
+            config, self.replica_manager, self.controller, self.producer_id_manager, self.group_coordinator)
 
     @property
     def cluster_id(self) -> str:

@@ -7,13 +7,15 @@ responses, records) lives in `group_coordinator`.
 from __future__ import annotations
 
 import asyncio
+import copy
 import enum
 from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from moldau.protocol import api, messages
-from moldau.protocol.errors import ProtocolError
+from moldau.protocol.errors import ErrorCode, ProtocolError
 
 
 class GroupState(enum.Enum):
@@ -191,3 +193,63 @@ def member_to_record(member: ClassicGroupMember, protocol: str | None) -> Any:
         client_host=member.client_host, rebalance_timeout=member.rebalance_timeout_ms,
         session_timeout=member.session_timeout_ms, subscription=member.metadata(protocol),
         assignment=member.assignment)
+
+
+# -- the classic group requests as the coordinator takes and answers them --------------------------------
+
+
+@dataclass(slots=True)
+class JoinResult:
+    error: ErrorCode
+    member_id: str = ""
+    generation_id: int = -1
+    protocol_type: str | None = None
+    protocol_name: str | None = None
+    leader: str = ""
+    skip_assignment: bool = False
+    members: list[tuple[str, str | None, bytes]] = field(default_factory=list)  # leader only
+
+
+@dataclass(slots=True)
+class SyncResult:
+    error: ErrorCode
+    protocol_type: str | None = None
+    protocol_name: str | None = None
+    assignment: bytes = b""
+
+
+@dataclass(slots=True)
+class JoinRequest:
+    group_id: str
+    member_id: str
+    group_instance_id: str | None
+    protocol_type: str
+    protocols: list[tuple[str, bytes]]
+    session_timeout_ms: int
+    rebalance_timeout_ms: int
+    client_id: str
+    client_host: str
+    require_known_member_id: bool
+    supports_skip_assignment: bool
+
+
+_UNDONE_MEMBER_FIELDS = ("member_id", "protocols", "rebalance_timeout_ms", "session_timeout_ms", "client_id",
+                         "client_host", "assignment", "is_new")
+
+
+def snapshot_classic(group: ClassicGroup) -> Callable[[], None]:
+    """The undo of every change an operation makes to ``group``'s persisted state (members, generation,
+    protocol, leader, state, assignments); parked JoinGroup/SyncGroup futures are not state and stay.
+    Kafka keeps classic groups outside its timeline structures; here a failed write reverts them too."""
+    group_fields = {f.name: copy.copy(getattr(group, f.name)) for f in fields(group)}
+    members = {id(m): (m, {name: getattr(m, name) for name in _UNDONE_MEMBER_FIELDS})
+               for m in group.members.values()}
+
+    def restore() -> None:
+        for name, value in group_fields.items():
+            setattr(group, name, copy.copy(value))
+        for member, saved in members.values():
+            for name, value in saved.items():
+                setattr(member, name, value)
+
+    return restore

@@ -4,7 +4,8 @@ One heartbeat: validate the member and its epoch, record subscription changes (b
 recompute the target assignment when the group epoch is ahead of the assignment epoch, then move the
 member one step towards its target (`next_assignment`). Every change is a record: built here, replayed
 into memory by `consumer_group_records.replay` (the same code the loader runs) and appended to
-`__consumer_offsets` before the response goes out.
+`__consumer_offsets` by the `CoordinatorRuntime` before the response goes out; a failed append reverts
+the group to its snapshot (the runtime's undo log).
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ import uuid
 from collections.abc import Collection
 from dataclasses import dataclass, field
 
-from moldau.broker.config import BrokerConfig
-from moldau.broker.replica_manager import ReplicaManager
 from moldau.coordinator import consumer_group_records as cgr
 from moldau.coordinator.append_errors import coordinator_append_error
 from moldau.coordinator.assignors import ASSIGNORS, MemberSpec
@@ -31,8 +30,9 @@ from moldau.coordinator.consumer_group import (
     Partitions,
     next_assignment,
 )
-from moldau.coordinator.group_coordinator import GroupCoordinator
 from moldau.coordinator.records import OFFSETS_TOPIC
+from moldau.coordinator.runtime import CoordinatorResult
+from moldau.coordinator.state import CoordinatorState
 from moldau.errors import MoldauError
 from moldau.protocol.errors import ErrorCode
 
@@ -67,51 +67,46 @@ class HeartbeatResult:
     assignment: Partitions | None = field(default=None)
 
 
-class ConsumerGroupCoordinator(GroupCoordinator):
-    """The consumer groups of this broker, beside the classic ones (`self.groups`)."""
+class ConsumerGroupCoordinator:
+    """The KIP-848 consumer groups of this broker, beside the classic ones, over the shared
+    `CoordinatorState`."""
 
-    def __init__(self, config: BrokerConfig, replica_manager: ReplicaManager) -> None:
-        super().__init__(config, replica_manager)
-        self.replica_manager = replica_manager
-        self.consumer_groups: dict[str, ConsumerGroup] = {}
+    def __init__(self, state: CoordinatorState) -> None:
+        self.state = state
+        state.on_loaded_hooks.append(self._on_loaded)
 
-    def load(self) -> None:
-        super().load()
-        for group in self.consumer_groups.values():
-            for member in group.members.values():
-                self._schedule_session(group.group_id, member.member_id)
-
-    def replay_other(self, key_bytes: bytes, value_bytes: bytes | None) -> None:
-        group_id = cgr.replay(self.consumer_groups, key_bytes, value_bytes)
-        if group_id is not None and group_id in self.consumer_groups:
-            classic = self.groups.get(group_id)
-            if classic is not None and not classic.members:
-                del self.groups[group_id]  # an empty classic group was converted (Kafka's online upgrade)
+    def _on_loaded(self, partition: int) -> None:
+        for group in self.state.consumer_groups.values():
+            if self.state.log.partition_of(group.group_id) == partition:
+                for member in group.members.values():
+                    self._schedule_session(group.group_id, member.member_id)
 
     @property
     def heartbeat_interval_ms(self) -> int:
-        return self.config["group.consumer.heartbeat.interval.ms"]
+        return self.state.config.group_consumer_heartbeat_interval_ms
 
     # -- the heartbeat ------------------------------------------------------------------------------
 
     async def consumer_group_heartbeat(self, req: HeartbeatRequest) -> HeartbeatResult:
-        self.check_available(req.group_id)
+        self.state.check_available(req.group_id)
         error = self._validate_request(req)
         if error is not None:
             return error
-        records: list[cgr.KeyValue] = []
-        if req.member_epoch in (LEAVE_GROUP_MEMBER_EPOCH, LEAVE_GROUP_STATIC_MEMBER_EPOCH):
-            result = self._leave(req, records)
-        else:
-            result = self._heartbeat(req, records)
-        if records:
-            try:
-                await self.write(req.group_id, records)
-            except (MoldauError, OSError) as exc:
-                # The state already moved on in memory (as Kafka's uncommitted state would); the member retries.
-                log.debug("writing consumer group %s records failed: %s", req.group_id, exc)
-                return HeartbeatResult(coordinator_append_error(exc), str(exc), req.member_id, req.member_epoch)
-        return result
+
+        def operation() -> CoordinatorResult[HeartbeatResult]:
+            records: list[cgr.KeyValue] = []
+            if req.member_epoch in (LEAVE_GROUP_MEMBER_EPOCH, LEAVE_GROUP_STATIC_MEMBER_EPOCH):
+                result = self._leave(req, records)
+            else:
+                result = self._heartbeat(req, records)
+            return CoordinatorResult(records, result, replayed=True)
+
+        try:
+            return await self.state.log.write(req.group_id, operation)
+        except (MoldauError, OSError) as exc:
+            # The runtime reverted the group to its state before this heartbeat; the member retries.
+            log.debug("writing consumer group %s records failed: %s", req.group_id, exc)
+            return HeartbeatResult(coordinator_append_error(exc), str(exc), req.member_id, req.member_epoch)
 
     def _validate_request(self, req: HeartbeatRequest) -> HeartbeatResult | None:
         def invalid(message: str, code: ErrorCode = E.INVALID_REQUEST) -> HeartbeatResult:
@@ -144,13 +139,13 @@ class ConsumerGroupCoordinator(GroupCoordinator):
         return None
 
     def _assignor_names(self) -> list[str]:
-        return [n for n in self.config["group.consumer.assignors"] if n in ASSIGNORS] or ["uniform"]
+        return [n for n in self.state.config.group_consumer_assignors if n in ASSIGNORS] or ["uniform"]
 
     def _group_for(self, req: HeartbeatRequest) -> ConsumerGroup | HeartbeatResult:
-        group = self.consumer_groups.get(req.group_id)
+        group = self.state.consumer_groups.get(req.group_id)
         if group is not None:
             return group
-        classic = self.groups.get(req.group_id)
+        classic = self.state.groups.get(req.group_id)
         if classic is not None and classic.members:
             return HeartbeatResult(E.GROUP_ID_NOT_FOUND, f"Group {req.group_id} is not a consumer group.",
                                    req.member_id, req.member_epoch)
@@ -172,7 +167,7 @@ class ConsumerGroupCoordinator(GroupCoordinator):
             member.subscribed_topic_names, member.subscribed_topic_regex)
         if is_new or updated != member:
             self._apply(records, [cgr.member_record(group.group_id, updated)])
-            group = self.consumer_groups[group.group_id]
+            group = self.state.consumer_groups[group.group_id]
             member = group.members[req.member_id]
         metadata = self._subscription_metadata(group)
         if metadata != group.subscription_metadata:
@@ -210,7 +205,7 @@ class ConsumerGroupCoordinator(GroupCoordinator):
                                                f"of group {group.group_id} is still in use by another member.",
                                                req.member_id, req.member_epoch)
                     return self._replace_static_member(group, static, req, records)
-            if member is None and len(group.members) >= self.config["group.consumer.max.size"]:
+            if member is None and len(group.members) >= self.state.config.group_consumer_max_size:
                 return HeartbeatResult(E.GROUP_MAX_SIZE_REACHED, f"Group {group.group_id} is full.",
                                        req.member_id, req.member_epoch)
             return member if member is not None else ConsumerGroupMember(req.member_id)
@@ -230,7 +225,7 @@ class ConsumerGroupCoordinator(GroupCoordinator):
                                records: list[cgr.KeyValue]) -> ConsumerGroupMember:
         """KIP-848: a static member that left with epoch -2 comes back under a new member id and keeps its
         assignment."""
-        self._cancel(("cg-session", group.group_id, old.member_id))
+        self.state.cancel(("cg-session", group.group_id, old.member_id))
         new = ConsumerGroupMember(req.member_id, instance_id=old.instance_id, rack_id=old.rack_id,
                                   client_id=old.client_id, client_host=old.client_host,
                                   subscribed_topic_names=old.subscribed_topic_names,
@@ -245,7 +240,7 @@ class ConsumerGroupCoordinator(GroupCoordinator):
                                           assignment_epochs=old.assignment_epochs)])
         log.info("static member %s of group %s replaced member id %s with %s", old.instance_id, group.group_id,
                  old.member_id, new.member_id)
-        return self.consumer_groups[group.group_id].members[new.member_id]
+        return self.state.consumer_groups[group.group_id].members[new.member_id]
 
     @staticmethod
     def _updated_member(member: ConsumerGroupMember, req: HeartbeatRequest) -> ConsumerGroupMember:
@@ -268,7 +263,7 @@ class ConsumerGroupCoordinator(GroupCoordinator):
     # -- leaving and fencing ------------------------------------------------------------------------
 
     def _leave(self, req: HeartbeatRequest, records: list[cgr.KeyValue]) -> HeartbeatResult:
-        group = self.consumer_groups.get(req.group_id)
+        group = self.state.consumer_groups.get(req.group_id)
         member = group.members.get(req.member_id) if group is not None else None
         if group is None or member is None:
             return HeartbeatResult(E.UNKNOWN_MEMBER_ID, f"Member {req.member_id} is not in group {req.group_id}.",
@@ -289,28 +284,35 @@ class ConsumerGroupCoordinator(GroupCoordinator):
 
     def _remove_member(self, group: ConsumerGroup, member: ConsumerGroupMember, reason: str,
                        records: list[cgr.KeyValue]) -> None:
-        self._cancel(("cg-session", group.group_id, member.member_id))
-        self._cancel(("cg-revoke", group.group_id, member.member_id))
+        self.state.cancel(("cg-session", group.group_id, member.member_id))
+        self.state.cancel(("cg-revoke", group.group_id, member.member_id))
         self._apply(records, cgr.member_removal_records(group.group_id, member))
         self._apply(records, [cgr.group_epoch_record(group.group_id, group.group_epoch + 1)])
         log.info("member %s of consumer group %s %s; group epoch %d", member.member_id, group.group_id, reason,
                  group.group_epoch)
 
     def _fence(self, group_id: str, member_id: str, expected_epoch: int | None, reason: str) -> None:
-        group = self.consumer_groups.get(group_id)
+        group = self.state.consumer_groups.get(group_id)
         member = group.members.get(member_id) if group is not None else None
         if group is None or member is None:
             return
         if expected_epoch is not None and (member.member_epoch != expected_epoch
                                            or member.state != MemberState.UNREVOKED_PARTITIONS):
             return
-        records: list[cgr.KeyValue] = []
-        self._remove_member(group, member, reason, records)
-        self.write(group_id, records)
+
+        def operation() -> CoordinatorResult[None]:
+            records: list[cgr.KeyValue] = []
+            current = self.state.consumer_groups.get(group_id)
+            fenced = current.members.get(member_id) if current is not None else None
+            if current is not None and fenced is not None:
+                self._remove_member(current, fenced, reason, records)
+            return CoordinatorResult(records, None, replayed=True)
+
+        self.state.log.write_in_background(group_id, operation)
 
     def _schedule_session(self, group_id: str, member_id: str) -> None:
-        timeout = self.config["group.consumer.session.timeout.ms"]
-        self._schedule(("cg-session", group_id, member_id), timeout,
+        timeout = self.state.config.group_consumer_session_timeout_ms
+        self.state.schedule(("cg-session", group_id, member_id), timeout,
                        lambda: self._fence(group_id, member_id, None,
                                            f"was fenced: no heartbeat within {timeout} ms (session timeout)"))
 
@@ -318,37 +320,38 @@ class ConsumerGroupCoordinator(GroupCoordinator):
         """Kafka: a member has its rebalance timeout to revoke partitions, counted from the revocation."""
         key = ("cg-revoke", group.group_id, member.member_id)
         if member.state != MemberState.UNREVOKED_PARTITIONS:
-            self._cancel(key)
+            self.state.cancel(key)
             return
-        if key in self._timers and not restart:
+        if self.state.has_timer(key) and not restart:
             return
         epoch, timeout = member.member_epoch, max(member.rebalance_timeout_ms, 0)
-        self._schedule(key, timeout, lambda: self._fence(
+        self.state.schedule(key, timeout, lambda: self._fence(
             group.group_id, member.member_id, epoch, f"was fenced: partitions not revoked within {timeout} ms"))
 
     # -- assignment ---------------------------------------------------------------------------------
 
     def _apply(self, records: list[cgr.KeyValue], new: list[cgr.KeyValue]) -> None:
         for key, value in new:
-            self.replay(key, value)
+            self.state.replay(key, value)
         records.extend(new)
 
     def _resolved_topics(self, member: ConsumerGroupMember) -> set[str]:
         topics = set(member.subscribed_topic_names)
         if member.subscribed_topic_regex:
             pattern = re.compile(member.subscribed_topic_regex)
-            topics.update(t for t in self.replica_manager.topics
+            topics.update(t for t in self.state.topic_metadata.topics()
                           if t != OFFSETS_TOPIC and not t.startswith("__") and pattern.fullmatch(t))
         return topics
 
     def _subscription_metadata(self, group: ConsumerGroup) -> dict[str, tuple[uuid.UUID, int]]:
         result = {}
+        topics = self.state.topic_metadata.topics()
         for member in group.members.values():
             member.resolved_topics = self._resolved_topics(member)
             for name in member.resolved_topics:
-                topic = self.replica_manager.topics.get(name)
+                topic = topics.get(name)
                 if topic is not None:
-                    result[name] = (topic.topic_id, len(topic.partitions))
+                    result[name] = topic
         return result
 
     def _compute_target_assignment(self, group: ConsumerGroup, records: list[cgr.KeyValue]) -> None:
@@ -367,7 +370,7 @@ class ConsumerGroupCoordinator(GroupCoordinator):
             target = {ids[name]: ps for name, ps in parts.items() if ps}
             if target != group.members[member_id].target:
                 new.append(cgr.target_member_record(group.group_id, member_id, target))
-        new.append(cgr.target_epoch_record(group.group_id, group.group_epoch, int(time.time() * 1000)))
+        new.append(cgr.target_epoch_record(group.group_id, group.group_epoch, self.state.now_ms()))
         self._apply(records, new)
         log.info("consumer group %s: target assignment at epoch %d by %s for %d member(s) in %.1f ms",
                  group.group_id, group.group_epoch, assignor.name, len(specs),
@@ -411,7 +414,7 @@ class ConsumerGroupCoordinator(GroupCoordinator):
 
     def validate_consumer_fetch(self, group_id: str, member_id: str | None, member_epoch: int) -> ErrorCode:
         """Kafka's `ConsumerGroup.validateOffsetFetch`: a member fetch must come from a current member."""
-        group = self.consumer_groups.get(group_id)
+        group = self.state.consumer_groups.get(group_id)
         if group is None or member_epoch < 0:
             return E.NONE
         member = group.members.get(member_id or "")
@@ -421,27 +424,33 @@ class ConsumerGroupCoordinator(GroupCoordinator):
 
     async def delete_consumer_group(self, group_id: str) -> ErrorCode:
         """DeleteGroups for a consumer group: only when empty; its offsets and records get tombstones."""
-        group = self.consumer_groups[group_id]
-        if group.members:
-            return E.NON_EMPTY_GROUP
-        records = [self.offset_record(group_id, t, p, None) for t, p in self.offsets.delete_group(group_id)]
-        self._cancel_group_timers(group_id)
-        self._apply(records, [cgr.target_epoch_record(group_id, None), cgr.partition_metadata_record(group_id, None),
-                              cgr.group_epoch_record(group_id, None)])
-        await self.write(group_id, records)
-        log.info("deleted consumer group %s", group_id)
-        return E.NONE
+        def operation() -> CoordinatorResult[ErrorCode]:
+            group = self.state.consumer_groups.get(group_id)
+            if group is None:
+                return CoordinatorResult([], E.GROUP_ID_NOT_FOUND)
+            if group.members:
+                return CoordinatorResult([], E.NON_EMPTY_GROUP)
+            records = [self.state.offset_record(group_id, t, p, None) for t, p in self.state.offsets.of_group(group_id)]
+            records += [cgr.target_epoch_record(group_id, None), cgr.partition_metadata_record(group_id, None),
+                        cgr.group_epoch_record(group_id, None)]
+            return CoordinatorResult(records, E.NONE)
+
+        error = await self.state.log.write(group_id, operation)
+        if error is E.NONE:
+            self.state.cancel_group_timers(group_id)
+            log.info("deleted consumer group %s", group_id)
+        return error
 
     def list_consumer_groups(self, states: list[str], types: list[str]) -> list[ConsumerGroup]:
         wanted_states = {s.lower() for s in states}
         if types and GROUP_TYPE_CONSUMER not in {t.lower() for t in types}:
             return []
-        return [g for g in self.consumer_groups.values()
+        return [g for g in self.state.consumer_groups.values()
                 if not wanted_states or g.state.value.lower() in wanted_states]
 
     def topic_names(self) -> dict[uuid.UUID, str]:
-        return {tid: name for name, tid in ((n, t.topic_id) for n, t in self.replica_manager.topics.items())}
+        return {tid: name for name, (tid, _) in self.state.topic_metadata.topics().items()}
 
     def describe_consumer_group(self, group_id: str) -> ConsumerGroup | None:
-        self.check_available(group_id)
-        return self.consumer_groups.get(group_id)
+        self.state.check_available(group_id)
+        return self.state.consumer_groups.get(group_id)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import struct
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from moldau.coordinator.consumer_group import (
@@ -136,8 +137,11 @@ def member_removal_records(group_id: str, member: ConsumerGroupMember) -> list[K
 # -- replay -----------------------------------------------------------------------------------------
 
 
-def replay(groups: dict[str, ConsumerGroup], key_bytes: bytes, value_bytes: bytes | None) -> str | None:
-    """Apply one consumer group record; returns the group id it touched (None if not a consumer group record)."""
+def replay(groups: dict[str, ConsumerGroup], key_bytes: bytes, value_bytes: bytes | None,
+           before: Callable[[str, str | None], None] | None = None) -> str | None:
+    """Apply one consumer group record; returns the group id it touched (None if not a consumer group record).
+    ``before`` sees the group id (and member id, for member records) before anything changes: the runtime's
+    undo log snapshots what the record will change."""
     kind = record_type(key_bytes)
     if kind not in _NAMES:
         return None
@@ -147,6 +151,8 @@ def replay(groups: dict[str, ConsumerGroup], key_bytes: bytes, value_bytes: byte
         raise CoordinatorRecordError(f"unreadable {_NAMES[kind]} key: {exc}") from None
     value: Any = None if value_bytes is None else decode_value(_NAMES[kind] + "Value", value_bytes)
     group_id = key.group_id
+    if before is not None:
+        before(group_id, getattr(key, "member_id", None))
     group = groups.get(group_id)
     if group is None:
         if value is None:

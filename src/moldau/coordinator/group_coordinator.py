@@ -1,8 +1,9 @@
 """The classic-protocol group coordinator: JoinGroup, SyncGroup, Heartbeat, LeaveGroup and the rebalance.
 
 Follows Kafka's `GroupMetadataManager` (group-coordinator module) for classic groups. State changes are
-applied in memory at once; GroupMetadata records go to `__consumer_offsets` (through `CoordinatorLog`),
-and the in-memory state after a restart is a replay of them (`state.py`). Parked JoinGroup/SyncGroup
+applied in memory inside a runtime operation; GroupMetadata records go to `__consumer_offsets` through the
+`CoordinatorRuntime`, which reverts the change when the write fails, and the in-memory state after a
+restart is a replay of them (`state.py`). Parked JoinGroup/SyncGroup
 responses are futures that the rebalance completes. Offsets and admin calls live in `group_admin.py`.
 """
 
@@ -10,15 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
 
-from moldau.broker.errors import ApiError
 from moldau.coordinator.append_errors import coordinator_append_error
-from moldau.coordinator.classic_group import ClassicGroup, ClassicGroupMember, GroupState, subscription_topics
+from moldau.coordinator.classic_group import (  # JoinRequest/JoinResult/SyncResult: the handlers import them here
+    ClassicGroup,
+    ClassicGroupMember,
+    GroupState,
+    JoinRequest,
+    JoinResult,
+    SyncResult,
+    snapshot_classic,
+    subscription_topics,
+)
 from moldau.coordinator.state import CoordinatorState
 from moldau.errors import MoldauError
 from moldau.protocol.errors import ErrorCode
@@ -29,74 +35,31 @@ NEW_MEMBER_JOIN_TIMEOUT_MS = 300_000  # Kafka's classicGroupNewMemberJoinTimeout
 E = ErrorCode
 
 
-@dataclass(slots=True)
-class JoinResult:
-    error: ErrorCode
-    member_id: str = ""
-    generation_id: int = -1
-    protocol_type: str | None = None
-    protocol_name: str | None = None
-    leader: str = ""
-    skip_assignment: bool = False
-    members: list[tuple[str, str | None, bytes]] = field(default_factory=list)  # leader only
+class ClassicGroupCoordinator:
+    """The classic groups of this broker (Kafka's `GroupMetadataManager`, classic part), over the shared
+    `CoordinatorState`. Use from the broker's event loop."""
 
+    def __init__(self, state: CoordinatorState) -> None:
+        self.state = state
+        state.on_loaded_hooks.append(self._on_loaded)
 
-@dataclass(slots=True)
-class SyncResult:
-    error: ErrorCode
-    protocol_type: str | None = None
-    protocol_name: str | None = None
-    assignment: bytes = b""
-
-
-@dataclass(slots=True)
-class JoinRequest:
-    group_id: str
-    member_id: str
-    group_instance_id: str | None
-    protocol_type: str
-    protocols: list[tuple[str, bytes]]
-    session_timeout_ms: int
-    rebalance_timeout_ms: int
-    client_id: str
-    client_host: str
-    require_known_member_id: bool
-    supports_skip_assignment: bool
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-class GroupCoordinator(CoordinatorState):
-    """All classic groups of this broker. Use from the broker's event loop."""
+    def _on_loaded(self, partition: int) -> None:
+        """Arm the session timers of the loaded members (Kafka's onLoaded)."""
+        for group in self.state.groups.values():
+            if self.state.log.partition_of(group.group_id) == partition:
+                for member in group.members.values():
+                    self._reschedule_heartbeat(group, member)
 
     # -- timers -------------------------------------------------------------------------------------
 
-    def _schedule(self, key: tuple[str, ...], delay_ms: int, callback: Callable[[], None]) -> None:
-        self._cancel(key)
-        self._timers[key] = self.loop.call_later(max(delay_ms, 0) / 1000, self._fire, key, callback)
-
-    def _fire(self, key: tuple[str, ...], callback: Callable[[], None]) -> None:
-        self._timers.pop(key, None)
-        try:
-            callback()
-        except Exception:
-            log.exception("group coordinator timer %s failed", key)
-
-    def _cancel(self, key: tuple[str, ...]) -> None:
-        handle = self._timers.pop(key, None)
-        if handle is not None:
-            handle.cancel()
-
     def _reschedule_heartbeat(self, group: ClassicGroup, member: ClassicGroupMember, timeout_ms: int | None = None,
                               ) -> None:
-        self._schedule(("heartbeat", group.group_id, member.member_id),
+        self.state.schedule(("heartbeat", group.group_id, member.member_id),
                        member.session_timeout_ms if timeout_ms is None else timeout_ms,
                        lambda: self._on_heartbeat_expiry(group.group_id, member.member_id))
 
     def _on_heartbeat_expiry(self, group_id: str, member_id: str) -> None:
-        group = self.groups.get(group_id)
+        group = self.state.groups.get(group_id)
         if group is None:
             return
         if member_id in group.pending_members:
@@ -114,10 +77,6 @@ class GroupCoordinator(CoordinatorState):
                  member.session_timeout_ms)
         self._remove_member_and_update(group, member, "session timeout")
 
-    def _cancel_group_timers(self, group_id: str) -> None:
-        for key in [k for k in self._timers if k[1] == group_id]:
-            self._cancel(key)
-
     # -- JoinGroup ----------------------------------------------------------------------------------
 
     async def join_group(self, request: JoinRequest) -> JoinResult:
@@ -127,23 +86,23 @@ class GroupCoordinator(CoordinatorState):
         return await asyncio.shield(future)
 
     def _join(self, req: JoinRequest) -> JoinResult | asyncio.Future[JoinResult]:
-        self.check_available(req.group_id)
+        self.state.check_available(req.group_id)
         if not req.group_id:
             return JoinResult(E.INVALID_GROUP_ID, req.member_id)
-        if req.group_id in self.consumer_groups:
+        if req.group_id in self.state.consumer_groups:
             # A KIP-848 consumer group: no online downgrade to the classic protocol here.
             return JoinResult(E.INCONSISTENT_GROUP_PROTOCOL, req.member_id)
-        if not self.min_session_ms <= req.session_timeout_ms <= self.max_session_ms:
+        if not self.state.min_session_ms <= req.session_timeout_ms <= self.state.max_session_ms:
             return JoinResult(E.INVALID_SESSION_TIMEOUT, req.member_id)
-        group = self.groups.get(req.group_id)
+        group = self.state.groups.get(req.group_id)
         if group is None:
             if req.member_id:
                 return JoinResult(E.UNKNOWN_MEMBER_ID, req.member_id)
-            group = self._create_group(req.group_id)
+            group = self.state.create_group(req.group_id)
         if not group.supports_protocols(req.protocol_type, req.protocols):
             return JoinResult(E.INCONSISTENT_GROUP_PROTOCOL, req.member_id)
         is_new = not req.member_id or req.member_id in group.pending_members
-        if is_new and len(group.members) + len(group.pending_members) >= self.max_group_size and \
+        if is_new and len(group.members) + len(group.pending_members) >= self.state.max_group_size and \
                 not (req.group_instance_id and req.group_instance_id in group.static_members):
             return JoinResult(E.GROUP_MAX_SIZE_REACHED, req.member_id)
         if not req.member_id:
@@ -161,7 +120,7 @@ class GroupCoordinator(CoordinatorState):
         elif req.require_known_member_id:
             # KIP-394: hand out the id first; the member joins for real with it.
             group.pending_members.add(member_id)
-            self._schedule(("heartbeat", group.group_id, member_id), req.session_timeout_ms,
+            self.state.schedule(("heartbeat", group.group_id, member_id), req.session_timeout_ms,
                            lambda: self._on_heartbeat_expiry(group.group_id, member_id))
             return JoinResult(E.MEMBER_ID_REQUIRED, member_id)
         return self._add_member_and_rebalance(group, req, member_id)
@@ -195,7 +154,7 @@ class GroupCoordinator(CoordinatorState):
         member = ClassicGroupMember(
             member_id, req.group_instance_id, req.client_id, req.client_host, req.rebalance_timeout_ms,
             req.session_timeout_ms, req.protocol_type, req.protocols, is_new=True)
-        member.join_future = self.loop.create_future()
+        member.join_future = self.state.loop.create_future()
         group.add(member)
         if group.is_in(GroupState.PREPARING_REBALANCE) and group.previous_state == GroupState.EMPTY:
             group.new_member_added = True
@@ -210,7 +169,7 @@ class GroupCoordinator(CoordinatorState):
         self._set_member_protocols(group, member, req)
         if member.join_future is not None and not member.join_future.done():
             member.join_future.set_result(JoinResult(E.REBALANCE_IN_PROGRESS, member.member_id))
-        member.join_future = future = self.loop.create_future()
+        member.join_future = future = self.state.loop.create_future()
         self._maybe_prepare_rebalance_or_complete_join(group, f"member {member.member_id} rejoined")
         return future
 
@@ -229,15 +188,15 @@ class GroupCoordinator(CoordinatorState):
         old_id = group.static_members[instance_id]
         old = group.members[old_id]
         old_topics = set(subscription_topics(old.metadata(group.protocol_name)))
-        self._cancel(("heartbeat", group.group_id, old_id))
+        self.state.cancel(("heartbeat", group.group_id, old_id))
         for attr in ("join_future", "sync_future"):
             fut = getattr(old, attr)
             if fut is not None and not fut.done():
                 fut.set_result(JoinResult(E.FENCED_INSTANCE_ID, old_id) if attr == "join_future"
                                else SyncResult(E.FENCED_INSTANCE_ID))
             setattr(old, attr, None)
+        restore = snapshot_classic(group)  # before the replacement: a failed write puts the old member back
         member = group.replace_static_member(instance_id, old_id, new_id)
-        previous = (member.protocols, member.rebalance_timeout_ms, member.session_timeout_ms)
         self._set_member_protocols(group, member, req)
         self._reschedule_heartbeat(group, member)
         log.info("static member %s of group %s replaced member id %s with %s", instance_id, group.group_id,
@@ -248,12 +207,11 @@ class GroupCoordinator(CoordinatorState):
                 or set(subscription_topics(member.metadata(group.protocol_name))) == old_topics)
             if unchanged:
                 result = self._join_response(group, member, E.NONE, skip_assignment=req.supports_skip_assignment)
-                return self._store_then(group, result, revert=lambda: self._revert_static(
-                    group, instance_id, old_id, new_id, previous))
-            member.join_future = future = self.loop.create_future()
+                return self._store_then(group, member, result, restore)
+            member.join_future = future = self.state.loop.create_future()
             self._prepare_rebalance(group, f"static member {instance_id} changed its protocols")
             return future
-        member.join_future = future = self.loop.create_future()
+        member.join_future = future = self.state.loop.create_future()
         if group.is_in(GroupState.COMPLETING_REBALANCE):
             # The leader may be assigning to the old member id: the new one needs a new generation.
             self._prepare_rebalance(group, f"static member {instance_id} rejoined during CompletingRebalance")
@@ -261,24 +219,24 @@ class GroupCoordinator(CoordinatorState):
             self._maybe_prepare_rebalance_or_complete_join(group, f"static member {instance_id} rejoined")
         return future
 
-    def _revert_static(self, group: ClassicGroup, instance_id: str, old_id: str, new_id: str,
-                       previous: tuple[Any, int, int]) -> None:
-        if new_id in group.members:
-            member = group.replace_static_member(instance_id, new_id, old_id)
-            member.protocols, member.rebalance_timeout_ms, member.session_timeout_ms = previous
+    def _store_then(self, group: ClassicGroup, member: ClassicGroupMember, result: JoinResult,
+                    restore: Callable[[], None]) -> asyncio.Future[JoinResult]:
+        """Answer ``result`` once the group's record is written; a failed write reverts the group to
+        ``restore`` (taken before the change) and answers the mapped append error (Kafka's
+        ``appendGroupMetadataErrorToResponseError``)."""
+        future: asyncio.Future[JoinResult] = self.state.loop.create_future()
 
-    def _store_then(self, group: ClassicGroup, result: JoinResult, revert: Callable[[], None],
-                    ) -> asyncio.Future[JoinResult]:
-        future: asyncio.Future[JoinResult] = self.loop.create_future()
-
-        def done(task: asyncio.Task[None]) -> None:
-            if task.cancelled() or task.exception() is not None:
-                revert()
-                future.set_result(JoinResult(E.UNKNOWN_SERVER_ERROR, result.member_id))
+        async def store() -> None:
+            try:
+                await self.state.store_group(group, restore=restore)
+            except (MoldauError, OSError) as exc:
+                self._reschedule_heartbeat(group, member)  # the restored member keeps its session
+                future.set_result(JoinResult(coordinator_append_error(exc), result.member_id))
             else:
                 future.set_result(result)
 
-        self.store_group(group).add_done_callback(done)
+        task = self.state.loop.create_task(store())
+        future.add_done_callback(lambda _: task)  # keep the task referenced until answered
         return future
 
     def _join_response(self, group: ClassicGroup, member: ClassicGroupMember, error: ErrorCode,
@@ -302,30 +260,30 @@ class GroupCoordinator(CoordinatorState):
     def _prepare_rebalance(self, group: ClassicGroup, reason: str) -> None:
         if group.is_in(GroupState.COMPLETING_REBALANCE):
             self._propagate_assignment(group, E.REBALANCE_IN_PROGRESS)
-        self._cancel(("sync", group.group_id))
+        self.state.cancel(("sync", group.group_id))
         initial = group.is_in(GroupState.EMPTY)
-        group.transition_to(GroupState.PREPARING_REBALANCE, _now_ms())
+        group.transition_to(GroupState.PREPARING_REBALANCE, self.state.now_ms())
         log.info("preparing to rebalance group %s in generation %d (%s)", group.group_id, group.generation_id,
                  reason)
         if initial:
             # group.initial.rebalance.delay.ms: give the other members of a new group time to join.
-            delay = self.initial_rebalance_delay_ms
+            delay = self.state.initial_rebalance_delay_ms
             remaining = max(group.rebalance_timeout_ms - delay, 0)
             group.new_member_added = False
-            self._schedule(("join", group.group_id), delay,
+            self.state.schedule(("join", group.group_id), delay,
                            lambda: self._initial_join_expired(group.group_id, delay, remaining))
         else:
             self._maybe_complete_join_else_schedule(group)
 
     def _initial_join_expired(self, group_id: str, delay_ms: int, remaining_ms: int) -> None:
-        group = self.groups.get(group_id)
+        group = self.state.groups.get(group_id)
         if group is None:
             return
         if group.new_member_added and remaining_ms:
             group.new_member_added = False
-            next_delay = min(self.initial_rebalance_delay_ms, remaining_ms)
+            next_delay = min(self.state.initial_rebalance_delay_ms, remaining_ms)
             next_remaining = max(remaining_ms - delay_ms, 0)
-            self._schedule(("join", group_id), next_delay,
+            self.state.schedule(("join", group_id), next_delay,
                            lambda: self._initial_join_expired(group_id, next_delay, next_remaining))
         else:
             self._complete_join(group)
@@ -334,7 +292,7 @@ class GroupCoordinator(CoordinatorState):
         if group.has_all_members_joined():
             self._complete_join(group)
         else:
-            self._schedule(("join", group.group_id), group.rebalance_timeout_ms,
+            self.state.schedule(("join", group.group_id), group.rebalance_timeout_ms,
                            lambda: self._complete_join(group))
 
     def _maybe_complete_join(self, group: ClassicGroup) -> None:
@@ -343,25 +301,25 @@ class GroupCoordinator(CoordinatorState):
             self._complete_join(group)
 
     def _complete_join(self, group: ClassicGroup) -> None:
-        self._cancel(("join", group.group_id))
-        if group is not self.groups.get(group.group_id) or not group.is_in(GroupState.PREPARING_REBALANCE):
+        self.state.cancel(("join", group.group_id))
+        if group is not self.state.groups.get(group.group_id) or not group.is_in(GroupState.PREPARING_REBALANCE):
             return
         for member in [m for m in group.members.values() if not m.is_awaiting_join]:
             log.info("removing member %s from group %s: it did not rejoin within the rebalance timeout",
                      member.member_id, group.group_id)
-            self._cancel(("heartbeat", group.group_id, member.member_id))
+            self.state.cancel(("heartbeat", group.group_id, member.member_id))
             group.remove(member.member_id)
         for pending in list(group.pending_members):
-            self._cancel(("heartbeat", group.group_id, pending))
+            self.state.cancel(("heartbeat", group.group_id, pending))
         group.pending_members.clear()
         group.generation_id += 1
-        now = _now_ms()
+        now = self.state.now_ms()
         if not group.members:
             group.protocol_name = None
             group.leader_id = None
             group.transition_to(GroupState.EMPTY, now)
             log.info("group %s is empty in generation %d", group.group_id, group.generation_id)
-            self.store_group(group)
+            self.state.store_group_in_background(group)
             return
         group.protocol_name = group.select_protocol()
         group.transition_to(GroupState.COMPLETING_REBALANCE, now)
@@ -377,12 +335,12 @@ class GroupCoordinator(CoordinatorState):
             self._reschedule_heartbeat(group, member)
         group.pending_sync_members = set(group.members)
         generation = group.generation_id
-        self._schedule(("sync", group.group_id), group.rebalance_timeout_ms,
+        self.state.schedule(("sync", group.group_id), group.rebalance_timeout_ms,
                        lambda: self._sync_expired(group.group_id, generation))
 
     def _sync_expired(self, group_id: str, generation: int) -> None:
         """Members that got a JoinGroup response but never sent SyncGroup are removed (Kafka's pending sync)."""
-        group = self.groups.get(group_id)
+        group = self.state.groups.get(group_id)
         if group is None or group.generation_id != generation or not group.pending_sync_members:
             return
         if not group.is_in(GroupState.COMPLETING_REBALANCE, GroupState.STABLE):
@@ -391,7 +349,7 @@ class GroupCoordinator(CoordinatorState):
         log.info("removing member(s) %s from group %s: no SyncGroup within the rebalance timeout", missing,
                  group_id)
         for member_id in missing:
-            self._cancel(("heartbeat", group_id, member_id))
+            self.state.cancel(("heartbeat", group_id, member_id))
             group.remove(member_id)
         self._prepare_rebalance(group, "members failed to sync")
 
@@ -406,7 +364,7 @@ class GroupCoordinator(CoordinatorState):
                 self._reschedule_heartbeat(group, member)
 
     def _remove_member_and_update(self, group: ClassicGroup, member: ClassicGroupMember, reason: str) -> None:
-        self._cancel(("heartbeat", group.group_id, member.member_id))
+        self.state.cancel(("heartbeat", group.group_id, member.member_id))
         if member.join_future is not None and not member.join_future.done():
             member.join_future.set_result(JoinResult(E.UNKNOWN_MEMBER_ID, member.member_id))
         if member.sync_future is not None and not member.sync_future.done():
@@ -422,8 +380,8 @@ class GroupCoordinator(CoordinatorState):
     async def sync_group(self, group_id: str, member_id: str, instance_id: str | None, generation_id: int,
                          protocol_type: str | None, protocol_name: str | None,
                          assignments: dict[str, bytes]) -> SyncResult:
-        self.check_available(group_id)
-        group = self.groups.get(group_id)
+        self.state.check_available(group_id)
+        group = self.state.groups.get(group_id)
         if group is None:
             return SyncResult(E.UNKNOWN_MEMBER_ID)
         error = self._validate_member(group, member_id, instance_id)
@@ -445,36 +403,43 @@ class GroupCoordinator(CoordinatorState):
         group.pending_sync_members.discard(member_id)
         if member.sync_future is not None and not member.sync_future.done():
             member.sync_future.set_result(SyncResult(E.REBALANCE_IN_PROGRESS))
-        member.sync_future = future = self.loop.create_future()
+        member.sync_future = future = self.state.loop.create_future()
         if member_id == group.leader_id:
             await self._apply_leader_assignment(group, assignments)
         return await asyncio.shield(future)
 
     async def _apply_leader_assignment(self, group: ClassicGroup, assignments: dict[str, bytes]) -> None:
+        """The leader's assignment makes the group stable: one runtime operation, so a failed write puts
+        the group back in CompletingRebalance (then rebalanced, as Kafka does)."""
         generation = group.generation_id
         pending = {mid: assignments.get(mid, b"") for mid in group.members}
+
+        def stabilize() -> None:
+            if group.generation_id != generation or not group.is_in(GroupState.COMPLETING_REBALANCE):
+                return
+            for member_id, assignment in pending.items():
+                if member_id in group.members:
+                    group.members[member_id].assignment = assignment
+            group.transition_to(GroupState.STABLE, self.state.now_ms())
+
         try:
-            await self.store_group(group, pending)
+            await self.state.store_group(group, pending, change=stabilize)
         except (MoldauError, OSError) as exc:
             log.debug("storing the assignment of group %s failed: %s", group.group_id, exc)
             if group.generation_id == generation and group.is_in(GroupState.COMPLETING_REBALANCE):
                 self._propagate_assignment(group, coordinator_append_error(exc))
                 self._prepare_rebalance(group, "storing the assignment failed")
             return
-        if group.generation_id != generation or not group.is_in(GroupState.COMPLETING_REBALANCE):
+        if group.generation_id != generation or not group.is_in(GroupState.STABLE):
             return
-        for member_id, assignment in pending.items():
-            if member_id in group.members:
-                group.members[member_id].assignment = assignment
-        group.transition_to(GroupState.STABLE, _now_ms())
         self._propagate_assignment(group, E.NONE)
         log.info("group %s is stable in generation %d", group.group_id, generation)
 
     # -- Heartbeat and LeaveGroup -------------------------------------------------------------------
 
     def heartbeat(self, group_id: str, member_id: str, instance_id: str | None, generation_id: int) -> ErrorCode:
-        self.check_available(group_id)
-        group = self.groups.get(group_id)
+        self.state.check_available(group_id)
+        group = self.state.groups.get(group_id)
         if group is None or group.is_in(GroupState.EMPTY):
             return E.UNKNOWN_MEMBER_ID
         error = self._validate_member(group, member_id, instance_id)
@@ -489,8 +454,8 @@ class GroupCoordinator(CoordinatorState):
 
     def leave_group(self, group_id: str, leaving: list[tuple[str, str | None]]) -> tuple[ErrorCode, list[ErrorCode]]:
         """LeaveGroup for (member id, group instance id) pairs; a static member may leave by instance id."""
-        self.check_available(group_id)
-        group = self.groups.get(group_id)
+        self.state.check_available(group_id)
+        group = self.state.groups.get(group_id)
         if group is None or group.is_in(GroupState.DEAD):
             return E.NONE, [E.UNKNOWN_MEMBER_ID] * len(leaving)
         errors = []
@@ -506,7 +471,7 @@ class GroupCoordinator(CoordinatorState):
                 member_id = known
             if member_id in group.pending_members:
                 group.pending_members.discard(member_id)
-                self._cancel(("heartbeat", group_id, member_id))
+                self.state.cancel(("heartbeat", group_id, member_id))
                 self._maybe_complete_join(group)
                 errors.append(E.NONE)
                 continue
@@ -530,7 +495,3 @@ class GroupCoordinator(CoordinatorState):
         if member_id not in group.members:
             return E.UNKNOWN_MEMBER_ID
         return None
-
-    def check_available(self, group_id: str) -> None:
-        if not self.loaded:
-            raise ApiError(E.COORDINATOR_LOAD_IN_PROGRESS)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+
+from moldau.coordinator.runtime import SnapshotRegistry
 
 
 @dataclass(slots=True, frozen=True)
@@ -20,11 +23,19 @@ TopicPartition = tuple[str, int]
 class OffsetStore:
     """group id -> (topic, partition) -> OffsetAndMetadata."""
 
-    def __init__(self) -> None:
+    def __init__(self, registry: SnapshotRegistry | None = None) -> None:
         self._offsets: dict[str, dict[TopicPartition, OffsetAndMetadata]] = {}
+        self.registry = registry or SnapshotRegistry()
 
     def replay(self, group_id: str, topic: str, partition: int, value: OffsetAndMetadata | None) -> None:
-        """Apply one OffsetCommit record; a None value (tombstone) deletes the offset."""
+        """Apply one OffsetCommit record; a None value (tombstone) deletes the offset. Inside a runtime
+        operation the previous value goes to the undo log, so a failed write puts it back."""
+        if self.registry.active:
+            previous = self.get(group_id, topic, partition)
+            self.registry.record(lambda: self._put(group_id, topic, partition, previous))
+        self._put(group_id, topic, partition, value)
+
+    def _put(self, group_id: str, topic: str, partition: int, value: OffsetAndMetadata | None) -> None:
         if value is None:
             offsets = self._offsets.get(group_id)
             if offsets is not None:
@@ -46,8 +57,10 @@ class OffsetStore:
     def groups(self) -> list[str]:
         return list(self._offsets)
 
-    def delete_group(self, group_id: str) -> list[TopicPartition]:
-        return list(self._offsets.pop(group_id, {}))
+    def drop_groups(self, keep: Callable[[str], bool]) -> None:
+        """Forget the offsets of groups ``keep`` rejects (a shard being unloaded)."""
+        for group_id in [g for g in self._offsets if not keep(g)]:
+            del self._offsets[group_id]
 
     def expired(self, group_id: str, now_ms: int, retention_ms: int, base_ms: int | None) -> list[TopicPartition]:
         """Offsets past retention: from `base_ms` (when the group became empty) or else their commit time."""

@@ -1,119 +1,330 @@
-"""The coordinator's log: append records to `__consumer_offsets` and read them back on load.
+"""The coordinator runtime (Kafka's ``coordinator-common``: ``CoordinatorRuntime``, ``CoordinatorShard``,
+``CoordinatorResult``, ``PartitionWriter``, ``SnapshotRegistry``), small and single-threaded.
 
-Writes go through the broker's normal append path (`ReplicaManager.append`, acks=-1), so the log's
-flush policy decides whether a record is fsynced before the caller's response goes out.
+A coordinator is a set of shards, one per partition of its internal topic (``__consumer_offsets``,
+``__transaction_state``). Every state change is an operation on one shard, and every operation commits
+in the same order:
+
+1. take a snapshot of the shard's state (an undo log, Kafka's ``SnapshotRegistry.getOrCreateSnapshot``);
+2. run the operation, which returns ``CoordinatorResult(records, response)``;
+3. replay the records into the shard's state (the same ``replay`` that loading runs);
+4. append the records through the ``PartitionWriter`` (acks=-1);
+5. on failure, revert the shard's state to the snapshot (Kafka's ``revertLastWrittenOffset``) and raise a
+   ``CoordinatorError`` with the mapped coordinator error code; on success, return the response.
+
+Operations of one shard run one at a time (a lock per shard, as Kafka runs one event per shard at a time),
+so a revert never undoes another operation's state. Nothing here imports the broker: the broker hands in
+a ``PartitionWriter`` / ``CoordinatorLoader`` over its ``ReplicaManager``; tests hand in an in-memory one.
 """
 
 from __future__ import annotations
 
+import asyncio
+import enum
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
+from dataclasses import dataclass, field
+from typing import Generic, Protocol, TypeVar
 
-from moldau.broker.replica_manager import Partition, ReplicaManager
-from moldau.coordinator.records import OFFSETS_TOPIC, partition_for
-from moldau.protocol.records import Record, RecordBatchHeader, build_batch, decode_batch, iter_batches
+from moldau.coordinator.append_errors import coordinator_append_error
+from moldau.coordinator.records import partition_for
+from moldau.errors import ApiError
+from moldau.protocol.errors import ErrorCode
+from moldau.protocol.records import RecordBatchHeader, decode_batch
 
 log = logging.getLogger(__name__)
 
-READ_CHUNK_BYTES = 1 << 20
-# Kafka's offsets.topic.* defaults for the topic itself.
-OFFSETS_TOPIC_CONFIGS = {"cleanup.policy": "compact", "segment.bytes": "104857600"}
-
 KeyValue = tuple[bytes, bytes | None]
-# Creates an internal topic: (name, partitions, replication factor, configs). The broker sets it to its
-# controller's; coordinators never create topics themselves.
-CreateTopic = Callable[[str, int, int, dict[str, str | None]], Awaitable[None]]
+Replay = Callable[[bytes, bytes | None, int], None]
+T = TypeVar("T")
 
 
-async def no_topic_creation(name: str, num_partitions: int, replication_factor: int,
-                            configs: dict[str, str | None]) -> None:
-    raise RuntimeError(f"cannot create {name}: no controller was given to this coordinator")
+class CoordinatorError(ApiError):
+    """A coordinator operation failed with a Kafka error code (raised by a ``PartitionWriter`` with the
+    append's own code, and by the runtime with the code a coordinator answers, see ``append_errors``)."""
 
 
-class CoordinatorLog:
-    def __init__(self, replica_manager: ReplicaManager, num_partitions: int, replication_factor: int = 1) -> None:
-        self.replica_manager = replica_manager
-        self.num_partitions = num_partitions
-        self.replication_factor = replication_factor
-        self.create_topic: CreateTopic = no_topic_creation
+# -- what the broker provides ----------------------------------------------------------------------
+
+
+class PartitionWriter(Protocol):
+    """Appends to internal-topic partitions (Kafka's ``PartitionWriter``). Failures raise
+    ``CoordinatorError`` (or any error with an ``error_code``) carrying the append's Kafka error code."""
+
+    def partition_count(self, topic: str) -> int | None:
+        """The partition count of ``topic``, or None when it does not exist."""
+        ...
+
+    async def create_topic(self, topic: str, num_partitions: int, replication_factor: int,
+                           configs: dict[str, str]) -> None:
+        """Create an internal topic (the broker's controller does it, off the event loop)."""
+        ...
+
+    async def append(self, topic: str, partition: int, records: list[KeyValue], timestamp_ms: int, *,
+                     producer_id: int = -1, producer_epoch: int = -1) -> int:
+        """Append one batch of key/value records (acks=-1); returns the offset of its last record. With a
+        ``producer_id`` the batch is transactional (KIP-98 TxnOffsetCommit)."""
+        ...
+
+    async def append_batch(self, topic: str, partition: int, batch: bytes) -> int:
+        """Append a batch the coordinator built itself (transactional offsets, transaction markers)."""
+        ...
+
+
+class CoordinatorLoader(Protocol):
+    """Reads a partition back for loading (Kafka's ``CoordinatorLoader``): every complete batch up to the
+    high watermark as ``(data, position, header)``, from the log start offset."""
+
+    def read_batches(self, topic: str, partition: int) -> Iterator[tuple[bytes, int, RecordBatchHeader]]: ...
+
+    def log_start_offset(self, topic: str, partition: int) -> int: ...
+
+
+class Clock(Protocol):
+    """Kafka's ``Time``: wall-clock milliseconds, injectable so that tests run on a fake clock."""
+
+    def time_ms(self) -> int: ...
+
+
+class SystemClock:
+    def time_ms(self) -> int:
+        return int(time.time() * 1000)
+
+
+@dataclass(slots=True)
+class ManualClock:
+    """A clock that moves only when told to (tests)."""
+
+    now_ms: int = 1_700_000_000_000
+
+    def time_ms(self) -> int:
+        return self.now_ms
+
+    def advance(self, ms: int) -> None:
+        self.now_ms += ms
+
+
+# -- results and snapshots -------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class CoordinatorResult(Generic[T]):
+    """What an operation returns: the records to write and the response once they are written.
+    ``replayed``: the operation replayed its records itself as it went, because it reads its own changes
+    (KIP-848 heartbeats; Kafka's operations compute on local copies instead); the runtime then skips it."""
+
+    records: list[KeyValue]
+    response: T
+    replayed: bool = False
+    # Kafka's scheduleTransactionalWriteOperation: records of a transaction, written in the producer's
+    # transactional batch and applied only when its commit marker arrives (the operation holds them).
+    producer_id: int = -1
+    producer_epoch: int = -1
+
+
+class SnapshotRegistry:
+    """The undo log of the operation in progress (Kafka's ``SnapshotRegistry`` over timeline structures,
+    reduced to what one operation at a time per shard needs). State containers call ``record`` with a
+    closure that puts back what they are about to change; outside an operation (loading) nothing is kept.
+    """
+
+    def __init__(self) -> None:
+        self._undo: list[Callable[[], None]] | None = None
+        self._scopes: set[Hashable] = set()
+
+    @property
+    def active(self) -> bool:
+        return self._undo is not None
+
+    def record(self, undo: Callable[[], None]) -> None:
+        if self._undo is not None:
+            self._undo.append(undo)
+
+    def record_once(self, scope: Hashable, undo: Callable[[], Callable[[], None]]) -> None:
+        """Snapshot ``scope`` (e.g. one group) the first time the operation touches it; ``undo`` is called
+        now and returns the closure that restores it."""
+        if self._undo is not None and scope not in self._scopes:
+            self._scopes.add(scope)
+            self._undo.append(undo())
+
+    def begin(self) -> list[Callable[[], None]]:
+        if self._undo is not None:
+            raise RuntimeError("coordinator operations do not nest")
+        self._undo, self._scopes = [], set()
+        return self._undo
+
+    def end(self) -> None:
+        self._undo = None
+        self._scopes = set()
+
+    @staticmethod
+    def revert(undo: list[Callable[[], None]]) -> None:
+        for restore in reversed(undo):
+            restore()
+        undo.clear()
+
+
+# -- the runtime -----------------------------------------------------------------------------------
+
+
+class ShardState(enum.Enum):
+    LOADING = "Loading"
+    ACTIVE = "Active"
+    FAILED = "Failed"
+    CLOSED = "Closed"  # unloaded: this broker no longer leads the partition
+
+
+@dataclass(slots=True)
+class _Shard:
+    state: ShardState = ShardState.ACTIVE
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+@dataclass(slots=True)
+class TopicSpec:
+    """The internal topic of a coordinator and how to create it (Kafka's offsets.topic.* /
+    transaction.state.log.* settings, passed in as plain values)."""
+
+    name: str
+    num_partitions: int
+    replication_factor: int
+    configs: dict[str, str]
+
+
+class CoordinatorRuntime:
+    """The shards of one coordinator over one internal topic."""
+
+    def __init__(self, topic: TopicSpec, writer: PartitionWriter, loader: CoordinatorLoader, replay: Replay,
+                 clock: Clock | None = None, registry: SnapshotRegistry | None = None) -> None:
+        self.topic = topic
+        self.writer = writer
+        self.loader = loader
+        self.replay = replay
+        self.clock: Clock = clock or SystemClock()
+        self.registry = registry or SnapshotRegistry()
+        self._shards: dict[int, _Shard] = {}
+
+    # -- topic and partitioning -------------------------------------------------------------------
 
     def exists(self) -> bool:
-        return OFFSETS_TOPIC in self.replica_manager.topics
+        return self.writer.partition_count(self.topic.name) is not None
 
     @property
     def partition_count(self) -> int:
         """The partition count of the existing topic (it may predate a config change), else the config."""
-        topic = self.replica_manager.topics.get(OFFSETS_TOPIC)
-        return len(topic.partitions) if topic is not None else self.num_partitions
+        count = self.writer.partition_count(self.topic.name)
+        return self.topic.num_partitions if count is None else count
 
     async def ensure_topic(self) -> None:
-        """Create `__consumer_offsets` on first use, as Kafka does on the first FindCoordinator."""
+        """Create the internal topic on first use, as Kafka does on the first FindCoordinator."""
         if not self.exists():
-            await self.create_topic(OFFSETS_TOPIC, self.num_partitions, self.replication_factor,
-                              dict(OFFSETS_TOPIC_CONFIGS))
+            await self.writer.create_topic(self.topic.name, self.topic.num_partitions,
+                                           self.topic.replication_factor, dict(self.topic.configs))
 
-    def partition_of(self, group_id: str) -> int:
-        return partition_for(group_id, self.partition_count)
+    def partition_of(self, key: str) -> int:
+        return partition_for(key, self.partition_count)
 
-    async def append(self, group_id: str, records: list[KeyValue]) -> None:
-        """Append one batch of key/value records (value None = tombstone) to the group's partition."""
-        if not records:
-            return
-        await self.ensure_topic()
-        partition = self.replica_manager.partition(OFFSETS_TOPIC, self.partition_of(group_id))
-        now = int(time.time() * 1000)
-        batch = build_batch([Record(0, now, key, value) for key, value in records])
-        await self.replica_manager.append(partition, batch, acks=-1)
+    # -- loading (Kafka: scheduleLoadOperation / scheduleUnloadOperation) --------------------------
 
-    def load(self, replay: Callable[[bytes, bytes | None, int], None]) -> int:
-        """Replay every stored record, partition by partition; returns how many were read."""
-        return replay_topic(self.replica_manager, OFFSETS_TOPIC,
-                            lambda key, record: replay(key, record.value, record.timestamp))
+    def load(self, partition: int, replay_batch: Callable[[bytes, int, RecordBatchHeader], int] | None = None,
+             ) -> int:
+        """Become the coordinator of ``partition``: replay it, then accept operations. Returns the number of
+        records read. ``replay_batch`` reads one batch itself (transactional offsets); the default replays
+        every keyed record of every non-control batch."""
+        shard = self._shards.setdefault(partition, _Shard())
+        shard.state = ShardState.LOADING
+        count = 0
+        try:
+            start = self.loader.log_start_offset(self.topic.name, partition)
+            for data, pos, header in self.loader.read_batches(self.topic.name, partition):
+                if replay_batch is not None:
+                    count += replay_batch(data, pos, header)
+                elif not header.is_control:
+                    for record in decode_batch(data, pos):
+                        if record.key is not None and record.offset >= start:  # a batch may straddle it
+                            self.replay(record.key, record.value, record.timestamp)
+                            count += 1
+        except Exception:
+            shard.state = ShardState.FAILED
+            raise
+        shard.state = ShardState.ACTIVE
+        return count
+
+    def load_all(self, replay_batch: Callable[[bytes, int, RecordBatchHeader], int] | None = None) -> int:
+        """Load every partition of the topic: today this broker leads all of them."""
+        count = self.writer.partition_count(self.topic.name)
+        return sum(self.load(p, replay_batch) for p in range(count or 0))
+
+    def unload(self, partition: int) -> None:
+        """Stop being the coordinator of ``partition``; its operations now get NOT_COORDINATOR. The caller
+        drops the shard's state (Kafka's ``CoordinatorShard.onUnloaded``)."""
+        self._shards.setdefault(partition, _Shard()).state = ShardState.CLOSED
+
+    def check(self, partition: int) -> None:
+        """Raise the error a request for ``partition`` gets unless this broker coordinates it now."""
+        shard = self._shards.get(partition)
+        if shard is None or shard.state is ShardState.ACTIVE:
+            return  # partitions of a topic created after start are new, hence loaded and empty
+        if shard.state is ShardState.LOADING:
+            raise CoordinatorError(ErrorCode.COORDINATOR_LOAD_IN_PROGRESS)
+        raise CoordinatorError(ErrorCode.NOT_COORDINATOR)
+
+    def is_active(self, partition: int) -> bool:
+        shard = self._shards.get(partition)
+        return shard is None or shard.state is ShardState.ACTIVE
+
+    # -- writes (Kafka: scheduleWriteOperation) ---------------------------------------------------
+
+    async def write(self, key: str, operation: Callable[[], CoordinatorResult[T]]) -> T:
+        """Run ``operation`` on the shard of ``key`` and commit its records (see the module docstring)."""
+        return await self.write_partition(self.partition_of(key), operation)
+
+    async def write_partition(self, partition: int, operation: Callable[[], CoordinatorResult[T]]) -> T:
+        self.check(partition)
+        shard = self._shards.setdefault(partition, _Shard())
+        async with shard.lock:
+            self.check(partition)
+            undo = self.registry.begin()
+            try:
+                result = operation()
+                now = self.clock.time_ms()
+                if not result.replayed:
+                    for key, value in result.records:
+                        self.replay(key, value, now)
+            except BaseException:
+                self.registry.revert(undo)
+                raise
+            finally:
+                self.registry.end()
+            if not result.records:
+                return result.response
+            try:
+                await self.ensure_topic()
+                await self.writer.append(self.topic.name, partition, result.records, now,
+                                         producer_id=result.producer_id, producer_epoch=result.producer_epoch)
+            except Exception as exc:
+                self.registry.revert(undo)
+                code = coordinator_append_error(exc)
+                # A failed log dir was logged once when it went offline; its every refused write is not news.
+                offline = getattr(exc, "error_code", None) == ErrorCode.KAFKA_STORAGE_ERROR
+                log.log(logging.DEBUG if offline else logging.WARNING, "writing to %s-%d failed (%s): %s",
+                        self.topic.name, partition, code.name, exc)
+                raise CoordinatorError(code, str(exc)) from exc
+            return result.response
+
+    def write_in_background(self, key: str, operation: Callable[[], CoordinatorResult[None]]) -> asyncio.Task[None]:
+        """``write`` from a timer or other synchronous code; a failure is logged (and its state reverted)."""
+        task = asyncio.get_running_loop().create_task(self.write(key, operation))
+        _BACKGROUND.add(task)
+        task.add_done_callback(_background_done)
+        return task
 
 
-def read_batches(partition: Partition) -> Iterator[tuple[bytes, int, RecordBatchHeader]]:
-    """Every complete batch of an internal topic's partition up to its high watermark, as
-    `(data, position, header)`: the one reader that coordinators replay their state with."""
-    log_ = partition.log
-    offset = log_.log_start_offset
-    end = log_.high_watermark
-    while offset < end:
-        info = log_.read(offset, READ_CHUNK_BYTES, max_offset=end)
-        if info.records is None:
-            break
-        data = info.records.read_bytes()
-        advanced = False
-        for pos, header in iter_batches(data):
-            if header.last_offset < offset:
-                continue
-            yield data, pos, header
-            offset = header.last_offset + 1
-            advanced = True
-        if not advanced:
-            log.warning("stopped loading %s-%d at offset %d: no complete batch", partition.topic,
-                        partition.index, offset)
-            break
+_BACKGROUND: set[asyncio.Task[None]] = set()
 
 
-def replay_topic(replica_manager: ReplicaManager, topic_name: str,
-                 replay: Callable[[bytes, Record], None]) -> int:
-    """Hand every keyed record of an internal topic to `replay`, partition by partition; returns the count."""
-    topic = replica_manager.topics.get(topic_name)
-    if topic is None:
-        return 0
-    count = 0
-    for partition in topic.partitions:
-        for record in data_records(partition):
-            if record.key is not None:
-                replay(record.key, record)
-                count += 1
-    return count
-
-
-def data_records(partition: Partition) -> Iterator[Record]:
-    """The records of every non-control batch of `partition` (see `read_batches`)."""
-    start = partition.log.log_start_offset  # a batch may straddle it (DeleteRecords)
-    for data, pos, header in read_batches(partition):
-        if not header.is_control:
-            yield from (r for r in decode_batch(data, pos) if r.offset >= start)
+def _background_done(task: asyncio.Task[None]) -> None:
+    _BACKGROUND.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        log.debug("background coordinator write failed: %s", task.exception())

@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Iterable
+from typing import Protocol
 
-from moldau.broker.config import BrokerConfig
-from moldau.broker.errors import ApiError
-from moldau.broker.producer_id_manager import ProducerIdManager
-from moldau.broker.replica_manager import ReplicaManager
+from moldau.coordinator.config import TransactionCoordinatorConfig
+from moldau.coordinator.runtime import (
+    Clock,
+    CoordinatorError,
+    CoordinatorLoader,
+    PartitionWriter,
+    SystemClock,
+)
 from moldau.coordinator.service import Coordinator
 from moldau.coordinator.transaction_marker_writer import TransactionMarkerWriter
 from moldau.coordinator.transaction_metadata import TopicPartition, TransactionMetadata, TransactionState
@@ -34,21 +38,25 @@ MAX_PRODUCER_EPOCH = 32767 - 1  # Kafka bumps to a new producer id at Short.MaxV
 COORDINATOR_EPOCH = 0  # one broker: the coordinator never moves
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
+class ProducerIdGenerator(Protocol):
+    """Hands out producer ids (the broker's ``ProducerIdManager``)."""
+
+    async def generate_producer_id(self) -> int: ...
 
 
 class TransactionCoordinator:
-    def __init__(self, config: BrokerConfig, replica_manager: ReplicaManager,
-                 producer_id_manager: ProducerIdManager, group_coordinator: Coordinator) -> None:
-        self.state = TransactionStateManager(config, replica_manager)
+    def __init__(self, config: TransactionCoordinatorConfig, writer: PartitionWriter, loader: CoordinatorLoader,
+                 producer_id_manager: ProducerIdGenerator, group_coordinator: Coordinator,
+                 clock: Clock | None = None) -> None:
+        self.clock: Clock = clock or SystemClock()
+        self.state = TransactionStateManager(config, writer, loader, self.clock)
         self.producer_id_manager = producer_id_manager
         self.group_coordinator = group_coordinator
-        self.max_timeout_ms: int = config["transaction.max.timeout.ms"]
-        self.abort_interval_ms: int = config["transaction.abort.timed.out.transaction.cleanup.interval.ms"]
-        self.id_expiration_ms: int = config["transactional.id.expiration.ms"]
-        self.remove_interval_ms: int = config["transaction.remove.expired.transaction.cleanup.interval.ms"]
-        self.markers = TransactionMarkerWriter(replica_manager, self._on_offsets_marker)
+        self.max_timeout_ms = config.transaction_max_timeout_ms
+        self.abort_interval_ms = config.transaction_abort_timed_out_transaction_cleanup_interval_ms
+        self.id_expiration_ms = config.transactional_id_expiration_ms
+        self.remove_interval_ms = config.transaction_remove_expired_transaction_cleanup_interval_ms
+        self.markers = TransactionMarkerWriter(writer, self._on_offsets_marker)
         self._locks: dict[str, asyncio.Lock] = {}
 
     @property
@@ -60,7 +68,7 @@ class TransactionCoordinator:
 
     def _on_offsets_marker(self, offsets_partition: int, producer_id: int, committed: bool) -> None:
         group = self.group_coordinator
-        group.pending_txn_offsets.complete(offsets_partition, producer_id, committed, group.replay)
+        group.pending_txn_offsets.complete(offsets_partition, producer_id, committed, group.replay, group.now_ms())
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
@@ -86,21 +94,21 @@ class TransactionCoordinator:
             await self.complete_in_flight()
         except Exception:
             log.exception("completing in-flight transactions failed; the expiry loop retries")
-        last_removal = _now_ms()
+        last_removal = self.clock.time_ms()
         while True:
             await asyncio.sleep(self.abort_interval_ms / 1000)
             try:
                 await self.complete_in_flight()
                 await self.abort_timed_out_transactions()
-                if _now_ms() - last_removal >= self.remove_interval_ms:
-                    last_removal = _now_ms()
+                if self.clock.time_ms() - last_removal >= self.remove_interval_ms:
+                    last_removal = self.clock.time_ms()
                     await self.remove_expired_transactional_ids()
             except Exception:
                 log.exception("transaction expiry failed; retrying")
 
     async def remove_expired_transactional_ids(self, now_ms: int | None = None) -> list[str]:
         """Kafka's `transactional.id.expiration.ms`: forget ids with no open transaction and no recent use."""
-        now = _now_ms() if now_ms is None else now_ms
+        now = self.clock.time_ms() if now_ms is None else now_ms
         removable = (S.EMPTY, S.COMPLETE_COMMIT, S.COMPLETE_ABORT)
         removed = []
         for transactional_id, m in list(self.transactions.items()):
@@ -116,7 +124,7 @@ class TransactionCoordinator:
         return removed
 
     async def abort_timed_out_transactions(self, now_ms: int | None = None) -> list[str]:
-        now = _now_ms() if now_ms is None else now_ms
+        now = self.clock.time_ms() if now_ms is None else now_ms
         aborted = []
         for transactional_id, m in list(self.transactions.items()):
             if m.state is S.ONGOING and m.txn_start_timestamp_ms + m.txn_timeout_ms < now:
@@ -135,6 +143,7 @@ class TransactionCoordinator:
     async def init_producer_id(self, transactional_id: str, txn_timeout_ms: int, expected_producer_id: int,
                                expected_epoch: int) -> tuple[ErrorCode, int, int]:
         """Kafka's ``handleInitProducerId`` for a transactional id: (error, producer id, epoch)."""
+        self.state.check(transactional_id)
         if not 0 < txn_timeout_ms <= self.max_timeout_ms:
             return E.INVALID_TRANSACTION_TIMEOUT, NO_PRODUCER_ID, -1
         async with self._lock(transactional_id):
@@ -142,7 +151,7 @@ class TransactionCoordinator:
             if m is None:
                 producer_id = await self.producer_id_manager.generate_producer_id()
                 m = TransactionMetadata(transactional_id, producer_id, 0, txn_timeout_ms,
-                                        txn_last_update_timestamp_ms=_now_ms())
+                                        txn_last_update_timestamp_ms=self.clock.time_ms())
                 await self.state.write(m)
                 log.info("init_producer_id transactional_id=%s producer_id=%d epoch=0 (new)", transactional_id,
                          producer_id)
@@ -161,7 +170,7 @@ class TransactionCoordinator:
                 producer_id, epoch = await self.producer_id_manager.generate_producer_id(), 0
             updated = m.copy(producer_id=producer_id, producer_epoch=epoch, last_producer_epoch=m.producer_epoch,
                              txn_timeout_ms=txn_timeout_ms, state=S.EMPTY, partitions=set(),
-                             txn_start_timestamp_ms=-1, txn_last_update_timestamp_ms=_now_ms())
+                             txn_start_timestamp_ms=-1, txn_last_update_timestamp_ms=self.clock.time_ms())
             await self.state.write(updated)
             log.info("init_producer_id transactional_id=%s producer_id=%d epoch=%d", transactional_id, producer_id,
                      epoch)
@@ -180,6 +189,7 @@ class TransactionCoordinator:
 
     async def add_partitions(self, transactional_id: str, producer_id: int, epoch: int,
                              partitions: Iterable[TopicPartition]) -> ErrorCode:
+        self.state.check(transactional_id)
         wanted = set(partitions)
         async with self._lock(transactional_id):
             m = self.transactions.get(transactional_id)
@@ -188,7 +198,7 @@ class TransactionCoordinator:
                 return error
             if m.state is S.ONGOING and wanted <= m.partitions:
                 return E.NONE
-            now = _now_ms()
+            now = self.clock.time_ms()
             start = m.txn_start_timestamp_ms if m.state is S.ONGOING else now
             await self.state.write(m.copy(state=S.ONGOING, partitions=m.partitions | wanted,
                                           txn_start_timestamp_ms=start, txn_last_update_timestamp_ms=now))
@@ -219,6 +229,7 @@ class TransactionCoordinator:
     # -- EndTxn -------------------------------------------------------------------------------------
 
     async def end_txn(self, transactional_id: str, producer_id: int, epoch: int, committed: bool) -> ErrorCode:
+        self.state.check(transactional_id)
         async with self._lock(transactional_id):
             m = self.transactions.get(transactional_id)
             if m is None or m.producer_id != producer_id:
@@ -241,7 +252,7 @@ class TransactionCoordinator:
         epoch = m.producer_epoch + 1 if bump_epoch else m.producer_epoch
         prepare = m.copy(state=S.PREPARE_COMMIT if committed else S.PREPARE_ABORT, producer_epoch=epoch,
                          last_producer_epoch=m.producer_epoch if bump_epoch else m.last_producer_epoch,
-                         txn_last_update_timestamp_ms=_now_ms())
+                         txn_last_update_timestamp_ms=self.clock.time_ms())
         await self.state.write(prepare)
         return await self._write_markers_and_complete(prepare)
 
@@ -252,9 +263,9 @@ class TransactionCoordinator:
         failed = {tp: e for tp, e in errors.items() if e is not E.NONE}
         if failed:
             # Stay in Prepare*: clients get CONCURRENT_TRANSACTIONS and the expiry loop retries the markers.
-            raise ApiError(E.UNKNOWN_SERVER_ERROR, f"transaction markers failed for {sorted(failed)}")
+            raise CoordinatorError(E.UNKNOWN_SERVER_ERROR, f"transaction markers failed for {sorted(failed)}")
         complete = prepare.copy(state=S.COMPLETE_COMMIT if committed else S.COMPLETE_ABORT, partitions=set(),
-                                txn_last_update_timestamp_ms=_now_ms())
+                                txn_last_update_timestamp_ms=self.clock.time_ms())
         await self.state.write(complete)
         log.info("transaction %s of producer %d epoch %d %s on %d partition(s)", prepare.transactional_id,
                  prepare.producer_id, prepare.producer_epoch, "committed" if committed else "aborted",
@@ -266,7 +277,7 @@ class TransactionCoordinator:
     def list_transactions(self, states: list[str], producer_ids: list[int], min_duration_ms: int = -1,
                           ) -> list[TransactionMetadata]:
         wanted_states = {s.lower() for s in states}
-        now = _now_ms()
+        now = self.clock.time_ms()
         result = []
         for m in self.transactions.values():
             if wanted_states and m.state.display_name.lower() not in wanted_states:

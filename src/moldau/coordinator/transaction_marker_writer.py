@@ -13,9 +13,9 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 
-from moldau.broker.errors import ApiError
-from moldau.broker.replica_manager import ReplicaManager
 from moldau.coordinator.records import OFFSETS_TOPIC
+from moldau.coordinator.runtime import PartitionWriter
+from moldau.errors import ApiError
 from moldau.protocol.errors import ErrorCode
 from moldau.protocol.records import Record, build_batch
 from moldau.storage.producer_state_manager import CONTROL_TYPE_ABORT, CONTROL_TYPE_COMMIT, encode_marker
@@ -34,8 +34,8 @@ def marker_batch(producer_id: int, producer_epoch: int, coordinator_epoch: int, 
 
 
 class TransactionMarkerWriter:
-    def __init__(self, replica_manager: ReplicaManager, on_offsets_marker: OffsetsMarkerHook) -> None:
-        self.replica_manager = replica_manager
+    def __init__(self, writer: PartitionWriter, on_offsets_marker: OffsetsMarkerHook) -> None:
+        self.writer = writer
         self.on_offsets_marker = on_offsets_marker
 
     async def write(self, producer_id: int, producer_epoch: int, coordinator_epoch: int, committed: bool,
@@ -46,8 +46,7 @@ class TransactionMarkerWriter:
         errors: dict[TopicPartition, ErrorCode] = {}
         for topic, index in sorted(partitions):
             try:
-                partition = self.replica_manager.partition(topic, index)
-                await self.replica_manager.append_coordinator_batch(partition, batch)
+                await self.writer.append_batch(topic, index, batch)
             except ApiError as exc:
                 if exc.error_code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION:
                     log.warning("txn_marker.skipped topic=%s partition=%d producer_id=%d: partition is gone",

@@ -13,9 +13,9 @@ import logging
 import time
 from collections.abc import Callable
 
-from moldau.coordinator.records import OFFSETS_TOPIC, OffsetCommitKey, decode_key
-from moldau.coordinator.runtime import CoordinatorLog, KeyValue, read_batches
-from moldau.protocol.records import Record, build_batch, decode_batch
+from moldau.coordinator.records import OffsetCommitKey, decode_key
+from moldau.coordinator.runtime import KeyValue
+from moldau.protocol.records import RecordBatchHeader, decode_batch
 from moldau.storage.producer_state_manager import CONTROL_TYPE_COMMIT, control_marker
 
 log = logging.getLogger(__name__)
@@ -31,11 +31,27 @@ class PendingTxnOffsets:
     def add(self, offsets_partition: int, producer_id: int, records: list[KeyValue]) -> None:
         self._pending.setdefault((offsets_partition, producer_id), []).extend(records)
 
-    def complete(self, offsets_partition: int, producer_id: int, committed: bool, replay: Replay) -> int:
+    def add_undoable(self, offsets_partition: int, producer_id: int, records: list[KeyValue],
+                     ) -> Callable[[], None]:
+        """``add``, returning the closure that takes the records out again (a failed write)."""
+        key = (offsets_partition, producer_id)
+        before = len(self._pending.get(key, []))
+        self.add(offsets_partition, producer_id, records)
+
+        def undo() -> None:
+            held = self._pending.get(key)
+            if held is not None:
+                del held[before:]
+                if not held:
+                    del self._pending[key]
+        return undo
+
+    def complete(self, offsets_partition: int, producer_id: int, committed: bool, replay: Replay,
+                 now: int | None = None) -> int:
         """Apply (commit) or drop (abort) a producer's pending records; returns how many there were."""
         records = self._pending.pop((offsets_partition, producer_id), [])
         if committed:
-            now = int(time.time() * 1000)
+            now = int(time.time() * 1000) if now is None else now
             for key, value in records:
                 replay(key, value, now)
         return len(records)
@@ -50,40 +66,41 @@ class PendingTxnOffsets:
                     result.add((decoded.topic, decoded.partition))
         return result
 
+    def drop_partition(self, offsets_partition: int) -> None:
+        for key in [k for k in self._pending if k[0] == offsets_partition]:
+            del self._pending[key]
+
     def has_pending(self, producer_id: int) -> bool:
         return any(pid == producer_id for _, pid in self._pending)
 
 
-def transactional_offsets_batch(records: list[KeyValue], producer_id: int, producer_epoch: int) -> bytes:
-    now = int(time.time() * 1000)
-    return build_batch([Record(0, now, key, value) for key, value in records], producer_id=producer_id,
-                       producer_epoch=producer_epoch, is_transactional=True)
+class OffsetsBatchReplayer:
+    """Loads one ``__consumer_offsets`` partition batch by batch (``CoordinatorRuntime.load``), holding
+    transactional records until their marker; those of still-open transactions end up in ``pending``."""
 
+    def __init__(self, partition: int, replay: Replay, pending: PendingTxnOffsets) -> None:
+        self.partition = partition
+        self.replay = replay
+        self.pending = pending
+        self.held: dict[int, list[KeyValue]] = {}
 
-def load_offsets(coordinator_log: CoordinatorLog, replay: Replay, pending: PendingTxnOffsets) -> int:
-    """Replay ``__consumer_offsets`` like ``CoordinatorLog.load``, holding transactional records until their
-    marker; those of still-open transactions end up in ``pending``. Returns how many records were read."""
-    topic = coordinator_log.replica_manager.topics.get(OFFSETS_TOPIC)
-    if topic is None:
-        return 0
-    count = 0
-    for partition in topic.partitions:
-        held: dict[int, list[KeyValue]] = {}
-        for data, pos, header in read_batches(partition):
-            if header.is_control:
-                marker = control_marker(data, pos)
-                records = held.pop(header.producer_id, [])
-                if marker is not None and marker[0] == CONTROL_TYPE_COMMIT:
-                    for key, value in records:
-                        replay(key, value, header.max_timestamp)
-                continue
-            batch = [(r.key, r.value, r.timestamp) for r in decode_batch(data, pos) if r.key is not None]
-            count += len(batch)
-            if header.is_transactional:
-                held.setdefault(header.producer_id, []).extend((k, v) for k, v, _ in batch)
-            else:
-                for key, value, timestamp in batch:
-                    replay(key, value, timestamp)
-        for producer_id, records in held.items():
-            pending.add(partition.index, producer_id, records)
-    return count
+    def __call__(self, data: bytes, pos: int, header: RecordBatchHeader) -> int:
+        if header.is_control:
+            marker = control_marker(data, pos)
+            records = self.held.pop(header.producer_id, [])
+            if marker is not None and marker[0] == CONTROL_TYPE_COMMIT:
+                for key, value in records:
+                    self.replay(key, value, header.max_timestamp)
+            return 0
+        batch = [(r.key, r.value, r.timestamp) for r in decode_batch(data, pos) if r.key is not None]
+        if header.is_transactional:
+            self.held.setdefault(header.producer_id, []).extend((k, v) for k, v, _ in batch)
+        else:
+            for key, value, timestamp in batch:
+                self.replay(key, value, timestamp)
+        return len(batch)
+
+    def finish(self) -> None:
+        for producer_id, records in self.held.items():
+            self.pending.add(self.partition, producer_id, records)
+        self.held.clear()

@@ -1,22 +1,26 @@
 """The transaction coordinator's log and state (Kafka's ``TransactionStateManager``).
 
 Every state change of a transactional id is one record in ``__transaction_state`` (compacted, partition
-``abs(hashCode(transactional_id)) % transaction.state.log.num.partitions``), written with acks=-1 through
-``ReplicaManager.append``. The in-memory map is a replay of those records: ``load`` replays the log on
-start, ``write`` appends a record and then replays it — one code path for both.
+``abs(hashCode(transactional_id)) % transaction.state.log.num.partitions``). The in-memory map is a
+replay of those records: loading replays the log, and ``write`` is a ``CoordinatorRuntime`` operation —
+replay the record, append it (acks=-1), revert the map if the append fails — the one commit order of
+every coordinator.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 
-from moldau.broker.config import BrokerConfig
-from moldau.broker.errors import ApiError
-from moldau.broker.replica_manager import Partition, ReplicaManager
-from moldau.coordinator.append_errors import coordinator_append_error
-from moldau.coordinator.records import partition_for
-from moldau.coordinator.runtime import CreateTopic, no_topic_creation, replay_topic
+from moldau.coordinator.config import TransactionCoordinatorConfig
+from moldau.coordinator.runtime import (
+    Clock,
+    CoordinatorLoader,
+    CoordinatorResult,
+    CoordinatorRuntime,
+    PartitionWriter,
+    SnapshotRegistry,
+    TopicSpec,
+)
 from moldau.coordinator.transaction_metadata import (
     TRANSACTION_STATE_TOPIC,
     TransactionMetadata,
@@ -26,7 +30,6 @@ from moldau.coordinator.transaction_metadata import (
     encode_key,
     encode_value,
 )
-from moldau.protocol.records import Record, build_batch
 
 log = logging.getLogger(__name__)
 
@@ -35,64 +38,68 @@ TRANSACTION_STATE_TOPIC_CONFIGS = {"cleanup.policy": "compact", "segment.bytes":
 
 
 class TransactionStateManager:
-    def __init__(self, config: BrokerConfig, replica_manager: ReplicaManager) -> None:
-        self.replica_manager = replica_manager
-        self.num_partitions: int = config["transaction.state.log.num.partitions"]
-        self.replication_factor: int = config["transaction.state.log.replication.factor"]
+    def __init__(self, config: TransactionCoordinatorConfig, writer: PartitionWriter, loader: CoordinatorLoader,
+                 clock: Clock | None = None) -> None:
+        self.registry = SnapshotRegistry()
+        self.runtime = CoordinatorRuntime(
+            TopicSpec(TRANSACTION_STATE_TOPIC, config.transaction_state_log_num_partitions,
+                      config.transaction_state_log_replication_factor, TRANSACTION_STATE_TOPIC_CONFIGS),
+            writer, loader, self.replay, clock, self.registry)
         self.transactions: dict[str, TransactionMetadata] = {}
-        self.create_topic: CreateTopic = no_topic_creation  # the broker gives its controller's
 
     @property
     def partition_count(self) -> int:
-        topic = self.replica_manager.topics.get(TRANSACTION_STATE_TOPIC)
-        return len(topic.partitions) if topic is not None else self.num_partitions
+        return self.runtime.partition_count
 
     def partition_of(self, transactional_id: str) -> int:
-        return partition_for(transactional_id, self.partition_count)
+        return self.runtime.partition_of(transactional_id)
 
     async def ensure_topic(self) -> None:
         """Create ``__transaction_state`` on first use, as Kafka does on the first FindCoordinator."""
-        if TRANSACTION_STATE_TOPIC not in self.replica_manager.topics:
-            await self.create_topic(TRANSACTION_STATE_TOPIC, self.num_partitions, self.replication_factor,
-                              dict(TRANSACTION_STATE_TOPIC_CONFIGS))
+        await self.runtime.ensure_topic()
 
     def load(self) -> int:
-        return replay_topic(self.replica_manager, TRANSACTION_STATE_TOPIC,
-                            lambda key, record: self.replay(key, record.value))
+        """Load every partition (this broker leads them all)."""
+        return self.runtime.load_all()
 
-    def replay(self, key: bytes, value: bytes | None) -> None:
+    def load_partition(self, partition: int) -> int:
+        return self.runtime.load(partition)
+
+    def unload_partition(self, partition: int) -> None:
+        """Stop coordinating the transactional ids of ``partition`` (requests get NOT_COORDINATOR)."""
+        self.runtime.unload(partition)
+        for transactional_id in [t for t in self.transactions if self.partition_of(t) == partition]:
+            del self.transactions[transactional_id]
+
+    def check(self, transactional_id: str) -> None:
+        self.runtime.check(self.partition_of(transactional_id))
+
+    def replay(self, key: bytes, value: bytes | None, timestamp_ms: int = -1) -> None:
         try:
             transactional_id = decode_key(key)
-            if value is None:
-                self.transactions.pop(transactional_id, None)
-            else:
-                self.transactions[transactional_id] = decode_value(transactional_id, value)
+            if self.registry.active:
+                previous = self.transactions.get(transactional_id)
+                self.registry.record(lambda: self._put(transactional_id, previous))
+            self._put(transactional_id, None if value is None else decode_value(transactional_id, value))
         except TransactionRecordError as exc:
             log.warning("skipping a __transaction_state record: %s", exc)
 
-    async def remove(self, transactional_id: str) -> None:
-        """Write a tombstone for an expired transactional id, then forget it."""
-        await self.ensure_topic()
-        key = encode_key(transactional_id)
-        partition = self.replica_manager.partition(TRANSACTION_STATE_TOPIC, self.partition_of(transactional_id))
-        await self._append(partition, build_batch([Record(0, int(time.time() * 1000), key, None)]))
-        self.replay(key, None)
+    def _put(self, transactional_id: str, metadata: TransactionMetadata | None) -> None:
+        if metadata is None:
+            self.transactions.pop(transactional_id, None)
+        else:
+            self.transactions[transactional_id] = metadata
 
-    async def _append(self, partition: Partition, batch: bytes) -> None:
-        try:
-            await self.replica_manager.append(partition, batch, acks=-1)
-        except ApiError as exc:  # Kafka's TransactionStateManager: e.g. KAFKA_STORAGE_ERROR -> NOT_COORDINATOR
-            raise ApiError(coordinator_append_error(exc), exc.message) from None
+    async def remove(self, transactional_id: str) -> None:
+        """Forget an expired transactional id: a tombstone through the runtime."""
+        await self.runtime.write(transactional_id,
+                                 lambda: CoordinatorResult([(encode_key(transactional_id), None)], None))
 
     async def write(self, metadata: TransactionMetadata) -> None:
-        """Append the new state of a transactional id (acks=-1), then make it the in-memory state."""
-        await self.ensure_topic()
-        key, value = encode_key(metadata.transactional_id), encode_value(metadata)
-        partition = self.replica_manager.partition(TRANSACTION_STATE_TOPIC,
-                                                   self.partition_of(metadata.transactional_id))
-        batch = build_batch([Record(0, int(time.time() * 1000), key, value)])
-        await self._append(partition, batch)
-        self.replay(key, value)
+        """Make ``metadata`` the state of its transactional id: replayed, appended (acks=-1), reverted if
+        the append fails (then CoordinatorError with the coordinator's error code, e.g. NOT_COORDINATOR)."""
+        record = (encode_key(metadata.transactional_id), encode_value(metadata))
+        await self.runtime.write(metadata.transactional_id, lambda: CoordinatorResult([record], None))
         log.debug("txn_state transactional_id=%s state=%s producer_id=%d epoch=%d partitions=%d",
                   metadata.transactional_id, metadata.state.display_name, metadata.producer_id,
                   metadata.producer_epoch, len(metadata.partitions))

@@ -12,7 +12,6 @@ import time
 
 from moldau.broker.errors import ApiError
 from moldau.coordinator.offsets import OffsetAndMetadata
-from moldau.coordinator.transaction_offsets import transactional_offsets_batch
 from moldau.errors import MoldauError
 from moldau.protocol import messages
 from moldau.protocol.errors import ErrorCode
@@ -21,7 +20,6 @@ from moldau.security.acl import AclOperation, ResourceType
 API_KEY = 28
 VERSIONS = (0, 4)
 Response = messages.TxnOffsetCommitResponse
-OFFSETS_TOPIC = "__consumer_offsets"
 
 log = logging.getLogger(__name__)
 
@@ -76,12 +74,8 @@ async def handle(conn, header, request: messages.TxnOffsetCommitRequest) -> Resp
                 records.append(coordinator.offset_record(request.group_id, topic.name, p.partition_index, offset))
     if records:
         try:
-            await coordinator.log.ensure_topic()
-            index = coordinator.log.partition_of(request.group_id)
-            partition = broker.replica_manager.partition(OFFSETS_TOPIC, index)
-            batch = transactional_offsets_batch(records, request.producer_id, request.producer_epoch)
-            await broker.replica_manager.append_coordinator_batch(partition, batch)
-            coordinator.pending_txn_offsets.add(index, request.producer_id, records)
+            await coordinator.commit_transactional_offsets(request.group_id, request.producer_id,
+                                                           request.producer_epoch, records)
         except (MoldauError, OSError) as exc:
             log.warning("txn offset commit for group %s failed: %s", request.group_id, exc)
             code = exc.error_code if isinstance(exc, ApiError) else ErrorCode.COORDINATOR_NOT_AVAILABLE

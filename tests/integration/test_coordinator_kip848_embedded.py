@@ -8,8 +8,8 @@ import asyncio
 
 import pytest
 
+from moldau.broker.coordinator_partitions import build_group_coordinator
 from moldau.coordinator.consumer_group_coordinator import HeartbeatRequest
-from moldau.coordinator.service import Coordinator
 from moldau.protocol.errors import ErrorCode as E
 from tests.fixtures import GROUP_TEST_OVERRIDES, embedded_broker, kafka_overrides
 
@@ -56,7 +56,8 @@ def test_partitions_move_only_after_revocation(embedded):
         assert parts(b) == set(range(6)) - kept
         assert c.consumer_groups["g"].state.value == "Stable"
         # The group is a replay of its records.
-        replayed = Coordinator(embedded.broker.config, embedded.broker.replica_manager)
+        replayed = build_group_coordinator(embedded.broker.config, embedded.broker.replica_manager,
+                                           embedded.broker.controller)
         replayed.load()
         group, again = c.consumer_groups["g"], replayed.consumer_groups["g"]
         assert (again.group_epoch, again.assignment_epoch) == (group.group_epoch, group.assignment_epoch)
@@ -115,7 +116,8 @@ def test_commit_with_the_epoch_before_a_bump_is_accepted_for_partitions_held_sin
         assert c.validate_commit("g", "b", None, 2, [(topic_id, revoked)]) == E.NONE
         assert c.validate_commit("g", "b", None, 1, [(topic_id, revoked)]) == E.STALE_MEMBER_EPOCH
         # The assignment epochs are in the records: a reloaded coordinator judges the same.
-        replayed = Coordinator(embedded.broker.config, embedded.broker.replica_manager)
+        replayed = build_group_coordinator(embedded.broker.config, embedded.broker.replica_manager,
+                                           embedded.broker.controller)
         replayed.load()
         try:
             assert replayed.consumer_groups["g"].members["a"].assignment_epochs == (

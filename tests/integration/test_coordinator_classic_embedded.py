@@ -8,6 +8,7 @@ import random
 
 import pytest
 
+from moldau.broker.coordinator_partitions import build_group_coordinator
 from moldau.coordinator.group_coordinator import JoinRequest
 from moldau.coordinator.offsets import OffsetAndMetadata
 from moldau.coordinator.records import OffsetCommitKey, decode_key, encode_key, partition_for
@@ -164,7 +165,8 @@ def test_state_is_a_replay_of_consumer_offsets_and_expires(embedded):
         offsets = {("t", 0): OffsetAndMetadata(42, 0, "meta \u00e9\x00", 1000)}
         await coordinator.commit_offsets("g", offsets)
         await coordinator.commit_offsets("simple", {("t", 1): OffsetAndMetadata(7, -1, "", 1000)})
-        replayed = Coordinator(embedded.broker.config, embedded.broker.replica_manager)
+        replayed = build_group_coordinator(embedded.broker.config, embedded.broker.replica_manager,
+                                           embedded.broker.controller)
         replayed.load()
         assert replayed.offsets.of_group("g") == offsets
         group = replayed.groups["g"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from moldau.broker.coordinator_partitions import build_transaction_coordinator
 from moldau.coordinator.transaction_coordinator import TransactionCoordinator
 from moldau.coordinator.transaction_metadata import TransactionState as S
 from moldau.coordinator.transaction_metadata import decode_key, encode_key
@@ -48,8 +49,9 @@ def test_init_add_commit_and_the_replayed_state(embedded):
     # each partition got one commit marker
     for index in (0, 1):
         assert embedded.broker.replica_manager.partition(TOPIC, index).log.log_end_offset == 1
-    replayed = TransactionCoordinator(embedded.broker.config, embedded.broker.replica_manager,
-                                      embedded.broker.producer_id_manager, embedded.broker.group_coordinator)
+    replayed = build_transaction_coordinator(embedded.broker.config, embedded.broker.replica_manager,
+                                             embedded.broker.controller,
+                                             embedded.broker.producer_id_manager, embedded.broker.group_coordinator)
     replayed.load()
     assert replayed.transactions == coordinator.transactions
 
@@ -107,7 +109,8 @@ def test_idle_transactional_ids_expire_but_open_transactions_stay(embedded):
 
     assert embedded.call(scenario()) == ["idle"]
     assert set(coordinator.transactions) == {"open"}
-    replayed = TransactionCoordinator(embedded.broker.config, embedded.broker.replica_manager,
-                                      embedded.broker.producer_id_manager, embedded.broker.group_coordinator)
+    replayed = build_transaction_coordinator(embedded.broker.config, embedded.broker.replica_manager,
+                                             embedded.broker.controller,
+                                             embedded.broker.producer_id_manager, embedded.broker.group_coordinator)
     replayed.load()
     assert set(replayed.transactions) == {"open"}  # the tombstone is part of the log
