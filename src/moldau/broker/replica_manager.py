@@ -266,17 +266,6 @@ class ReplicaManager:
                 return
             await asyncio.to_thread(partition.log.flush)
 
-    async def flush_due(self, now_ms: int) -> None:
-        """Kafka's `flush.ms` / `log.flush.interval.ms`: flush logs whose oldest unflushed data is too old."""
-        for topic in list(self.topics.values()):
-            for partition in topic.partitions:
-                log_ = partition.log
-                if log_.unflushed_messages and now_ms - log_.last_flush_ms >= log_.config.flush_ms:
-                    try:
-                        await self.flush(partition)
-                    except StorageError:
-                        continue  # its log dir went offline, which the failure channel logged once
-
     # -- fetch -----------------------------------------------------------------------------------
 
     async def wait_for_data(self, partitions: Iterable[Partition], timeout_s: float) -> None:

@@ -67,6 +67,7 @@ from moldau.storage.log_offset_lookup import (
 )
 from moldau.storage.producer_state_entry import ProducerStateEntry
 from moldau.storage.producer_state_manager import AppendOrigin, ProducerStateManager, control_marker
+from moldau.storage.scheduler import Scheduler, shared_scheduler
 from moldau.storage.segment import LogSegment, log_file, offset_index_file, time_index_file
 from moldau.storage.transaction_index import AbortedTxn
 
@@ -110,6 +111,7 @@ class Log:
         leader_epoch_cache: LeaderEpochFileCache,
         time_ms: Callable[[], int],
         failure_channel: LogDirFailureChannel | None = None,
+        scheduler: Scheduler | None = None,
     ) -> None:
         self.dir = dir
         self.topic, self.partition = parse_topic_partition_name(dir.name)
@@ -118,6 +120,7 @@ class Log:
         self._log_dir = str(dir.parent)
         self._config = config
         self._time_ms = time_ms
+        self._scheduler: Scheduler = scheduler or shared_scheduler()
         self._lock = threading.RLock()
         self._flush_lock = threading.Lock()
         self._view: tuple[list[int], tuple[LogSegment, ...]] = ([], ())
@@ -146,10 +149,12 @@ class Log:
         had_clean_shutdown: bool = False,
         now_ms: Callable[[], int] | None = None,
         failure_channel: LogDirFailureChannel | None = None,
+        scheduler: Scheduler | None = None,
     ) -> Log:
         """Open (or create) the log in ``dir``, recovering segments after ``recovery_point`` unless the
         broker shut down cleanly. ``now_ms`` is the clock (milliseconds) for segment ages; wall clock if None.
-        ``failure_channel`` learns of I/O errors, which take the log dir offline for appends.
+        ``failure_channel`` learns of I/O errors, which take the log dir offline for appends. ``scheduler``
+        runs the flush of each rolled segment (the process-wide one if None).
         """
         time_ms = now_ms or _wall_clock_ms
         parse_topic_partition_name(dir.name)  # fail before touching the directory
@@ -186,6 +191,7 @@ class Log:
             leader_epoch_cache=cache,
             time_ms=time_ms,
             failure_channel=failure_channel,
+            scheduler=scheduler,
         )
 
     # -- state ---------------------------------------------------------------------------------------------
@@ -535,7 +541,18 @@ class Log:
         segment = LogSegment(self.dir, new_offset, self._config, time_ms=self._time_ms)
         self._set_segments((*self._segments, segment))
         log.info("log.roll topic_partition=%s new_segment=%d", self.dir.name, new_offset)
+        # Kafka's UnifiedLog.roll: scheduleOnce("flush-log", flushUptoOffsetExclusive(newSegment.baseOffset)).
+        # The rolled segment is complete, so fsync it now (off the appending thread) and move the recovery
+        # point to the new segment: a crash then recovers only the active segment, not every segment since
+        # the last time-based flush (which by default never comes).
+        self._scheduler.schedule_once("flush-log", lambda: self._flush_rolled(new_offset))
         return segment
+
+    def _flush_rolled(self, new_segment_offset: int) -> None:
+        try:
+            self.flush(new_segment_offset)
+        except KafkaStorageError:
+            pass  # the failure channel took the dir offline and logged it once
 
     # -- read ----------------------------------------------------------------------------------------------
 
