@@ -19,7 +19,6 @@ from moldau.protocol.records import (
 )
 from moldau.storage import KafkaStorageError, Log, LogConfig, OffsetOutOfRangeError
 from moldau.storage.log import parse_topic_partition_name
-
 from moldau.storage.scheduler import MockScheduler
 
 from .conftest import NOW, MakeBatch, OpenLog, ReadAll, make_batch
