@@ -16,7 +16,6 @@ from dataclasses import dataclass, field, replace
 
 from moldau.broker.config import BrokerConfig, ConfigError
 from moldau.broker.errors import ApiError, as_api_error
-from moldau.broker.recompression import PRODUCER, recompress
 from moldau.broker.topic_config import (
     topic_log_config,
     validate_topic_configs,
@@ -25,7 +24,6 @@ from moldau.broker.topic_config import (
 from moldau.cluster.metadata_store import MetadataStore, TopicMetadata
 from moldau.protocol.errors import ErrorCode
 from moldau.protocol.records import InvalidRecordError
-from moldau.storage.cleaner import validate_compacted_keys
 from moldau.storage.config import LogConfig
 from moldau.storage.errors import StorageError
 from moldau.storage.log import AppendInfo, Log
@@ -233,12 +231,10 @@ class ReplicaManager:
         compression_type = self.config["compression.type"] if topic is None else \
             topic.metadata.configs.get("compression.type", self.config["compression.type"])
         with _append_errors_as_api_errors():
-            if compression_type != PRODUCER:  # only then are records decoded: "producer" stays zero-copy
-                records = recompress(records, compression_type, partition_log.config.max_message_bytes)
-            if partition_log.config.compact:
-                validate_compacted_keys(records, f"{partition.topic}-{partition.index}")
+            # Validation, compacted keys and recompression happen once, in storage's LogValidator.
             info = partition_log.append_as_leader(
-                records, leader_epoch=partition.leader_epoch, now_ms=int(time.time() * 1000), in_place=in_place
+                records, leader_epoch=partition.leader_epoch, now_ms=int(time.time() * 1000), in_place=in_place,
+                compression_type=compression_type,
             )
             await self._after_append(partition)
         return info

@@ -30,10 +30,8 @@ from moldau.protocol.records import (
     DELETE_HORIZON_MASK,
     HEADER_SIZE,
     LOG_OVERHEAD,
-    InvalidRecordError,
     RecordBatchHeader,
     decode_batch,
-    iter_batches,
     read_batch_header,
 )
 from moldau.storage.cleaner_records import (
@@ -46,6 +44,9 @@ from moldau.storage.cleaner_records import (
 from moldau.storage.errors import StorageError
 from moldau.storage.log import Log
 from moldau.storage.log_cleaner_manager import LogToClean
+
+# Kept importable from here (callers of the compacted-key check, tests); it lives in the validator.
+from moldau.storage.log_validator import validate_compacted_keys  # noqa: F401
 from moldau.storage.offset_map import SkimpyOffsetMap
 from moldau.storage.segment import (
     CLEANED_FILE_SUFFIX,
@@ -358,20 +359,6 @@ class Cleaner:
         if header.producer_id >= 0 and last_data_offsets.get(header.producer_id) == header.last_offset:
             return build_retained_batch(header, [], None)  # RETAIN_EMPTY: keep the producer's last sequence
         return None
-
-
-def validate_compacted_keys(records: bytes | bytearray | memoryview, topic_partition: str) -> None:
-    """Kafka's ``LogValidator.validateKey``: a compacted topic refuses records without a key
-    (INVALID_RECORD); the cleaner could not tell which of them is the latest."""
-    for pos, header in iter_batches(records):
-        if header.is_control:
-            continue
-        for record in decode_batch(records, pos):
-            if record.key is None:
-                raise InvalidRecordError(
-                    ErrorCode.INVALID_RECORD,
-                    f"Compacted topic cannot accept message without key in topic partition {topic_partition}.",
-                )
 
 
 def _headers(segment: LogSegment) -> Iterator[RecordBatchHeader]:

@@ -34,13 +34,8 @@ from pathlib import Path
 from moldau.protocol.errors import ErrorCode
 from moldau.protocol.records import (
     InvalidRecordError,
-    RecordBatchHeader,
     assign_offsets,
-    batch_crc,
-    iter_batches,
     read_batch_header,
-    validate_produce_batches,
-    validate_timestamps,
 )
 from moldau.storage import (
     log_offset_lookup,
@@ -65,6 +60,7 @@ from moldau.storage.log_offset_lookup import (
     LATEST_TIMESTAMP,
     MAX_TIMESTAMP,
 )
+from moldau.storage.log_validator import PRODUCER, validate_records, validate_replica_batches
 from moldau.storage.producer_state_entry import ProducerStateEntry
 from moldau.storage.producer_state_manager import AppendOrigin, ProducerStateManager, control_marker
 from moldau.storage.scheduler import Scheduler, shared_scheduler
@@ -313,28 +309,30 @@ class Log:
     # -- append --------------------------------------------------------------------------------------------
 
     def append_as_leader(
-        self, records: bytes | bytearray | memoryview, *, leader_epoch: int, now_ms: int, in_place: bool = False
+        self,
+        records: bytes | bytearray | memoryview,
+        *,
+        leader_epoch: int,
+        now_ms: int,
+        in_place: bool = False,
+        compression_type: str = PRODUCER,
     ) -> AppendInfo:
-        """Validate produced batches, give them offsets from the log end, and write them. Never fsyncs.
+        """Validate produced batches (``log_validator``, once; re-encoded if the topic's
+        ``compression.type`` is another codec), give them offsets from the log end, and write them.
+        Never fsyncs.
 
         Raises :class:`InvalidRecordError` (with the Kafka error code) for a batch Kafka would refuse.
         """
         config = self._config
-        batches = validate_produce_batches(records, config.max_message_bytes)
-        if not config.log_append_time:
-            for _, header in batches:
-                validate_timestamps(
-                    header,
-                    now_ms,
-                    config.message_timestamp_before_max_ms,
-                    config.message_timestamp_after_max_ms,
-                )
-        last_pos, last_header = batches[-1]
-        valid_bytes = last_pos + last_header.size_in_bytes
-        view = memoryview(records)[:valid_bytes]
+        validated = validate_records(records, config, now_ms, compression_type=compression_type,
+                                     topic_partition=self.dir.name)
+        batches = validated.batches
+        valid_bytes = validated.valid_bytes
+        view = memoryview(validated.records)[:valid_bytes]
         # The broker hands over a view of a request frame that nobody reads again (`in_place`): patch
-        # offsets into it rather than copying the batch once more. Anything else is copied first.
-        buf = view if in_place and not view.readonly else bytearray(view)
+        # offsets into it rather than copying the batch once more. Anything else is copied first
+        # (a re-encoded batch is our own buffer already).
+        buf = view if (in_place or validated.recompressed) and not view.readonly else bytearray(view)
         self._check_fits_segment(valid_bytes)
         log_append_time = now_ms if config.log_append_time else None
         with self._lock, self._storage_errors("appending"):
@@ -382,7 +380,7 @@ class Log:
         structure and CRC. The first offset must be >= the log end offset (Kafka's
         UnexpectedAppendOffsetException otherwise); gaps are allowed (compacted leaders)."""
         now = self._time_ms() if now_ms is None else now_ms
-        headers = _validate_replica_batches(records)
+        headers = validate_replica_batches(records)
         if not headers:
             return AppendInfo(-1, -1, -1, self._log_start_offset, 0)
         valid_bytes = sum(h.size_in_bytes for _, h in headers)
@@ -704,29 +702,6 @@ class Log:
         """Close the log and remove its directory."""
         self.close()
         shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def _validate_replica_batches(records: bytes | bytearray | memoryview) -> list[tuple[int, RecordBatchHeader]]:
-    """Structure and CRC checks for batches a follower copies from its leader (no client rules)."""
-    batches = list(iter_batches(records))
-    expected = None
-    for pos, header in batches:
-        if header.magic != 2 or header.last_offset_delta < 0:
-            raise InvalidRecordError(
-                ErrorCode.CORRUPT_MESSAGE, f"invalid record batch at byte {pos} in a follower append"
-            )
-        if batch_crc(records, pos, pos + header.size_in_bytes) != header.crc:
-            raise InvalidRecordError(
-                ErrorCode.CORRUPT_MESSAGE,
-                f"record batch at byte {pos} is corrupt (stored crc = {header.crc})",
-            )
-        if expected is not None and header.base_offset < expected:
-            raise InvalidRecordError(
-                ErrorCode.INVALID_RECORD,
-                f"out of order offsets in a follower append: {header.base_offset} < {expected}",
-            )
-        expected = header.last_offset + 1
-    return batches
 
 
 __all__ = [
