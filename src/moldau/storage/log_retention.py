@@ -29,14 +29,22 @@ def maybe_increment_log_start_offset(log: Log, new_log_start_offset: int) -> boo
                 f"cannot increment the log start offset of {log.dir.name} to {new_log_start_offset}: it is "
                 f"beyond the high watermark {log._high_watermark}"
             )
-        if new_log_start_offset <= log._log_start_offset:
+        if not _advance_log_start_offset(log, new_log_start_offset):
             return False
-        log._log_start_offset = new_log_start_offset
-        log._recovery_point = max(log._recovery_point, new_log_start_offset)
-        log.leader_epoch_cache.truncate_from_start(new_log_start_offset)
-        log.producer_state.on_log_start_offset_incremented(new_log_start_offset)
         logger.info("log.log_start_offset topic_partition=%s offset=%d", log.dir.name, new_log_start_offset)
         return True
+
+
+def _advance_log_start_offset(log: Log, new_start: int) -> bool:
+    """Kafka's ``updateLogStartOffset`` and what follows it, the one place both DeleteRecords and
+    segment deletion move the log start offset (under ``log._lock``). Returns whether it moved."""
+    if new_start <= log._log_start_offset:
+        return False
+    log._log_start_offset = new_start
+    log._recovery_point = max(log._recovery_point, new_start)  # nothing below it is left to recover
+    log.leader_epoch_cache.truncate_from_start(new_start)
+    log.producer_state.on_log_start_offset_incremented(new_start)
+    return True
 
 
 def delete_old_segments(log: Log, now_ms: int) -> int:
@@ -101,12 +109,7 @@ def _delete_matching(
         return 0
     if len(deletable) == len(segments):
         log._roll(None)  # a log always keeps one segment
-    new_start = log._segments[len(deletable)].base_offset
-    if new_start > log._log_start_offset:
-        log._log_start_offset = new_start
-        log._recovery_point = max(log._recovery_point, new_start)
-        log.leader_epoch_cache.truncate_from_start(new_start)
-        log.producer_state.on_log_start_offset_incremented(new_start)
+    _advance_log_start_offset(log, log._segments[len(deletable)].base_offset)
     remove_and_delete_segments(log, deletable, now_ms=now_ms)
     for segment in deletable:
         log.producer_state.delete_snapshot(segment.base_offset)
