@@ -363,5 +363,5 @@ class Cleaner:
 
 def _headers(segment: LogSegment) -> Iterator[RecordBatchHeader]:
     fd = segment.file.fileno()
-    for batch in segment._batches(0):  # a header walk of the segment, as LogSegment does itself
+    for batch in segment.batches(0):  # a header walk of the segment
         yield read_batch_header(os.pread(fd, HEADER_SIZE, batch.position))
