@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from moldau.broker.config import ConfigError, load_config, parse_properties
@@ -42,3 +44,20 @@ def test_invalid_values_are_refused(key, value):
     with pytest.raises(ConfigError) as info:
         load_config(None, {key: value}, environ={})
     assert key in str(info.value) or "listener" in str(info.value)
+
+
+def test_flush_intervals_follow_kafka():
+    from moldau.broker.log_flusher import DEFAULT_FLUSH_CHECK_MS, LogFlusher
+    from moldau.storage.config import LogConfig
+    from moldau.storage.log_manager import LogManager
+
+    default = load_config(None, {}, environ={})
+    assert default["log.flush.offset.checkpoint.interval.ms"] == 60000
+    assert default["log.flush.start.offset.checkpoint.interval.ms"] == 60000
+    assert default.log_flush_interval_ms == 2**63 - 1
+    # Kafka's KafkaConfig.logFlushIntervalMs: unset, log.flush.interval.ms is the scheduler interval.
+    tuned = load_config(None, {"log.flush.scheduler.interval.ms": "250"}, environ={})
+    assert tuned.log_flush_interval_ms == 250
+    manager = LogManager([Path("/nonexistent")], LogConfig())
+    assert LogFlusher(default, manager).flush_check_interval_ms() == DEFAULT_FLUSH_CHECK_MS
+    assert LogFlusher(tuned, manager).flush_check_interval_ms() == 250

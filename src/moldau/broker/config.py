@@ -268,8 +268,9 @@ class BrokerConfig:
 
     @property
     def log_flush_interval_ms(self) -> int:
+        """Kafka's ``KafkaConfig.logFlushIntervalMs``: unset, it is ``log.flush.scheduler.interval.ms``."""
         value = self["log.flush.interval.ms"]
-        return LONG_MAX if value is None else int(value)
+        return int(self["log.flush.scheduler.interval.ms"]) if value is None else int(value)
 
 
 def parse_properties(text: str) -> dict[str, str]:

@@ -249,7 +249,7 @@ class ReplicaManager:
 
     async def _after_append(self, partition: Partition) -> None:
         partition_log = partition.log
-        if partition_log.unflushed_messages >= partition_log.config.flush_messages:
+        if partition_log.flush_messages_reached:  # the flush.messages part of Log.should_flush
             await self.flush(partition)
         partition_log.update_high_watermark(partition_log.log_end_offset)
         partition.notify_waiters()

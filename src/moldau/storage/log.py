@@ -247,15 +247,18 @@ class Log:
     def should_flush(self, now_ms: int) -> bool:
         """The one flush policy, for the flusher thread: ``flush.messages`` or ``flush.ms`` reached, or a
         rolled segment not yet fsynced (its scheduled flush failed or has not run yet)."""
-        unflushed = self.unflushed_messages
-        if unflushed <= 0:
+        if self.unflushed_messages <= 0:
             return False
-        config = self.local.config
         return (
-            unflushed >= config.flush_messages
-            or now_ms - self.local.last_flush_ms >= config.flush_ms
+            self.flush_messages_reached
+            or now_ms - self.local.last_flush_ms >= self.local.config.flush_ms
             or self.local.recovery_point < self.local.active_segment.base_offset
         )
+
+    @property
+    def flush_messages_reached(self) -> bool:
+        """``flush.messages`` unflushed offsets: the append's acknowledgement waits for the flush."""
+        return self.unflushed_messages >= self.local.config.flush_messages
 
     @property
     def offline(self) -> bool:
