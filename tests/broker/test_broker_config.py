@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -88,3 +89,20 @@ def test_bad_configs_stop_the_server_with_one_line(tmp_path, args, expected):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and expected in lines[0], done.stderr
     assert "Traceback" not in done.stderr and "invalid literal" not in done.stderr
+
+
+def test_flush_intervals_follow_kafka():
+    from moldau.broker.log_flusher import DEFAULT_FLUSH_CHECK_MS, LogFlusher
+    from moldau.storage.config import LogConfig
+    from moldau.storage.log_manager import LogManager
+
+    default = load_config(None, {}, environ={})
+    assert default["log.flush.offset.checkpoint.interval.ms"] == 60000
+    assert default["log.flush.start.offset.checkpoint.interval.ms"] == 60000
+    assert default.log_flush_interval_ms == 2**63 - 1
+    # Kafka's KafkaConfig.logFlushIntervalMs: unset, log.flush.interval.ms is the scheduler interval.
+    tuned = load_config(None, {"log.flush.scheduler.interval.ms": "250"}, environ={})
+    assert tuned.log_flush_interval_ms == 250
+    manager = LogManager([Path("/nonexistent")], LogConfig())
+    assert LogFlusher(default, manager).flush_check_interval_ms() == DEFAULT_FLUSH_CHECK_MS
+    assert LogFlusher(tuned, manager).flush_check_interval_ms() == 250

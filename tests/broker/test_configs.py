@@ -18,11 +18,12 @@ from moldau.broker.dynamic_config import (
     parse_broker_config,
 )
 from moldau.broker.errors import ApiError
-from moldau.broker.recompression import recompress
 from moldau.broker.topic_config import broker_default_log_config, topic_log_config, validate_topic_configs
 from moldau.client.client import Client
 from moldau.protocol.errors import ErrorCode
 from moldau.protocol.records import Record, build_batch, decode_batch, read_batch_header
+from moldau.storage.config import LogConfig
+from moldau.storage.log_validator import validate_records
 from tests.fixtures import unique_topic
 
 
@@ -118,5 +119,6 @@ def test_topic_compression_type_recompresses_produced_batches(broker):
 
 def test_recompress_leaves_matching_batches_alone():
     batch = build_batch([Record(0, 1, None, b"x")], compression=4)
-    assert recompress(batch, "zstd", 1 << 20) is batch
-    assert read_batch_header(recompress(batch, "uncompressed", 1 << 20)).compression == 0
+    assert validate_records(batch, LogConfig(), 1, compression_type="zstd").records is batch
+    rewritten = validate_records(batch, LogConfig(), 1, compression_type="uncompressed")
+    assert rewritten.recompressed and read_batch_header(rewritten.records).compression == 0

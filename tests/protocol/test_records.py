@@ -21,9 +21,8 @@ from moldau.protocol.records import (
     decode_batch,
     iter_batches,
     read_batch_header,
-    validate_produce_batches,
-    validate_timestamps,
 )
+from moldau.storage.log_validator import validate_produce_batches, validate_timestamps
 
 CODECS = [0, 1, 2, 3, 4]
 NOW = 1_700_000_000_000

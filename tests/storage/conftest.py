@@ -9,6 +9,7 @@ import pytest
 
 from moldau.protocol.records import Record, RecordBatchHeader, build_batch, iter_batches
 from moldau.storage import Log, LogConfig
+from moldau.storage.scheduler import MockScheduler
 
 NOW = 1_700_000_000_000
 
@@ -33,7 +34,13 @@ def batch() -> MakeBatch:
 
 
 @pytest.fixture
-def open_log(tmp_path: Path) -> Iterator[OpenLog]:
+def scheduler() -> MockScheduler:
+    """The scheduler of the logs ``open_log`` opens: rolled-segment flushes run only on ``run_pending()``."""
+    return MockScheduler()
+
+
+@pytest.fixture
+def open_log(tmp_path: Path, scheduler: MockScheduler) -> Iterator[OpenLog]:
     """Open a log under ``tmp_path``; config fields as keyword arguments. Closed at teardown."""
     opened: list[Log] = []
 
@@ -53,6 +60,7 @@ def open_log(tmp_path: Path) -> Iterator[OpenLog]:
             log_start_offset=log_start_offset,
             had_clean_shutdown=had_clean_shutdown,
             now_ms=clock or (lambda: NOW),
+            scheduler=scheduler,
         )
         opened.append(log)
         return log

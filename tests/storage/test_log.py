@@ -19,6 +19,7 @@ from moldau.protocol.records import (
 )
 from moldau.storage import KafkaStorageError, Log, LogConfig, OffsetOutOfRangeError
 from moldau.storage.log import parse_topic_partition_name
+from moldau.storage.scheduler import MockScheduler
 
 from .conftest import NOW, MakeBatch, OpenLog, ReadAll, make_batch
 
@@ -225,13 +226,25 @@ def test_offsets_by_timestamp_on_an_empty_log(open_log: OpenLog) -> None:
 
 def test_flush_advances_the_recovery_point(open_log: OpenLog) -> None:
     log = open_log(**SMALL)
-    append_many(log, 20)
+    append_many(log, 20)  # the rolled segments' flushes stay queued on the mock scheduler
     assert log.recovery_point == 0 and log.unflushed_messages == 40
     assert log.should_flush(NOW)  # rolled segments are waiting for their fsync
     log.flush(up_to_offset=10)
     assert log.recovery_point == 10
     log.flush()
     assert log.recovery_point == log.log_end_offset and not log.should_flush(NOW + 10**9)
+
+
+def test_each_roll_schedules_a_flush_of_the_rolled_segment(open_log: OpenLog, scheduler: MockScheduler) -> None:
+    # Kafka's UnifiedLog.roll: scheduleOnce("flush-log", flushUptoOffsetExclusive(newSegment.baseOffset)).
+    log = open_log(**SMALL)
+    while len(log.segments) < 4:
+        append_many(log, 1)
+    assert log.recovery_point == 0, "a roll must not fsync on the appending thread"
+    assert [name for name, _ in scheduler.pending] == ["flush-log"] * 3
+    scheduler.run_pending()
+    assert log.recovery_point == log.active_segment.base_offset > 0
+    assert log.unflushed_messages == log.log_end_offset - log.active_segment.base_offset
 
 
 def test_should_flush_honours_flush_messages_and_flush_ms(open_log: OpenLog) -> None:

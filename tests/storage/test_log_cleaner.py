@@ -225,7 +225,13 @@ def test_min_compaction_lag_keeps_young_segments_dirty(open_log) -> None:
 def test_keyless_records_are_dropped_and_refused_at_produce(open_log) -> None:
     clock = Clock()
     log = open_log("users-0", clock=clock, **COMPACT)
-    append(log, [(None, b"x"), (b"a", b"1")])
+    with pytest.raises(InvalidRecordError) as refused_append:  # the leader's validator refuses it
+        append(log, [(None, b"x"), (b"a", b"1")])
+    assert refused_append.value.error_code.name == "INVALID_RECORD" and log.log_end_offset == 0
+    # A keyless record can still arrive by replication (no key check, as in Kafka): the cleaner drops it.
+    log.append_as_follower(build_batch([Record(0, NOW, None, b"x"), Record(1, NOW, b"a", b"1")],
+                                       partition_leader_epoch=3))
+    log.update_high_watermark(log.log_end_offset)
     append(log, [(b"a", b"2")])
     log.roll()
     stats = cleaner_for(log, clock).clean_once()

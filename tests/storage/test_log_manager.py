@@ -10,6 +10,7 @@ import pytest
 from moldau.storage import LogConfig, LogManager
 from moldau.storage.checkpoint_file import CheckpointFile, CorruptCheckpointError
 from moldau.storage.leader_epoch_file_cache import LeaderEpochFileCache
+from moldau.storage.scheduler import ThreadScheduler
 
 from .conftest import NOW, make_batch, read_all_batches
 
@@ -177,3 +178,22 @@ def test_leader_epoch_file_cache(tmp_path: Path) -> None:
     assert LeaderEpochFileCache(path).entries() == [(2, 15)]
     with pytest.raises(ValueError):
         cache.assign(-1, 0)
+
+
+def test_rolls_with_default_settings_advance_the_recovery_point(tmp_path: Path) -> None:
+    # Issue 10: with Kafka's defaults (flush.ms and flush.messages never due) the recovery point stayed at 0
+    # after rolls, so a crash rescanned every segment. Each roll now flushes the rolled segment off-thread.
+    manager = LogManager([tmp_path], LogConfig(segment_bytes=2048, index_interval_bytes=256))
+    manager.startup()
+    log = manager.get_or_create_log("rolls", 0)
+    while len(log.segments) < 4:
+        log.append_as_leader(make_batch(3), leader_epoch=0, now_ms=NOW)
+    assert isinstance(manager.scheduler, ThreadScheduler)
+    manager.scheduler.drain(timeout_s=30)
+    assert log.recovery_point == log.active_segment.base_offset == log.segments[3].base_offset
+    assert manager.flush_dirty_logs(NOW) == 0  # the flusher has nothing left to do for the rolled segments
+    manager.checkpoint_recovery_offsets_and_high_watermarks()
+    assert CheckpointFile(tmp_path / "recovery-point-offset-checkpoint", 3).read() == [
+        ["rolls", "0", str(log.active_segment.base_offset)]
+    ]
+    manager.shutdown()

@@ -117,7 +117,12 @@ BROKER_CONFIGS: dict[str, ConfigDef] = _defs(
     ConfigDef("log.index.interval.bytes", int, 4096, "Bytes between offset index entries", 0),
     ConfigDef("log.flush.interval.messages", int, LONG_MAX, "fsync after this many messages", 1),
     ConfigDef("log.flush.interval.ms", int, None, "fsync after this many ms"),
-    ConfigDef("log.flush.scheduler.interval.ms", int, LONG_MAX, "How often the flusher checks logs"),
+    ConfigDef("log.flush.scheduler.interval.ms", int, LONG_MAX, "How often the flusher checks logs "
+              "(Kafka's default never checks; Moldau then checks every 500 ms)", 1),
+    ConfigDef("log.flush.offset.checkpoint.interval.ms", int, 60000, "How often the recovery points are "
+              "written to the recovery-point-offset-checkpoint file", 1),
+    ConfigDef("log.flush.start.offset.checkpoint.interval.ms", int, 60000, "How often the log start offsets "
+              "are written to the log-start-offset-checkpoint file", 1),
     ConfigDef("log.retention.ms", int, None, "Retention by time in ms"),
     ConfigDef("log.retention.minutes", int, None, "Retention by time in minutes"),
     ConfigDef("log.retention.hours", int, 168, "Retention by time in hours"),
@@ -298,8 +303,9 @@ class BrokerConfig:
 
     @property
     def log_flush_interval_ms(self) -> int:
+        """Kafka's ``KafkaConfig.logFlushIntervalMs``: unset, it is ``log.flush.scheduler.interval.ms``."""
         value = self["log.flush.interval.ms"]
-        return LONG_MAX if value is None else int(value)
+        return int(self["log.flush.scheduler.interval.ms"]) if value is None else int(value)
 
 
 def parse_properties(text: str) -> dict[str, str]:

@@ -17,12 +17,10 @@ from dataclasses import dataclass, field
 
 from moldau.broker.config import BrokerConfig
 from moldau.broker.errors import ApiError, as_api_error
-from moldau.broker.recompression import PRODUCER, recompress
 from moldau.broker.topic_config import topic_log_config
 from moldau.cluster.metadata_store import MetadataStore, TopicMetadata
 from moldau.protocol.errors import ErrorCode
 from moldau.protocol.records import InvalidRecordError
-from moldau.storage.cleaner import validate_compacted_keys
 from moldau.storage.config import LogConfig
 from moldau.storage.errors import StorageError
 from moldau.storage.log import AppendInfo, Log
@@ -148,12 +146,10 @@ class ReplicaManager:
         compression_type = self.config["compression.type"] if topic is None else \
             topic.metadata.configs.get("compression.type", self.config["compression.type"])
         with _append_errors_as_api_errors():
-            if compression_type != PRODUCER:  # only then are records decoded: "producer" stays zero-copy
-                records = recompress(records, compression_type, partition_log.config.max_message_bytes)
-            if partition_log.config.compact:
-                validate_compacted_keys(records, f"{partition.topic}-{partition.index}")
+            # Validation, compacted keys and recompression happen once, in storage's LogValidator.
             info = partition_log.append_as_leader(
-                records, leader_epoch=partition.leader_epoch, now_ms=int(time.time() * 1000), in_place=in_place
+                records, leader_epoch=partition.leader_epoch, now_ms=int(time.time() * 1000), in_place=in_place,
+                compression_type=compression_type,
             )
             await self._after_append(partition)
         return info
@@ -168,7 +164,7 @@ class ReplicaManager:
 
     async def _after_append(self, partition: Partition) -> None:
         partition_log = partition.log
-        if partition_log.unflushed_messages >= partition_log.config.flush_messages:
+        if partition_log.flush_messages_reached:  # the flush.messages part of Log.should_flush
             await self.flush(partition)
         partition_log.update_high_watermark(partition_log.log_end_offset)
         partition.notify_waiters()
@@ -180,17 +176,6 @@ class ReplicaManager:
             if partition.log.recovery_point >= target:
                 return
             await asyncio.to_thread(partition.log.flush)
-
-    async def flush_due(self, now_ms: int) -> None:
-        """Kafka's `flush.ms` / `log.flush.interval.ms`: flush logs whose oldest unflushed data is too old."""
-        for topic in list(self.topics.values()):
-            for partition in topic.partitions:
-                log_ = partition.log
-                if log_.unflushed_messages and now_ms - log_.last_flush_ms >= log_.config.flush_ms:
-                    try:
-                        await self.flush(partition)
-                    except StorageError:
-                        continue  # its log dir went offline, which the failure channel logged once
 
     # -- fetch -----------------------------------------------------------------------------------
 

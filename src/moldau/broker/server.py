@@ -21,6 +21,7 @@ from moldau.broker.coordinator_partitions import build_group_coordinator, build_
 from moldau.broker.dynamic_config import ConfigManager
 from moldau.broker.fetch_session import FetchSessionCache
 from moldau.broker.handlers import HANDLERS, supported_versions
+from moldau.broker.log_flusher import LogFlusher
 from moldau.broker.log_retention import LogRetention
 from moldau.broker.producer_id_manager import ProducerIdManager
 from moldau.broker.replica_manager import ReplicaManager
@@ -38,8 +39,6 @@ from moldau.storage.log_cleaner import CleanerConfig, LogCleaner
 from moldau.storage.log_manager import LogManager
 
 log = logging.getLogger(__name__)
-
-CHECKPOINT_INTERVAL_S = 60.0  # Kafka's log.flush.offset.checkpoint.interval.ms
 
 
 @dataclass(slots=True, frozen=True)
@@ -93,6 +92,7 @@ class Broker:
         self.config_manager = ConfigManager(config, self.replica_manager)
         self.config_manager.keystore_hook = self._keystore_changed
         self.log_retention = LogRetention(config, self.log_manager)
+        self.log_flusher = LogFlusher(config, self.log_manager)
         self.group_coordinator = build_group_coordinator(config, self.replica_manager, self.controller)
         self.transaction_coordinator = build_transaction_coordinator(
             config, self.replica_manager, self.controller, self.producer_id_manager, self.group_coordinator)
@@ -132,6 +132,7 @@ class Broker:
             await self._listen(listener)
         self._background.append(self.loop.create_task(self._housekeeping()))
         self._background.append(self.loop.create_task(self._refresh_jwks()))
+        self._background += [self.loop.create_task(task) for task in self.log_flusher.tasks()]
         self._background.append(self.loop.create_task(self._expire_producer_ids()))
         self._background.append(self.loop.create_task(self.log_retention.run()))
         self._background.append(self.loop.create_task(self.group_coordinator.run_expiry()))
@@ -221,16 +222,11 @@ class Broker:
             await self._refresh_jwks_once()
 
     async def _housekeeping(self) -> None:
-        """Time-based flush (`log.flush.interval.ms`), recovery-point checkpoints, idle connections."""
-        last_checkpoint = time.monotonic()
+        """Idle connections (flushes and checkpoints: `log_flusher`)."""
         idle_limit = self.config["connections.max.idle.ms"] / 1000
         while True:
             await asyncio.sleep(0.5)
             try:
-                await self.replica_manager.flush_due(int(time.time() * 1000))
-                if time.monotonic() - last_checkpoint >= CHECKPOINT_INTERVAL_S:
-                    await asyncio.to_thread(self.log_manager.checkpoint)
-                    last_checkpoint = time.monotonic()
                 now = self.loop.time()
                 for connection in list(self.connections):
                     if now - connection.last_active > idle_limit:

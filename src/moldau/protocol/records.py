@@ -2,7 +2,7 @@
 
 The broker's hot path never decodes individual records (DESIGN decision 3): it reads the 61-byte header,
 checks the CRC-32C, patches the base offset and partition leader epoch in place and writes the bytes out
-unchanged. :func:`validate_produce_batches` and :func:`assign_offsets` are that path.
+unchanged. :func:`assign_offsets` and ``storage.log_validator`` (Kafka's ``LogValidator``) are that path.
 
 The record-level half (:class:`Record`, :func:`build_batch`, :func:`decode_batch`) is for the CLI, log
 compaction, ListOffsets-by-timestamp and tests. It handles every codec Kafka has: gzip, snappy (the xerial
@@ -26,7 +26,8 @@ import cramjam
 import google_crc32c
 
 from moldau.errors import MoldauError
-from moldau.protocol.errors import ErrorCode
+from moldau.protocol.errors import DecodeError, ErrorCode
+from moldau.protocol.primitives import read_varlong
 
 __all__ = [
     "HEADER_SIZE",
@@ -45,8 +46,6 @@ __all__ = [
     "iter_batches",
     "read_batch_header",
     "refuse_records",
-    "validate_produce_batches",
-    "validate_timestamps",
 ]
 
 # Offsets inside the batch header (Kafka's DefaultRecordBatch constants).
@@ -182,149 +181,6 @@ def _refuse(code: ErrorCode, message: str) -> InvalidRecordError:
     return InvalidRecordError(code, message)
 
 
-def validate_produce_batches(
-    buf: bytes | bytearray | memoryview, max_message_bytes: int
-) -> list[tuple[int, RecordBatchHeader]]:
-    """Check produced record batches the way Kafka's leader does before it assigns offsets.
-
-    Returns ``(position, header)`` for each complete batch. Follows, in Kafka's order,
-    ``ProduceRequest.validateRecords`` (magic 2 only: older magic is INVALID_RECORD since Kafka 4.0),
-    ``UnifiedLog.analyzeAndValidateRecords`` (baseOffset 0, size against ``max.message.bytes`` ->
-    MESSAGE_TOO_LARGE, CRC-32C -> CORRUPT_MESSAGE) and ``LogValidator.validateBatch`` (offset range vs
-    recordsCount, no control batches from clients, a sequence for idempotent batches -> INVALID_RECORD).
-
-    Like Kafka's ``MemoryRecords`` iterator, bytes after the last complete batch are ignored (Kafka trims
-    them); no complete batch at all is INVALID_RECORD ("must have at least one record batch").
-
-    Deliberately not done (DESIGN decision 3): Kafka also walks the records of a compressed batch to count
-    them and check each offset delta and timestamp; we trust the header's recordsCount, lastOffsetDelta
-    and maxTimestamp. Several batches are accepted here; "exactly one batch per partition" is the Produce
-    handler's rule (ProduceRequest v3+).
-    """
-    n = len(buf)
-    pos = 0
-    batches: list[tuple[int, RecordBatchHeader]] = []
-    while n - pos >= LOG_OVERHEAD:
-        (batch_length,) = _INT32.unpack_from(buf, pos + LENGTH_OFFSET)
-        if batch_length < LEGACY_RECORD_OVERHEAD_V0:
-            raise _refuse(
-                ErrorCode.CORRUPT_MESSAGE,
-                f"record batch at byte {pos} has batchLength {batch_length}, "
-                f"less than the minimum record overhead ({LEGACY_RECORD_OVERHEAD_V0})",
-            )
-        if n - pos < HEADER_SIZE_UP_TO_MAGIC:
-            break
-        magic = struct.unpack_from(">b", buf, pos + MAGIC_OFFSET)[0]
-        if magic < 0 or magic > MAGIC_V2:
-            raise _refuse(ErrorCode.CORRUPT_MESSAGE, f"invalid magic {magic} in record batch at byte {pos}")
-        size = batch_length + LOG_OVERHEAD
-        if n - pos < size:
-            break
-        if magic != MAGIC_V2:
-            raise _refuse(
-                ErrorCode.INVALID_RECORD,
-                f"produce requests may only contain record batches with magic 2, got magic {magic}",
-            )
-        if size < HEADER_SIZE:
-            raise _refuse(
-                ErrorCode.CORRUPT_MESSAGE,
-                f"record batch is corrupt (the size {size} is smaller than the minimum allowed overhead "
-                f"{HEADER_SIZE})",
-            )
-        header = read_batch_header(buf, pos)
-        _check_produced_batch(buf, pos, header, max_message_bytes)
-        batches.append((pos, header))
-        pos += size
-    if not batches:
-        raise _refuse(
-            ErrorCode.INVALID_RECORD, "produce request must have at least one complete record batch"
-        )
-    return batches
-
-
-def _check_produced_batch(
-    buf: bytes | bytearray | memoryview, pos: int, header: RecordBatchHeader, max_message_bytes: int
-) -> None:
-    size = header.size_in_bytes
-    if header.base_offset != 0:
-        raise _refuse(
-            ErrorCode.INVALID_RECORD,
-            f"the baseOffset of a produced record batch should be 0, but it is {header.base_offset}",
-        )
-    if size > max_message_bytes:
-        raise _refuse(
-            ErrorCode.MESSAGE_TOO_LARGE,
-            f"the record batch size is {size} bytes, which exceeds max.message.bytes ({max_message_bytes})",
-        )
-    crc = batch_crc(buf, pos, pos + size)
-    if crc != header.crc:
-        raise _refuse(
-            ErrorCode.CORRUPT_MESSAGE,
-            f"record batch is corrupt (stored crc = {header.crc}, computed crc = {crc})",
-        )
-    if header.compression > COMPRESSION_ZSTD:
-        raise _refuse(ErrorCode.INVALID_RECORD, f"unknown compression type id {header.compression}")
-    if header.last_offset_delta < 0:
-        raise _refuse(
-            ErrorCode.INVALID_RECORD,
-            f"batch has an invalid offset range: lastOffsetDelta {header.last_offset_delta}",
-        )
-    if header.records_count <= 0:
-        raise _refuse(
-            ErrorCode.INVALID_RECORD, f"invalid reported count for record batch: {header.records_count}"
-        )
-    if header.records_count != header.last_offset_delta + 1:
-        raise _refuse(
-            ErrorCode.INVALID_RECORD,
-            f"inconsistent batch offset range [0, {header.last_offset_delta}] and count of records "
-            f"{header.records_count}",
-        )
-    if header.is_control:
-        raise _refuse(ErrorCode.INVALID_RECORD, "clients are not allowed to write control records")
-    if header.has_producer_id and header.base_sequence < 0:
-        raise _refuse(
-            ErrorCode.INVALID_RECORD,
-            f"invalid sequence number {header.base_sequence} in record batch with producerId "
-            f"{header.producer_id}",
-        )
-
-
-def validate_timestamps(
-    header: RecordBatchHeader, now_ms: int, before_max_ms: int, after_max_ms: int,
-    buf: bytes | bytearray | memoryview | None = None, pos: int = 0,
-) -> None:
-    """``message.timestamp.before.max.ms`` / ``after.max.ms`` for a CreateTime topic, at batch level.
-
-    Kafka checks every record (LogValidator.validateTimestamp). The header's maxTimestamp settles the
-    future bound without decoding; the past bound needs every record's timestamp (the header has no
-    minimum), so a batch is decoded when `buf` holds it at `pos` and the topic sets a past bound
-    (`message.timestamp.before.max.ms` is unlimited by default), or when it fails, to name its bad
-    records (KIP-467).
-    """
-    too_new = header.max_timestamp != NO_TIMESTAMP and header.max_timestamp - now_ms > after_max_ms
-    too_old = header.base_timestamp != NO_TIMESTAMP and now_ms - header.base_timestamp > before_max_ms
-    if buf is not None and (too_new or too_old or before_max_ms < now_ms):
-        low, high = now_ms - before_max_ms, now_ms + after_max_ms
-        errors = [(index, (f"Timestamp {record.timestamp} of message with offset {record.offset} is out of range. "
-                          f"The timestamp should be within [{low}, {high}]"))
-                  for index, record in enumerate(decode_batch(buf, pos))
-                  if record.timestamp != NO_TIMESTAMP and not low <= record.timestamp <= high]
-        if errors:
-            raise refuse_records(ErrorCode.INVALID_TIMESTAMP, errors)
-    if too_new:
-        raise _refuse(
-            ErrorCode.INVALID_TIMESTAMP,
-            f"timestamp {header.max_timestamp} is more than message.timestamp.after.max.ms "
-            f"({after_max_ms}) after the broker time {now_ms}",
-        )
-    if too_old:
-        raise _refuse(
-            ErrorCode.INVALID_TIMESTAMP,
-            f"timestamp {header.base_timestamp} is more than message.timestamp.before.max.ms "
-            f"({before_max_ms}) before the broker time {now_ms}",
-        )
-
-
 def assign_offsets(
     buf: bytearray | memoryview, pos: int, base_offset: int, leader_epoch: int, log_append_time_ms: int | None
 ) -> None:
@@ -389,20 +245,9 @@ def _write_varint(out: bytearray, value: int) -> None:
     out.append(v)
 
 
-def _read_varint(buf: bytes | memoryview, pos: int) -> tuple[int, int]:
-    result = 0
-    shift = 0
-    while True:
-        if pos >= len(buf):
-            raise _refuse(ErrorCode.CORRUPT_MESSAGE, "record data ends inside a varint")
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return (result >> 1) ^ -(result & 1), pos
-        shift += 7
-        if shift > 63:
-            raise _refuse(ErrorCode.CORRUPT_MESSAGE, "varint is longer than 10 bytes")
+# Records are read with the one zigzag reader, ``primitives.read_varlong`` (Kafka's record fields are
+# varints, but a 10-byte limit covers both): its DecodeError becomes CORRUPT_MESSAGE in _decode_records.
+_read_varint = read_varlong
 
 
 def _write_bytes(out: bytearray, data: bytes | None) -> None:
@@ -438,6 +283,15 @@ def encode_record(out: bytearray, record: Record, offset_delta: int, timestamp_d
 
 
 def _decode_records(
+    data: bytes | memoryview, count: int, base_offset: int, base_timestamp: int, log_append_time: int | None
+) -> list[Record]:
+    try:
+        return _decode_records_unchecked(data, count, base_offset, base_timestamp, log_append_time)
+    except DecodeError as exc:
+        raise _refuse(ErrorCode.CORRUPT_MESSAGE, f"record data: {exc}") from None
+
+
+def _decode_records_unchecked(
     data: bytes | memoryview, count: int, base_offset: int, base_timestamp: int, log_append_time: int | None
 ) -> list[Record]:
     records = []

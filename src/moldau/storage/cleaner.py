@@ -32,9 +32,7 @@ from moldau.protocol.records import (
     LOG_OVERHEAD,
     RecordBatchHeader,
     decode_batch,
-    iter_batches,
     read_batch_header,
-    refuse_records,
 )
 from moldau.storage.cleaner_records import (
     ScannedRecord,
@@ -46,6 +44,9 @@ from moldau.storage.cleaner_records import (
 from moldau.storage.errors import StorageError
 from moldau.storage.log import Log
 from moldau.storage.log_cleaner_manager import LogToClean
+
+# Kept importable from here (callers of the compacted-key check, tests); it lives in the validator.
+from moldau.storage.log_validator import validate_compacted_keys  # noqa: F401
 from moldau.storage.offset_map import SkimpyOffsetMap
 from moldau.storage.segment import (
     CLEANED_FILE_SUFFIX,
@@ -360,22 +361,7 @@ class Cleaner:
         return None
 
 
-def validate_compacted_keys(records: bytes | bytearray | memoryview, topic_partition: str) -> None:
-    """Kafka's ``LogValidator.validateKey``: a compacted topic refuses records without a key
-    (INVALID_RECORD); the cleaner could not tell which of them is the latest."""
-    errors = []
-    for pos, header in iter_batches(records):
-        if header.is_control:
-            continue
-        for index, record in enumerate(decode_batch(records, pos)):
-            if record.key is None:  # KIP-467: every keyless record is named, the batch fails as a whole
-                errors.append((index, ("Compacted topic cannot accept message without key in topic partition "
-                                      f"{topic_partition}.")))
-    if errors:
-        raise refuse_records(ErrorCode.INVALID_RECORD, errors)
-
-
 def _headers(segment: LogSegment) -> Iterator[RecordBatchHeader]:
     fd = segment.file.fileno()
-    for batch in segment._batches(0):  # a header walk of the segment, as LogSegment does itself
+    for batch in segment.batches(0):  # a header walk of the segment
         yield read_batch_header(os.pread(fd, HEADER_SIZE, batch.position))

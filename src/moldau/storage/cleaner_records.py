@@ -17,7 +17,8 @@ from __future__ import annotations
 import struct
 from typing import NamedTuple
 
-from moldau.protocol.errors import ErrorCode
+from moldau.protocol.errors import DecodeError, ErrorCode
+from moldau.protocol.primitives import read_varlong
 from moldau.protocol.records import (
     BATCH_HEADER_STRUCT,
     COMPRESSION_MASK,
@@ -62,20 +63,7 @@ def batch_payload(data: bytes, header: RecordBatchHeader) -> bytes:
     return payload
 
 
-def _varint(buf: bytes, pos: int) -> tuple[int, int]:
-    b = buf[pos]
-    if b < 0x80:
-        return (b >> 1) ^ -(b & 1), pos + 1
-    result, shift = b & 0x7F, 7
-    while True:
-        pos += 1
-        b = buf[pos]
-        result |= (b & 0x7F) << shift
-        if b < 0x80:
-            return (result >> 1) ^ -(result & 1), pos + 1
-        shift += 7
-        if shift > 63:
-            raise _corrupt("varint is longer than 10 bytes")
+_varint = read_varlong  # the one zigzag reader; its DecodeError is CORRUPT_MESSAGE in scan_records
 
 
 def scan_records(payload: bytes, count: int) -> list[ScannedRecord]:
@@ -98,7 +86,7 @@ def scan_records(payload: bytes, count: int) -> list[ScannedRecord]:
                 raise _corrupt(f"record at byte {pos} runs past its length {length}")
             out.append(ScannedRecord(offset_delta, timestamp_delta, key, value_length < 0, pos, end))
             pos = end
-    except IndexError:
+    except (IndexError, DecodeError):
         raise _corrupt(f"record data ends inside record {len(out)} of {count}") from None
     if pos != len(payload):
         raise _corrupt(f"{len(payload) - pos} bytes left after {count} records")

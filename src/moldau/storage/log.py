@@ -1,15 +1,16 @@
-"""The log of one partition (Kafka's ``UnifiedLog`` + ``LocalLog``): a directory ``<topic>-<partition>``
-of segments, the leader epoch checkpoint, and the offsets that describe them:
+"""The log of one partition (Kafka's ``UnifiedLog``) on top of its :class:`~moldau.storage.local_log.LocalLog`
+(segments, log end offset, recovery point): a directory ``<topic>-<partition>`` of segments, the leader
+epoch checkpoint, and the offsets that describe them:
 
 - ``log_start_offset``: the first offset a client may read (moved by retention and DeleteRecords);
 - ``log_end_offset``: the offset the next appended record gets;
 - ``high_watermark``: the offset up to which records are committed (consumers read below it);
 - ``recovery_point``: everything below it has been fsynced; a restart after a crash recovers from here.
 
-Threading: appends, reads and offset updates run on the broker's event loop and never fsync;
-:meth:`Log.flush` runs on a worker thread. Changes take ``_lock`` (held for microseconds); the segment
-list is replaced, never mutated, so a read takes one consistent snapshot without locking; fsync happens
-outside ``_lock``.
+This layer owns the log start offset, the high watermark, the last stable offset, the producer state and
+the leader epochs. Threading: appends, reads and offset updates run on the broker's event loop and never
+fsync; :meth:`Log.flush` runs on a worker thread. Changes take :attr:`Log.lock` (the local log's, held for
+microseconds); fsync happens outside it.
 
 >>> import tempfile, pathlib
 >>> from moldau.protocol.records import Record, build_batch
@@ -26,35 +27,16 @@ import logging
 import shutil
 import threading
 import time
-from bisect import bisect_right
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
-from moldau.protocol.errors import ErrorCode
-from moldau.protocol.records import (
-    InvalidRecordError,
-    RecordBatchHeader,
-    assign_offsets,
-    batch_crc,
-    iter_batches,
-    read_batch_header,
-    validate_produce_batches,
-    validate_timestamps,
-)
-from moldau.storage import (
-    log_offset_lookup,
-    log_producer_state,
-    log_retention,
-    log_segment_deletion,
-    log_truncation,
-)
+from moldau.storage import log_append, log_offset_lookup, log_producer_state, log_retention
 from moldau.storage.append_info import AppendInfo
-from moldau.storage.checkpoint_file import fsync_dir
 from moldau.storage.config import LogConfig
-from moldau.storage.errors import KafkaStorageError, OffsetOutOfRangeError, UnexpectedAppendOffsetError
+from moldau.storage.errors import KafkaStorageError, OffsetOutOfRangeError
 from moldau.storage.fetch_data_info import FetchDataInfo
 from moldau.storage.leader_epoch_file_cache import LEADER_EPOCH_CHECKPOINT_FILENAME, LeaderEpochFileCache
+from moldau.storage.local_log import LocalLog
 from moldau.storage.log_dir_failure_channel import LogDirFailureChannel
 from moldau.storage.log_loader import LogLoader
 from moldau.storage.log_offset_lookup import (
@@ -65,9 +47,11 @@ from moldau.storage.log_offset_lookup import (
     LATEST_TIMESTAMP,
     MAX_TIMESTAMP,
 )
+from moldau.storage.log_validator import PRODUCER
 from moldau.storage.producer_state_entry import ProducerStateEntry
-from moldau.storage.producer_state_manager import AppendOrigin, ProducerStateManager, control_marker
-from moldau.storage.segment import LogSegment, log_file, offset_index_file, time_index_file
+from moldau.storage.producer_state_manager import ProducerStateManager
+from moldau.storage.scheduler import Scheduler, shared_scheduler
+from moldau.storage.segment import LogSegment
 from moldau.storage.transaction_index import AbortedTxn
 
 log = logging.getLogger(__name__)
@@ -92,10 +76,10 @@ def _wall_clock_ms() -> int:
 class Log:
     """One partition's log; open it with :meth:`Log.open`.
 
-    The core (open, append, read, roll, flush, close) is here; the other concerns are functions taking
-    the Log, one module each, which the methods below call: producer state (``log_producer_state``),
-    ListOffsets and OffsetForLeaderEpoch lookups (``log_offset_lookup``), truncation (``log_truncation``),
-    retention (``log_retention``) and segment removal and compaction swaps (``log_segment_deletion``).
+    The unified layer (appends, offsets, producer state, epochs, truncation, flush) is here, over
+    :attr:`local` (segments, roll, read, segment removal and compaction swaps). Other concerns are
+    functions over the public API, one module each: producer state (``log_producer_state``), ListOffsets
+    and OffsetForLeaderEpoch lookups (``log_offset_lookup``) and retention (``log_retention``).
     """
 
     def __init__(
@@ -110,30 +94,23 @@ class Log:
         leader_epoch_cache: LeaderEpochFileCache,
         time_ms: Callable[[], int],
         failure_channel: LogDirFailureChannel | None = None,
+        scheduler: Scheduler | None = None,
     ) -> None:
         self.dir = dir
         self.topic, self.partition = parse_topic_partition_name(dir.name)
         # The log manager's channel, shared by every log of the broker; a private one otherwise.
         self.failure_channel = failure_channel or LogDirFailureChannel()
-        self._log_dir = str(dir.parent)
-        self._config = config
-        self._time_ms = time_ms
-        self._lock = threading.RLock()
+        self._scheduler: Scheduler = scheduler or shared_scheduler()
+        self.local = LocalLog(dir, config, segments, recovery_point=recovery_point, next_offset=next_offset,
+                              time_ms=time_ms, failure_channel=self.failure_channel, on_roll=self._on_roll)
+        self.lock = self.local.lock
         self._flush_lock = threading.Lock()
-        self._view: tuple[list[int], tuple[LogSegment, ...]] = ([], ())
-        self._set_segments(segments)
         self._log_start_offset = log_start_offset
-        self._log_end_offset = next_offset
-        self._recovery_point = recovery_point
         self._high_watermark = log_start_offset
-        self._last_flush_ms = time_ms()
-        self._pending_deletes: list[tuple[int, LogSegment]] = []
-        self._truncations = 0  # a flush that straddles a truncation must not move the recovery point
-        self._closed = False
         self.leader_epoch_cache = leader_epoch_cache
         self.producer_state = ProducerStateManager(dir)
-        self.producer_state.remove_stray_snapshots(s.base_offset for s in self._segments)
-        log_producer_state.rebuild_producer_state(self)
+        self.producer_state.remove_stray_snapshots(s.base_offset for s in self.local.segments)
+        log_producer_state.rebuild_producer_state(self.producer_state, self.local, self._log_start_offset)
 
     @classmethod
     def open(
@@ -146,10 +123,12 @@ class Log:
         had_clean_shutdown: bool = False,
         now_ms: Callable[[], int] | None = None,
         failure_channel: LogDirFailureChannel | None = None,
+        scheduler: Scheduler | None = None,
     ) -> Log:
         """Open (or create) the log in ``dir``, recovering segments after ``recovery_point`` unless the
         broker shut down cleanly. ``now_ms`` is the clock (milliseconds) for segment ages; wall clock if None.
-        ``failure_channel`` learns of I/O errors, which take the log dir offline for appends.
+        ``failure_channel`` learns of I/O errors, which take the log dir offline for appends. ``scheduler``
+        runs the flush of each rolled segment (the process-wide one if None).
         """
         time_ms = now_ms or _wall_clock_ms
         parse_topic_partition_name(dir.name)  # fail before touching the directory
@@ -186,6 +165,7 @@ class Log:
             leader_epoch_cache=cache,
             time_ms=time_ms,
             failure_channel=failure_channel,
+            scheduler=scheduler,
         )
 
     # -- state ---------------------------------------------------------------------------------------------
@@ -193,35 +173,25 @@ class Log:
     def __repr__(self) -> str:
         return (
             f"Log(dir={self.dir}, log_start_offset={self._log_start_offset}, "
-            f"log_end_offset={self._log_end_offset}, high_watermark={self._high_watermark})"
+            f"log_end_offset={self.local.log_end_offset}, high_watermark={self._high_watermark})"
         )
 
     @property
     def config(self) -> LogConfig:
-        return self._config
+        return self.local.config
 
     def update_config(self, config: LogConfig) -> None:
         """Apply new topic configs (AlterConfigs); the active segment's index capacity follows."""
-        with self._lock:
-            self._config = config
-            self._segments[-1].resize_indexes(config.segment_index_bytes)
-
-    @property
-    def _segments(self) -> tuple[LogSegment, ...]:
-        return self._view[1]
-
-    def _set_segments(self, segments: list[LogSegment] | tuple[LogSegment, ...]) -> None:
-        ordered = tuple(sorted(segments, key=lambda s: s.base_offset))
-        self._view = ([s.base_offset for s in ordered], ordered)
+        self.local.update_config(config)
 
     @property
     def segments(self) -> tuple[LogSegment, ...]:
         """The segments, oldest first (a snapshot)."""
-        return self._segments
+        return self.local.segments
 
     @property
     def active_segment(self) -> LogSegment:
-        return self._segments[-1]
+        return self.local.active_segment
 
     @property
     def log_start_offset(self) -> int:
@@ -229,7 +199,7 @@ class Log:
 
     @property
     def log_end_offset(self) -> int:
-        return self._log_end_offset
+        return self.local.log_end_offset
 
     @property
     def high_watermark(self) -> int:
@@ -237,139 +207,84 @@ class Log:
 
     @property
     def recovery_point(self) -> int:
-        return self._recovery_point
+        return self.local.recovery_point
 
     @property
     def size_in_bytes(self) -> int:
-        return sum(segment.size for segment in self._segments)
+        return sum(segment.size for segment in self.local.segments)
 
     @property
     def unflushed_messages(self) -> int:
         """Offsets appended since the last flush (Kafka's ``unflushedMessages``)."""
-        return self._log_end_offset - self._recovery_point
+        return self.local.log_end_offset - self.local.recovery_point
 
     @property
     def closed(self) -> bool:
-        return self._closed
+        return self.local.closed
 
     @property
     def last_flush_ms(self) -> int:
         """When the last :meth:`flush` finished (Kafka's ``lastFlushTime``), by the log's clock."""
-        return self._last_flush_ms
+        return self.local.last_flush_ms
 
     def update_high_watermark(self, offset: int) -> int:
         """Set the high watermark, clamped to [log_start_offset, log_end_offset]; returns the value set."""
-        with self._lock:
-            self._high_watermark = min(max(offset, self._log_start_offset), self._log_end_offset)
+        with self.lock:
+            self._high_watermark = min(max(offset, self._log_start_offset), self.local.log_end_offset)
             return self._high_watermark
 
+    def advance_log_start_offset(self, new_start: int) -> bool:
+        """Kafka's ``updateLogStartOffset`` and what follows it, the one place DeleteRecords and segment
+        deletion move the log start offset (call under :attr:`lock`). Returns whether it moved."""
+        if new_start <= self._log_start_offset:
+            return False
+        self._log_start_offset = new_start
+        self.local.raise_recovery_point(new_start)  # nothing below it is left to recover
+        self.leader_epoch_cache.truncate_from_start(new_start)
+        self.producer_state.on_log_start_offset_incremented(new_start)
+        return True
+
     def should_flush(self, now_ms: int) -> bool:
-        """Whether the flusher thread should call :meth:`flush` now: ``flush.messages`` or ``flush.ms``
-        reached, or a rolled segment not yet fsynced (Kafka flushes it right after the roll)."""
-        unflushed = self.unflushed_messages
-        if unflushed <= 0:
+        """The one flush policy, for the flusher thread: ``flush.messages`` or ``flush.ms`` reached, or a
+        rolled segment not yet fsynced (its scheduled flush failed or has not run yet)."""
+        if self.unflushed_messages <= 0:
             return False
         return (
-            unflushed >= self._config.flush_messages
-            or now_ms - self._last_flush_ms >= self._config.flush_ms
-            or self._recovery_point < self._segments[-1].base_offset
+            self.flush_messages_reached
+            or now_ms - self.local.last_flush_ms >= self.local.config.flush_ms
+            or self.local.recovery_point < self.local.active_segment.base_offset
         )
 
-    @contextmanager
-    def _storage_errors(self, action: str) -> Iterator[None]:
-        """Kafka's ``maybeHandleIOException``: an I/O error takes the log dir offline (logged once, by the
-        channel) and becomes a :class:`KafkaStorageError`."""
-        try:
-            yield
-        except OSError as exc:
-            self.failure_channel.maybe_add_offline_log_dir(self._log_dir, f"{action} {self.dir.name}", exc)
-            raise KafkaStorageError(
-                f"I/O error while {action} for {self.dir.name} in {self.dir.parent}: {exc}"
-            ) from exc
+    @property
+    def flush_messages_reached(self) -> bool:
+        """``flush.messages`` unflushed offsets: the append's acknowledgement waits for the flush."""
+        return self.unflushed_messages >= self.local.config.flush_messages
 
     @property
     def offline(self) -> bool:
         """Whether an I/O error took this log's dir offline: appends are refused until a restart."""
-        return self.failure_channel.is_offline(self._log_dir)
+        return self.local.offline
 
-    def _check_open(self) -> None:
-        if self._closed:
-            raise KafkaStorageError(f"log {self.dir.name} is closed")
-
-    def _check_writable(self) -> None:
-        self._check_open()
-        if self.failure_channel.is_offline(self._log_dir):
-            raise KafkaStorageError(
-                f"log dir {self._log_dir} of {self.dir.name} is offline after an I/O error; "
-                "it takes no appends until the broker restarts"
-            )
-
-    # -- append --------------------------------------------------------------------------------------------
+    # -- append (log_append) -------------------------------------------------------------------------------
 
     def append_as_leader(
-        self, records: bytes | bytearray | memoryview, *, leader_epoch: int, now_ms: int, in_place: bool = False
+        self,
+        records: bytes | bytearray | memoryview,
+        *,
+        leader_epoch: int,
+        now_ms: int,
+        in_place: bool = False,
+        compression_type: str = PRODUCER,
     ) -> AppendInfo:
-        """Validate produced batches, give them offsets from the log end, and write them. Never fsyncs.
+        """Validate produced batches (``log_validator``, once; re-encoded if the topic's
+        ``compression.type`` is another codec), give them offsets from the log end, and write them.
+        Never fsyncs. ``in_place``: ``records`` views a request frame nobody reads again, so offsets may
+        be patched into it.
 
         Raises :class:`InvalidRecordError` (with the Kafka error code) for a batch Kafka would refuse.
         """
-        config = self._config
-        batches = validate_produce_batches(records, config.max_message_bytes)
-        if not config.log_append_time:
-            for pos, header in batches:
-                validate_timestamps(
-                    header,
-                    now_ms,
-                    config.message_timestamp_before_max_ms,
-                    config.message_timestamp_after_max_ms,
-                    records,
-                    pos,
-                )
-        last_pos, last_header = batches[-1]
-        valid_bytes = last_pos + last_header.size_in_bytes
-        view = memoryview(records)[:valid_bytes]
-        # The broker hands over a view of a request frame that nobody reads again (`in_place`): patch
-        # offsets into it rather than copying the batch once more. Anything else is copied first.
-        buf = view if in_place and not view.readonly else bytearray(view)
-        self._check_fits_segment(valid_bytes)
-        log_append_time = now_ms if config.log_append_time else None
-        with self._lock, self._storage_errors("appending"):
-            self._check_writable()
-            first_offset = offset = self._log_end_offset
-            producer_appends = None
-            if any(header.producer_id >= 0 for _, header in batches):
-                producer_appends, duplicate = log_producer_state.analyze_producer_state(
-                    self, batches, first_offset
-                )
-                if duplicate is not None:
-                    # A producer's retry: Kafka answers with the original batch's offsets and no error.
-                    return AppendInfo(duplicate.first_offset, duplicate.last_offset, duplicate.timestamp,
-                                      self._log_start_offset, 0)
-            max_timestamp, offset_of_max_timestamp, num_messages = -1, -1, 0
-            for pos, header in batches:
-                assign_offsets(buf, pos, offset, leader_epoch, log_append_time)
-                last = offset + header.last_offset_delta
-                timestamp = log_append_time if log_append_time is not None else header.max_timestamp
-                if timestamp > max_timestamp:
-                    max_timestamp, offset_of_max_timestamp = timestamp, last
-                num_messages += header.records_count
-                offset = last + 1
-            if leader_epoch >= 0:
-                self.leader_epoch_cache.assign(leader_epoch, first_offset)
-            self._write(buf, first_offset, offset - 1, max_timestamp, offset_of_max_timestamp, now_ms)
-            if producer_appends:
-                for producer_append in producer_appends.values():
-                    self.producer_state.update(producer_append)
-            self.producer_state.update_map_end_offset(offset)
-            return AppendInfo(
-                first_offset=first_offset,
-                last_offset=offset - 1,
-                log_append_time=now_ms if log_append_time is not None else -1,
-                log_start_offset=self._log_start_offset,
-                num_messages=num_messages,
-                max_timestamp=max_timestamp,
-                valid_bytes=valid_bytes,
-            )
+        return log_append.append_as_leader(self, records, leader_epoch=leader_epoch, now_ms=now_ms,
+                                           in_place=in_place, compression_type=compression_type)
 
     def append_as_follower(
         self, records: bytes | bytearray | memoryview, *, now_ms: int | None = None
@@ -377,39 +292,7 @@ class Log:
         """Append batches that already carry offsets and epochs (replication), after checking their
         structure and CRC. The first offset must be >= the log end offset (Kafka's
         UnexpectedAppendOffsetException otherwise); gaps are allowed (compacted leaders)."""
-        now = self._time_ms() if now_ms is None else now_ms
-        headers = _validate_replica_batches(records)
-        if not headers:
-            return AppendInfo(-1, -1, -1, self._log_start_offset, 0)
-        valid_bytes = sum(h.size_in_bytes for _, h in headers)
-        self._check_fits_segment(valid_bytes)
-        with self._lock, self._storage_errors("appending as follower"):
-            self._check_writable()
-            first, last = headers[0][1].base_offset, headers[-1][1].last_offset
-            if first < self._log_end_offset:
-                raise UnexpectedAppendOffsetError(
-                    f"first offset {first} of a follower append to {self.dir.name} is below the log end offset "
-                    f"{self._log_end_offset}"
-                )
-            max_timestamp, offset_of_max_timestamp = -1, -1
-            for _, header in headers:
-                if header.max_timestamp > max_timestamp:
-                    max_timestamp, offset_of_max_timestamp = header.max_timestamp, header.last_offset
-                if header.partition_leader_epoch >= 0:
-                    self.leader_epoch_cache.assign(header.partition_leader_epoch, header.base_offset)
-            data = memoryview(records)[:valid_bytes]
-            self._write(data, first, last, max_timestamp, offset_of_max_timestamp, now)
-            self.producer_state.load_from_batches(header for _, header in headers)
-            self.producer_state.update_map_end_offset(last + 1)
-            return AppendInfo(
-                first_offset=first,
-                last_offset=last,
-                log_append_time=-1,
-                log_start_offset=self._log_start_offset,
-                num_messages=sum(h.records_count for _, h in headers),
-                max_timestamp=max_timestamp,
-                valid_bytes=valid_bytes,
-            )
+        return log_append.append_as_follower(self, records, now_ms=now_ms)
 
     def append_as_coordinator(self, batch: bytes, *, leader_epoch: int, now_ms: int) -> AppendInfo:
         """Append one batch a coordinator built: a transaction marker (ends the producer's open transaction
@@ -418,126 +301,54 @@ class Log:
 
         Raises :class:`InvalidProducerEpochError` if a marker's epoch is older than the producer's.
         """
-        header = read_batch_header(batch)
-        marker = control_marker(batch, 0) if header.is_control else None
-        if header.producer_id < 0 or not header.is_transactional or (header.is_control and marker is None):
-            raise InvalidRecordError(ErrorCode.INVALID_RECORD, "a coordinator append must be transactional")
-        buf = bytearray(batch)
-        with self._lock, self._storage_errors("appending a coordinator batch"):
-            self._check_writable()
-            offset = self._log_end_offset
-            last = offset + header.last_offset_delta
-            completed = None
-            if marker is not None:
-                info = self.producer_state.prepare_update(header.producer_id, AppendOrigin.CLIENT)
-                completed = info.append_end_txn_marker(marker[0], marker[1], header.producer_epoch, offset,
-                                                       now_ms)
-            else:
-                info = self.producer_state.prepare_update(header.producer_id, AppendOrigin.REPLICATION)
-                info.append_data_batch(header.producer_epoch, header.base_sequence, header.base_sequence,
-                                       header.max_timestamp, offset, last, True)
-            assign_offsets(buf, 0, offset, leader_epoch, None)
-            if leader_epoch >= 0:
-                self.leader_epoch_cache.assign(leader_epoch, offset)
-            self._write(buf, offset, last, header.max_timestamp, last, now_ms)
-            self.producer_state.update(info)
-            self.producer_state.update_map_end_offset(last + 1)
-            if completed is not None:
-                log_producer_state.record_completed(self, [completed])
-            return AppendInfo(first_offset=offset, last_offset=last, log_append_time=-1,
-                              log_start_offset=self._log_start_offset, num_messages=header.records_count,
-                              max_timestamp=header.max_timestamp, valid_bytes=len(buf))
+        return log_append.append_as_coordinator(self, batch, leader_epoch=leader_epoch, now_ms=now_ms)
 
     # -- producer state (log_producer_state) ----------------------------------------------------------------
 
     @property
     def last_stable_offset(self) -> int:
         """KIP-98: read_committed consumers read below the first open transaction, never past the HW."""
-        return log_producer_state.last_stable_offset(self)
+        return log_producer_state.last_stable_offset(self.producer_state, self._high_watermark)
 
     def collect_aborted_transactions(self, start_offset: int, upper_bound_offset: int) -> list[AbortedTxn]:
         """Aborted transactions overlapping [start_offset, upper_bound_offset) (Kafka's
         ``collectAbortedTransactions``)."""
-        return log_producer_state.collect_aborted_transactions(self, start_offset, upper_bound_offset)
+        return log_producer_state.collect_aborted_transactions(self.local.segment_view, start_offset, upper_bound_offset)
 
     def active_producers(self) -> list[ProducerStateEntry]:
         """Copies of the producers this partition knows (DescribeProducers)."""
-        return log_producer_state.active_producers(self)
+        with self.lock:
+            return [entry.copy() for entry in self.producer_state.active_producers.values()]
 
     def remove_expired_producers(self, now_ms: int, expiration_ms: int) -> int:
         """Forget producers idle longer than ``producer.id.expiration.ms``; returns how many."""
-        return log_producer_state.remove_expired_producers(self, now_ms, expiration_ms)
+        with self.lock:
+            return len(self.producer_state.remove_expired_producers(now_ms, expiration_ms))
 
-    # -- write and roll ------------------------------------------------------------------------------------
-
-    def _check_fits_segment(self, size: int) -> None:
-        if size > self._config.segment_bytes:
-            raise InvalidRecordError(
-                ErrorCode.RECORD_LIST_TOO_LARGE,
-                f"message batch size is {size} bytes in an append to {self.dir.name}, which exceeds the "
-                f"maximum configured segment size of {self._config.segment_bytes}",
-            )
-
-    def _write(
-        self,
-        data: bytes | bytearray | memoryview,
-        first_offset: int,
-        last_offset: int,
-        max_timestamp: int,
-        offset_of_max_timestamp: int,
-        now_ms: int,
-    ) -> None:
-        segment = self._maybe_roll(len(data), first_offset, last_offset, max_timestamp, now_ms)
-        segment.append(last_offset, max_timestamp, offset_of_max_timestamp, data)
-        self._log_end_offset = last_offset + 1  # published only after the bytes are in the file
-
-    def _maybe_roll(
-        self, messages_size: int, first_offset: int, last_offset: int, max_timestamp: int, now_ms: int
-    ) -> LogSegment:
-        segment = self._segments[-1]
-        if segment.should_roll(
-            max_segment_ms=self._config.segment_ms,
-            max_segment_bytes=self._config.segment_bytes,
-            max_timestamp_in_messages=max_timestamp,
-            max_offset_in_messages=last_offset,
-            messages_size=messages_size,
-            now_ms=now_ms,
-        ):
-            return self._roll(first_offset)
-        return segment
+    # -- roll --------------------------------------------------------------------------------------------
 
     def roll(self) -> LogSegment:
         """Start a new active segment at the log end offset."""
-        with self._lock, self._storage_errors("rolling a segment"):
-            self._check_writable()
-            return self._roll(None)
+        with self.lock, self.local.storage_errors("rolling a segment"):
+            self.local.check_writable()
+            return self.local.roll(None)
 
-    def _roll(self, expected_next_offset: int | None) -> LogSegment:
-        new_offset = max(expected_next_offset or 0, self._log_end_offset)
-        active = self._segments[-1]
-        if new_offset == active.base_offset and active.size == 0:
-            return active  # nothing to roll away from (Kafka's KAFKA-6388 case)
-        if new_offset <= active.base_offset:
-            raise KafkaStorageError(
-                f"cannot roll {self.dir.name} to a segment at {new_offset}: the active segment starts at "
-                f"{active.base_offset}"
-            )
-        for path in (
-            log_file(self.dir, new_offset),
-            offset_index_file(self.dir, new_offset),
-            time_index_file(self.dir, new_offset),
-        ):
-            if path.exists():
-                log.warning("log.roll deleting existing file of the new segment path=%s", path)
-                path.unlink()
-        active.on_become_inactive_segment()
+    def _on_roll(self, new_offset: int) -> None:
+        """The unified log's part of every roll (under :attr:`lock`, before the new segment exists)."""
         # Kafka snapshots the producer state at every new segment's base offset, so recovery starts there.
         self.producer_state.update_map_end_offset(new_offset)
         self.producer_state.take_snapshot()
-        segment = LogSegment(self.dir, new_offset, self._config, time_ms=self._time_ms)
-        self._set_segments((*self._segments, segment))
-        log.info("log.roll topic_partition=%s new_segment=%d", self.dir.name, new_offset)
-        return segment
+        # Kafka's UnifiedLog.roll: scheduleOnce("flush-log", flushUptoOffsetExclusive(newSegment.baseOffset)).
+        # The rolled segment is complete, so fsync it now (off the appending thread) and move the recovery
+        # point to the new segment: a crash then recovers only the active segment, not every segment since
+        # the last time-based flush (which by default never comes).
+        self._scheduler.schedule_once("flush-log", lambda: self._flush_rolled(new_offset))
+
+    def _flush_rolled(self, new_segment_offset: int) -> None:
+        try:
+            self.flush(new_segment_offset)
+        except KafkaStorageError:
+            pass  # the failure channel took the dir offline and logged it once
 
     # -- read ----------------------------------------------------------------------------------------------
 
@@ -558,96 +369,77 @@ class Log:
         Raises :class:`OffsetOutOfRangeError` if ``fetch_offset`` is below the log start offset or above
         the log end offset.
         """
-        bases, segments = self._view
-        log_end_offset = self._log_end_offset
-        log_start_offset = self._log_start_offset
-        if fetch_offset < log_start_offset or fetch_offset > log_end_offset:
-            raise OffsetOutOfRangeError(
-                f"offset {fetch_offset} is out of range for {self.dir.name}: the log has offsets "
-                f"[{log_start_offset}, {log_end_offset})"
-            )
-        bound = log_end_offset if max_offset is None else min(max_offset, log_end_offset)
-        if fetch_offset >= bound:
-            return FetchDataInfo(fetch_offset, None)
-        index = bisect_right(bases, fetch_offset) - 1
-        if index < 0:
-            raise OffsetOutOfRangeError(
-                f"offset {fetch_offset} is below the first segment of {self.dir.name} ({bases[0]})"
-            )
-        bound_index = bisect_right(bases, bound) - 1 if bound < log_end_offset else len(segments)
-        with self._storage_errors("reading"):
-            for i in range(index, len(segments)):
-                if i > bound_index:
-                    break
-                segment = segments[i]
-                max_position = None
-                if i == bound_index:
-                    position = segment.translate_offset(bound)
-                    max_position = position.position if position is not None else segment.size
-                info = segment.read(fetch_offset, max_bytes, max_position, min_one_message)
-                if info is not None:
-                    return info
-        return FetchDataInfo(fetch_offset, None)
+        return self.local.read(fetch_offset, max_bytes, max_offset, min_one_message, self._log_start_offset)
 
     # -- offset lookups (log_offset_lookup) -----------------------------------------------------------------
 
     def fetch_offset_by_timestamp(self, timestamp: int) -> tuple[int, int, int] | None:
         """ListOffsets: ``(offset, timestamp, leader_epoch)`` for ``timestamp``, or None; see
         :func:`moldau.storage.log_offset_lookup.fetch_offset_by_timestamp` for the special timestamps."""
-        return log_offset_lookup.fetch_offset_by_timestamp(self, timestamp)
+        return log_offset_lookup.fetch_offset_by_timestamp(
+            self.local, self.leader_epoch_cache, self._log_start_offset, timestamp
+        )
 
     def end_offset_for_epoch(self, leader_epoch: int) -> tuple[int, int] | None:
         """OffsetForLeaderEpoch: ``(end_offset, epoch)`` (Kafka's ``OffsetAndEpoch``), None if unknown."""
-        return log_offset_lookup.end_offset_for_epoch(self, leader_epoch)
+        return log_offset_lookup.end_offset_for_epoch(self.local, self.leader_epoch_cache, leader_epoch)
 
     # -- flush ---------------------------------------------------------------------------------------------
 
     def flush(self, up_to_offset: int | None = None) -> None:
         """fsync the segments holding offsets below ``up_to_offset`` (default: the log end offset) and make
         it the recovery point. Call from a worker thread: appends and reads go on meanwhile."""
+        local = self.local
         with self._flush_lock:
-            with self._lock:
-                if self._closed:
+            with self.lock:
+                if local.closed:
                     return
-                offset = (
-                    self._log_end_offset if up_to_offset is None else min(up_to_offset, self._log_end_offset)
-                )
-                recovery_point = self._recovery_point
-                truncations = self._truncations
+                end = local.log_end_offset
+                offset = end if up_to_offset is None else min(up_to_offset, end)
+                recovery_point, truncations = local.recovery_point, local.truncations
                 if offset <= recovery_point:
                     return
-                bases, segments = self._view
-                first = max(bisect_right(bases, recovery_point) - 1, 0)
-                to_flush = [s for s in segments[first:] if s.base_offset < offset]
-                new_segments = any(s.base_offset >= recovery_point for s in to_flush)
                 snapshots = self.producer_state.unflushed_snapshots(offset)
-            with self._storage_errors("flushing"):
-                for segment in to_flush:
-                    try:
-                        segment.flush()
-                    except (OSError, ValueError):
-                        if segment in self._segments:
-                            raise
-                        # deleted or truncated away while we were flushing: nothing to make durable
+            with local.storage_errors("flushing"):
+                local.flush_segments(recovery_point, offset)
                 self.leader_epoch_cache.flush()
                 ProducerStateManager.flush_snapshots(snapshots)
-                if new_segments:
-                    fsync_dir(self.dir)
-            with self._lock:
-                if truncations == self._truncations:
-                    self._recovery_point = max(self._recovery_point, offset)
-                self._last_flush_ms = self._time_ms()
+            local.mark_flushed(offset, truncations)
 
-    # -- truncation, retention and compaction (log_truncation, log_retention, log_segment_deletion) ---------
+    # -- truncation (Kafka's UnifiedLog.truncateTo over LocalLog.truncateTo), retention, compaction -----------
 
     def truncate_to(self, target_offset: int) -> bool:
         """Remove every record at or after ``target_offset`` (a follower truncating to its leader).
-        Returns whether anything was removed."""
-        return log_truncation.truncate_to(self, target_offset)
+        Returns whether anything was removed. A flush that straddles it does not move the recovery point."""
+        if target_offset < 0:
+            raise ValueError(f"cannot truncate {self.dir.name} to a negative offset ({target_offset})")
+        with self.lock, self.local.storage_errors("truncating"):
+            end = self.local.log_end_offset
+            if target_offset >= end:
+                self.leader_epoch_cache.truncate_from_end(end)
+                return False
+            log.info("log.truncate_to topic_partition=%s offset=%d", self.dir.name, target_offset)
+            if self.local.segments[0].base_offset > target_offset:
+                self._truncate_fully_and_start_at(target_offset, None)
+                return True
+            self.local.truncate_to(target_offset)
+            self.leader_epoch_cache.truncate_from_end(target_offset)
+            self._log_start_offset = min(target_offset, self._log_start_offset)
+            self._high_watermark = min(self._high_watermark, target_offset)
+            log_producer_state.rebuild_producer_state(self.producer_state, self.local, self._log_start_offset)
+            return True
 
     def truncate_fully_and_start_at(self, new_offset: int, log_start_offset: int | None = None) -> None:
         """Delete all data and continue at ``new_offset`` (a follower far behind a leader's start)."""
-        log_truncation.truncate_fully_and_start_at(self, new_offset, log_start_offset)
+        with self.lock, self.local.storage_errors("truncating fully"):
+            self._truncate_fully_and_start_at(new_offset, log_start_offset)
+
+    def _truncate_fully_and_start_at(self, new_offset: int, log_start_offset: int | None) -> None:
+        self.local.truncate_fully_and_start_at(new_offset)
+        self.leader_epoch_cache.clear_and_flush()
+        self._log_start_offset = new_offset if log_start_offset is None else log_start_offset
+        self._high_watermark = new_offset
+        self.producer_state.truncate_fully_and_start_at(new_offset)
 
     def maybe_increment_log_start_offset(self, new_log_start_offset: int) -> bool:
         """Move the log start offset forward (DeleteRecords); it may not pass the high watermark.
@@ -664,54 +456,25 @@ class Log:
         self, new_segment: LogSegment, old_segments: list[LogSegment], old_sizes: list[int]
     ) -> bool:
         """Compaction (Kafka's ``replaceSegments``): swap ``new_segment`` in for ``old_segments``,
-        crash-safe; False if the log changed under the cleaner. See
-        :func:`moldau.storage.log_segment_deletion.replace_segments`."""
-        return log_segment_deletion.replace_segments(self, new_segment, old_segments, old_sizes)
+        crash-safe; False if the log changed under the cleaner. See :meth:`LocalLog.replace_segments`."""
+        return self.local.replace_segments(new_segment, old_segments, old_sizes)
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
     def close(self) -> None:
         """Close the files (no fsync: the log manager flushes before a clean shutdown)."""
-        with self._flush_lock, self._lock:
-            if self._closed:
+        with self._flush_lock, self.lock:
+            if self.local.closed:
                 return
-            self._closed = True
             if not self.offline:  # a failed dir gets no new files; its next open recovers producer state
-                log_producer_state.snapshot_producer_state_on_close(self)
-            for segment in self._segments:
-                try:
-                    segment.close()
-                except OSError as exc:  # the last time index entry; the next open rebuilds what is missing
-                    self.failure_channel.maybe_add_offline_log_dir(self._log_dir, f"closing {self.dir.name}", exc)
-        log_segment_deletion.reap_deleted_segments(self, 0, force=True)
+                log_producer_state.snapshot_producer_state_on_close(self.producer_state, self.local)
+            self.local.close()
+        self.local.reap_deleted_segments(0, force=True)
 
     def delete(self) -> None:
         """Close the log and remove its directory."""
         self.close()
         shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def _validate_replica_batches(records: bytes | bytearray | memoryview) -> list[tuple[int, RecordBatchHeader]]:
-    """Structure and CRC checks for batches a follower copies from its leader (no client rules)."""
-    batches = list(iter_batches(records))
-    expected = None
-    for pos, header in batches:
-        if header.magic != 2 or header.last_offset_delta < 0:
-            raise InvalidRecordError(
-                ErrorCode.CORRUPT_MESSAGE, f"invalid record batch at byte {pos} in a follower append"
-            )
-        if batch_crc(records, pos, pos + header.size_in_bytes) != header.crc:
-            raise InvalidRecordError(
-                ErrorCode.CORRUPT_MESSAGE,
-                f"record batch at byte {pos} is corrupt (stored crc = {header.crc})",
-            )
-        if expected is not None and header.base_offset < expected:
-            raise InvalidRecordError(
-                ErrorCode.INVALID_RECORD,
-                f"out of order offsets in a follower append: {header.base_offset} < {expected}",
-            )
-        expected = header.last_offset + 1
-    return batches
 
 
 __all__ = [

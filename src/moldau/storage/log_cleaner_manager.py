@@ -91,7 +91,7 @@ def max_compaction_delay(log_: Log, first_dirty_offset: int, now_ms: int) -> int
 
 def _first_batch_timestamp(segment: LogSegment) -> int:
     """The first batch's max timestamp (Kafka's ``getFirstBatchTimestamp``); -1 when there is none."""
-    timestamp = segment._first_batch_timestamp()
+    timestamp = segment.first_batch_timestamp()
     return -1 if timestamp is None else timestamp
 
 

@@ -38,6 +38,7 @@ from moldau.storage.errors import KafkaStorageError, StorageError
 from moldau.storage.log import Log, parse_topic_partition_name
 from moldau.storage.log_dir_failure_channel import LogDirFailureChannel
 from moldau.storage.log_dir_lock import LogDirLock
+from moldau.storage.scheduler import Scheduler, ThreadScheduler
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,12 @@ class LogManager:
     """Opens, creates, checkpoints and deletes the partition logs of one broker."""
 
     def __init__(
-        self, log_dirs: list[Path], default_config: LogConfig, *, now_ms: Callable[[], int] | None = None
+        self,
+        log_dirs: list[Path],
+        default_config: LogConfig,
+        *,
+        now_ms: Callable[[], int] | None = None,
+        scheduler: Scheduler | None = None,
     ) -> None:
         if not log_dirs:
             raise ValueError("log.dirs must name at least one directory")
@@ -82,6 +88,11 @@ class LogManager:
         self._lock = threading.Lock()
         self._dir_locks: list[LogDirLock] = []
         self.failure_channel = LogDirFailureChannel()
+        # Runs each rolled segment's flush ("flush-log"); owned (and shut down) here unless passed in.
+        self._own_scheduler: ThreadScheduler | None = None
+        if scheduler is None:
+            scheduler = self._own_scheduler = ThreadScheduler(name="flush-log")
+        self.scheduler: Scheduler = scheduler
 
     def lock_log_dirs(self, holder: str) -> None:
         """Take every log dir's ``.lock`` (Kafka's ``lockLogDirs``) before anything else touches them;
@@ -129,6 +140,7 @@ class LogManager:
                         had_clean_shutdown=had_clean_shutdown,
                         now_ms=self._now_ms,
                         failure_channel=self.failure_channel,
+                        scheduler=self.scheduler,
                     )
                 except OSError as exc:
                     raise KafkaStorageError(
@@ -182,7 +194,7 @@ class LogManager:
             dir = log_dir / f"{topic}-{partition}"
             try:
                 partition_log = Log.open(dir, config or self.default_config, now_ms=self._now_ms,
-                                         failure_channel=self.failure_channel)
+                                         failure_channel=self.failure_channel, scheduler=self.scheduler)
                 fsync_dir(log_dir)
             except OSError as exc:
                 self.failure_channel.maybe_add_offline_log_dir(log_dir, f"creating {dir.name}", exc)
@@ -209,7 +221,9 @@ class LogManager:
     # -- background work the broker schedules ------------------------------------------------------------------
 
     def flush_dirty_logs(self, now_ms: int) -> int:
-        """Flush the logs whose ``flush.messages``/``flush.ms`` is due (call from a worker thread)."""
+        """Kafka's ``kafka-log-flusher`` task, every ``log.flush.scheduler.interval.ms``: flush the logs
+        whose ``flush.messages``/``flush.ms`` is due or whose rolled segments are not yet fsynced
+        (:meth:`Log.should_flush`, the one flush policy). Call from a worker thread."""
         flushed = 0
         for partition_log in self.all_logs():
             if partition_log.should_flush(now_ms):
@@ -231,22 +245,45 @@ class LogManager:
         return deleted
 
     def checkpoint(self) -> None:
-        """Write the three checkpoint files of every log directory (they are fsynced: call from a worker
-        thread, as Kafka's ``log.flush.offset.checkpoint.interval.ms`` task does). An offline dir is
-        skipped; a dir whose checkpoint cannot be written goes offline (Kafka's ``checkpointLogRecoveryOffsetsInDir``)."""
+        """Write the three checkpoint files of every log directory (shutdown, and tests)."""
+        self.checkpoint_recovery_offsets_and_high_watermarks()
+        self.checkpoint_log_start_offsets()
+
+    def checkpoint_recovery_offsets_and_high_watermarks(self) -> None:
+        """Kafka's ``kafka-recovery-point-checkpoint`` task, every ``log.flush.offset.checkpoint.interval.ms``:
+        the recovery points (and, as there is no separate replica manager task here, the high watermarks).
+        Fsynced: call from a worker thread."""
+        self._checkpoint_dirs("writing the recovery point checkpoint", self._checkpoint_recovery_and_hw)
+
+    def checkpoint_log_start_offsets(self) -> None:
+        """Kafka's ``kafka-log-start-offset-checkpoint`` task, every
+        ``log.flush.start.offset.checkpoint.interval.ms``. Fsynced: call from a worker thread."""
+        self._checkpoint_dirs("writing the log start offset checkpoint", self._checkpoint_log_start)
+
+    def _checkpoint_dirs(self, action: str, write: Callable[[Path, dict[TopicPartition, Log]], None]) -> None:
+        """An offline dir is skipped; a dir whose checkpoint cannot be written goes offline (Kafka's
+        ``checkpointLogRecoveryOffsetsInDir``)."""
         for log_dir in self.log_dirs:
             if self.failure_channel.is_offline(log_dir):
                 continue
+            logs = {(lg.topic, lg.partition): lg for lg in self.all_logs() if lg.dir.parent == log_dir}
             try:
-                self._checkpoint_dir(log_dir)
+                write(log_dir, logs)
             except OSError as exc:
-                self.failure_channel.maybe_add_offline_log_dir(log_dir, "writing checkpoints", exc)
+                self.failure_channel.maybe_add_offline_log_dir(log_dir, action, exc)
 
-    def _checkpoint_dir(self, log_dir: Path) -> None:
-        logs = {(lg.topic, lg.partition): lg for lg in self.all_logs() if lg.dir.parent == log_dir}
+    @staticmethod
+    def _checkpoint_recovery_and_hw(log_dir: Path, logs: dict[TopicPartition, Log]) -> None:
         _write_offsets(
             log_dir / RECOVERY_POINT_CHECKPOINT_FILE, {tp: lg.recovery_point for tp, lg in logs.items()}
         )
+        _write_offsets(
+            log_dir / REPLICATION_OFFSET_CHECKPOINT_FILE,
+            {tp: lg.high_watermark for tp, lg in logs.items()},
+        )
+
+    @staticmethod
+    def _checkpoint_log_start(log_dir: Path, logs: dict[TopicPartition, Log]) -> None:
         _write_offsets(
             log_dir / LOG_START_OFFSET_CHECKPOINT_FILE,
             {
@@ -254,10 +291,6 @@ class LogManager:
                 for tp, lg in logs.items()
                 if lg.log_start_offset > lg.segments[0].base_offset
             },
-        )
-        _write_offsets(
-            log_dir / REPLICATION_OFFSET_CHECKPOINT_FILE,
-            {tp: lg.high_watermark for tp, lg in logs.items()},
         )
 
     def shutdown(self) -> None:
@@ -267,6 +300,8 @@ class LogManager:
         Kafka: its logs are recovered from their last recovery points at the next start.
         """
         try:
+            if self._own_scheduler is not None:
+                self._own_scheduler.shutdown()  # rolled-segment flushes finish before the final flush
             for partition_log in self.all_logs():
                 try:
                     partition_log.flush()

@@ -179,7 +179,7 @@ class LogSegment:
             next_offset = self.base_offset
             start = self.offset_index.last_position()
             end = start
-            for batch in self._batches(start):
+            for batch in self.batches(start):
                 next_offset = batch.last_offset + 1
                 end = batch.position + batch.size
             self._next_offset = next_offset
@@ -242,7 +242,7 @@ class LogSegment:
 
     # -- batch walks -----------------------------------------------------------------------------------------
 
-    def _batches(self, start: int, end: int | None = None) -> Iterator[BatchPosition]:
+    def batches(self, start: int, end: int | None = None) -> Iterator[BatchPosition]:
         """Complete batches from ``start`` (a batch boundary) up to ``end``; stops at a partial batch."""
         end = self._size if end is None else end
         pos = start
@@ -265,13 +265,13 @@ class LogSegment:
             pos += size
 
     def _headers(self, start: int) -> Iterator[tuple[int, RecordBatchHeader]]:
-        for batch in self._batches(start):
+        for batch in self.batches(start):
             yield batch.position, read_batch_header(os.pread(self._fd, HEADER_SIZE, batch.position))
 
     def translate_offset(self, offset: int, starting_position: int = 0) -> BatchPosition | None:
         """The first batch whose last offset is >= ``offset`` (Kafka's ``translateOffset``), or None."""
         _, position = self.offset_index.lookup(offset)
-        for batch in self._batches(max(position, starting_position)):
+        for batch in self.batches(max(position, starting_position)):
             if batch.last_offset >= offset:
                 return batch
         return None
@@ -282,7 +282,7 @@ class LogSegment:
             return self._size
         scan_from = max(start, self.offset_index.floor_position(limit))
         boundary = scan_from
-        for batch in self._batches(scan_from, limit):
+        for batch in self.batches(scan_from, limit):
             boundary = batch.position + batch.size
         return boundary
 
@@ -348,7 +348,7 @@ class LogSegment:
             return max_timestamp, header.last_offset, epoch
         return None
 
-    def _first_batch_timestamp(self) -> int | None:
+    def first_batch_timestamp(self) -> int | None:
         if self._rolling_based_timestamp is None:
             for _, header in self._headers(0):
                 self._rolling_based_timestamp = header.max_timestamp
@@ -357,7 +357,7 @@ class LogSegment:
 
     def time_waited_for_roll(self, now_ms: int, message_timestamp: int) -> int:
         """Time since the first batch's timestamp (or since creation when it has none), as Kafka rolls."""
-        first = self._first_batch_timestamp()
+        first = self.first_batch_timestamp()
         if first is not None and first >= 0:
             return message_timestamp - first
         return now_ms - self.created_ms
