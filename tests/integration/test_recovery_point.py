@@ -16,7 +16,7 @@ from kafka import KafkaProducer
 
 from moldau.client.client import Client
 from moldau.storage.checkpoint_file import CheckpointFile
-from tests.fixtures import BrokerProcess, free_port, read_all
+from tests.fixtures import BrokerProcess, fetched_values, free_port
 
 TOPIC = "rolls"
 SEGMENT_BYTES = 1 << 20  # KIP-1030's minimum log.segment.bytes
@@ -81,7 +81,7 @@ def test_sigkill_after_rolls_recovers_only_the_unflushed_tail(tmp_path: Path) ->
     broker = BrokerProcess(data_dir, port=port)
     broker.start()
     try:
-        stored = read_all(broker.bootstrap_servers, TOPIC)
+        stored = fetched_values(broker.bootstrap_servers, TOPIC)
     finally:
         assert broker.stop() == 0
     rescanned = [int(m) for m in RECOVERING.findall(broker.log_text()[log_before:])]
