@@ -68,7 +68,11 @@ class BrokerProcess:
             args += ["--override", f"{key}={value}"]
         with open(self.log_path, "ab") as log_file:
             self.process = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, env=dict(os.environ))
-        wait_for_port(self.port, PROCESS_START_TIMEOUT_S, self.process)
+        try:
+            wait_for_port(self.port, PROCESS_START_TIMEOUT_S, self.process)
+        except BaseException:
+            self.kill()  # a broker that never listened must not outlive the test that started it
+            raise
         return self
 
     def kill(self) -> None:
