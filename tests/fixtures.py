@@ -94,12 +94,17 @@ class BrokerProcess:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
-def wait_until(condition: Callable[[], object], timeout: float = DEADLINE_S, what: str = "the condition") -> None:
-    """Poll `condition` until it is true; fail naming `what` after `timeout` seconds. For state in another
-    process or thread that offers nothing to await."""
+def wait_until(condition: Callable[[], T], timeout: float = DEADLINE_S, what: str = "the condition") -> T:
+    """Poll `condition` until it returns something truthy, and return that; raise TimeoutError naming `what`
+    (and the last value) after `timeout` seconds. For state in another process or thread that offers nothing
+    to await."""
     deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
+    while True:
+        last = condition()
+        if last:
+            return last
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
         time.sleep(0.05)
 
 

@@ -3,25 +3,19 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import confluent_kafka
+
+from tests.fixtures import wait_until
 
 # Short timers so scenarios finish quickly on a loaded 2-core machine; Kafka's defaults are minutes.
 FAST_WORKER = {"offset.flush.interval.ms": "200", "task.shutdown.graceful.timeout.ms": "10000"}
 
 
-def wait_until(condition: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
-    """Poll `condition` until it returns something truthy. Files and REST states have no event to await."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = condition()
-        if last:
-            return last
-        time.sleep(0.05)
-    raise TimeoutError(f"{what} not reached within {timeout}s (last: {last!r})")
+def lines_of(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
 
 
 def read_topic(bootstrap: str, topic: str, count: int, timeout: float = 30.0) -> list[confluent_kafka.Message]:

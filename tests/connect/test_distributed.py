@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from tests.connect.connect_fixtures import WorkerProcess, create_topic, distributed_props, rest, wait_until
+from tests.connect.connect_fixtures import (
+    WorkerProcess,
+    create_topic,
+    distributed_props,
+    lines_of,
+    rest,
+    wait_until,
+)
 from tests.fixtures import unique_topic
 
 
@@ -33,9 +40,6 @@ def running(url, name, tasks):
     return bool(body and body["connector"]["state"] == "RUNNING" and len(body["tasks"]) == tasks
                 and all(t["state"] == "RUNNING" for t in body["tasks"])) and body
 
-
-def lines_of(path):
-    return path.read_text().splitlines() if path.exists() else []
 
 
 def test_killed_worker_tasks_move_to_the_other_worker(workers, group_broker, tmp_path):

@@ -8,7 +8,14 @@ import json
 from moldau.connect.api.errors import RetriableException
 from moldau.connect.runtime.standalone import standalone_herder
 from moldau.connect.transforms.base import Transformation
-from tests.connect.connect_fixtures import FAST_WORKER, create_topic, produce, read_topic, wait_until
+from tests.connect.connect_fixtures import (
+    FAST_WORKER,
+    create_topic,
+    lines_of,
+    produce,
+    read_topic,
+    wait_until,
+)
 from tests.fixtures import unique_topic
 
 FLAKY_FAILURES: dict[str, int] = {}
@@ -31,9 +38,6 @@ def herder_for(broker, tmp_path):
                               "value.converter": "org.apache.kafka.connect.json.JsonConverter",
                               "value.converter.schemas.enable": "false", **FAST_WORKER}, worker_id="w:1")
 
-
-def lines_of(path):
-    return path.read_text().splitlines() if path.exists() else []
 
 
 def test_bad_records_go_to_the_dlq_with_context_headers(broker, tmp_path):

@@ -6,7 +6,7 @@ import json
 
 from moldau.connect.runtime.standalone import standalone_herder
 from moldau.connect.runtime.status import TargetState
-from tests.connect.connect_fixtures import FAST_WORKER, create_topic, read_topic, wait_until
+from tests.connect.connect_fixtures import FAST_WORKER, create_topic, lines_of, read_topic, wait_until
 from tests.fixtures import unique_topic
 
 
@@ -16,9 +16,6 @@ def worker_props(broker, tmp_path, **extra):
             "value.converter": "org.apache.kafka.connect.storage.StringConverter",
             "offset.storage.file.filename": str(tmp_path / "offsets.json"), **FAST_WORKER, **extra}
 
-
-def lines_of(path):
-    return path.read_text().splitlines() if path.exists() else []
 
 
 def test_file_source_to_topic_to_file_sink(broker, tmp_path):
