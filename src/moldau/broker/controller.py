@@ -177,12 +177,7 @@ class Controller:
             raise ApiError(ErrorCode.INVALID_PARTITIONS, "Number of partitions must be larger than 0.")
         if replication_factor <= 0:
             raise ApiError(ErrorCode.INVALID_REPLICATION_FACTOR, "Replication factor must be larger than 0.")
-        if replication_factor > 1:
-            raise ApiError(
-                ErrorCode.INVALID_REPLICATION_FACTOR,
-                f"Unable to replicate the partition {replication_factor} time(s): The target replication "
-                f"factor of {replication_factor} cannot be reached because only 1 broker(s) are registered.",
-            )
+        self._check_replication_factor(replication_factor)
         try:
             checked = validate_topic_configs(configs or {})
         except ConfigError as exc:
@@ -192,6 +187,14 @@ class Controller:
         return TopicMetadata(name=name, topic_id=uuid.uuid4(), num_partitions=num_partitions,
                              replication_factor=replication_factor, configs=checked,
                              is_internal=name in INTERNAL_TOPICS)
+
+    def _check_replication_factor(self, replication_factor: int) -> None:
+        if replication_factor > 1:
+            raise ApiError(
+                ErrorCode.INVALID_REPLICATION_FACTOR,
+                f"Unable to replicate the partition {replication_factor} time(s): The target replication "
+                f"factor of {replication_factor} cannot be reached because only 1 broker(s) are registered.",
+            )
 
     def _colliding_topic(self, name: str) -> str | None:
         key = collision_key(name)

@@ -12,7 +12,7 @@ import uuid
 from base64 import urlsafe_b64encode
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from moldau.broker.config import BrokerConfig, Listener
 from moldau.broker.connection import KafkaConnection
@@ -37,6 +37,9 @@ from moldau.security.scram_store import ScramCredentialStore
 from moldau.storage.errors import StorageError
 from moldau.storage.log_cleaner import CleanerConfig, LogCleaner
 from moldau.storage.log_manager import LogManager
+
+if TYPE_CHECKING:
+    from moldau.broker.cluster_member import ClusterMember
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +80,16 @@ class Broker:
         self.quotas = QuotaEnforcer(config, self.store)
         self.log_manager = LogManager(log_dirs, broker_default_log_config(config))
         self.replica_manager = ReplicaManager(config, self.log_manager, self.store)
-        self.controller = Controller(config, self.store, self.replica_manager)
+        # `metadata.store=etcd://...`: one broker of a cluster (broker/cluster_member.py); else a single broker.
+        self.cluster: ClusterMember | None = None
+        if config["metadata.store"] != "local":
+            from moldau.broker.cluster_admin import ClusterTopicController
+            from moldau.broker.cluster_member import ClusterMember
+
+            self.controller = ClusterTopicController(config, self.store, self.replica_manager)
+            self.cluster = ClusterMember(self)
+        else:
+            self.controller = Controller(config, self.store, self.replica_manager)
         self.producer_id_manager = ProducerIdManager(log_dirs[0])
         self.log_cleaner = LogCleaner(
             CleanerConfig(
@@ -101,8 +113,17 @@ class Broker:
     def cluster_id(self) -> str:
         return self.store.cluster_id
 
-    def endpoints(self, listener_name: str) -> list[BrokerEndpoint]:
-        """The brokers of the cluster as clients on `listener_name` should reach them."""
+    @property
+    def controller_id(self) -> int:
+        return self.cluster.controller_id if self.cluster is not None else self.node_id
+
+    def endpoints(self, listener_name: str, local: bool = False) -> list[BrokerEndpoint]:
+        """The live brokers of the cluster (or only this one, `local`) as clients on `listener_name` should
+        reach them."""
+        if self.cluster is not None and not local:
+            return [BrokerEndpoint(b.broker_id, e.host, e.port, b.rack)
+                    for b in sorted(self.cluster.store.image.brokers.values(), key=lambda b: b.broker_id)
+                    if (e := b.endpoint(listener_name)) is not None]
         for listener in self.config.advertised_listeners:
             if listener.name == listener_name:
                 host, port = listener.host, listener.port
@@ -123,10 +144,16 @@ class Broker:
         self.config_manager.load()  # dynamic broker configs, before the logs take their defaults
         self._load_dynamic_keystores()
         await asyncio.to_thread(self.log_manager.startup)
-        await asyncio.to_thread(self.controller.load)  # opens topics; rolls back half-done creates
+        if self.cluster is not None:
+            # Lead or follow every hosted partition as etcd says; the coordinators load the internal
+            # partitions this broker leads, as their leadership arrives.
+            await self.cluster.connect()
+            self.group_coordinator.state.loaded = True
+        else:
+            await asyncio.to_thread(self.controller.load)  # opens topics; rolls back half-done creates
+            self.group_coordinator.load()  # replay __consumer_offsets before serving
+            self.transaction_coordinator.load()  # replay __transaction_state before serving
         self.log_cleaner.startup()  # compaction threads (log.cleaner.enable)
-        self.group_coordinator.load()  # replay __consumer_offsets before serving
-        self.transaction_coordinator.load()  # replay __transaction_state before serving
         await self._refresh_jwks_once()
         for listener in self.config.listeners:
             await self._listen(listener)
@@ -137,6 +164,8 @@ class Broker:
         self._background.append(self.loop.create_task(self.log_retention.run()))
         self._background.append(self.loop.create_task(self.group_coordinator.run_expiry()))
         self._background.append(self.loop.create_task(self.transaction_coordinator.run()))
+        if self.cluster is not None:
+            await self.cluster.register()  # now reachable: other brokers and clients may be sent here
         await self._start_schema_registry()
         log.info("broker %d of cluster %s started in %.0f ms, listening on %s", self.node_id,
                  self.cluster_id, (time.monotonic() - started) * 1000,
@@ -248,6 +277,9 @@ class Broker:
 
     async def stop(self) -> None:
         """Graceful shutdown: stop accepting, close connections, flush and checkpoint every log."""
+        if self.cluster is not None:
+            await self.cluster.stop()  # controlled shutdown: leaderships move now
+        await self.replica_manager.shutdown()  # replica fetchers
         if self.schema_registry is not None:
             await asyncio.to_thread(self.schema_registry.stop)
         for task in self._background:

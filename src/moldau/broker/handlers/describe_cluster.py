@@ -24,7 +24,7 @@ async def handle(conn, header, request) -> messages.DescribeClusterResponse:
         error_code=ErrorCode.NONE,
         endpoint_type=ENDPOINT_TYPE_BROKERS,
         cluster_id=broker.cluster_id,
-        controller_id=broker.node_id,
+        controller_id=broker.controller_id,
         brokers=[
             response_type.DescribeClusterBroker(broker_id=e.node_id, host=e.host, port=e.port, rack=e.rack)
             for e in broker.endpoints(conn.listener_name)

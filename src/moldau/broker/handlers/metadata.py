@@ -81,7 +81,7 @@ async def handle(conn, header, request: messages.MetadataRequest) -> Response:
             for e in broker.endpoints(conn.listener_name)
         ],
         cluster_id=broker.cluster_id,
-        controller_id=broker.node_id,
+        controller_id=broker.controller_id,
         topics=topics,
         cluster_authorized_operations=cluster_operations,
     )
