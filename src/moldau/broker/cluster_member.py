@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from moldau.broker.partition import Transition
 from moldau.broker.replica_manager import Topic
 from moldau.broker.topic_config import topic_log_config
+from moldau.broker.txn_marker_channel import ClusterMarkerChannel
 from moldau.cluster.cluster_controller import ClusterController
 from moldau.cluster.etcd_store import EtcdClusterStore
 from moldau.cluster.image import (BrokerChanged, ClusterEvent, ConfigChanged, ControllerChanged, PartitionChanged,
@@ -59,6 +60,7 @@ class ClusterMember:
         self._events: asyncio.Queue[ClusterEvent] | None = None
         self._task: asyncio.Task[None] | None = None
         self._changed = asyncio.Condition()
+        self.marker_channel: ClusterMarkerChannel = None  # type: ignore[assignment]  # set by connect()
 
     @property
     def controller_id(self) -> int:
@@ -74,13 +76,17 @@ class ClusterMember:
         candidate = local or self.config["cluster.id"] or new_cluster_id()
         cluster_id = await self.store.get_or_create_cluster_id(candidate)
         if local and local != cluster_id:
-            await self.store.close()
+            self.marker_channel.close()
+        await self.store.close()
             raise InconsistentClusterIdError(
                 f"The cluster id {cluster_id} in {self.config['metadata.store']} doesn't match the stored "
                 f"cluster id {local} in the log dirs: they belong to another cluster.")
         if not local:
             await asyncio.to_thread(self.broker.store.set_cluster_id, cluster_id)
         self.broker.replica_manager.alter_partition = self.alter_partition
+        self.broker.producer_id_manager.cluster_allocator = self.store.allocate_producer_ids
+        self.marker_channel = ClusterMarkerChannel(self.broker)
+        self.broker.transaction_coordinator.markers.remote = self.marker_channel
         self.broker.controller.cluster_store = self.store  # type: ignore[attr-defined]
         self.broker.controller.wait_for = self.wait_for  # type: ignore[attr-defined]
         self._events = self.store.subscribe()  # from the image's revision on: nothing is missed
@@ -230,4 +236,5 @@ class ClusterMember:
             await asyncio.wait_for(self.store.unregister_broker(), 5)
         except Exception as exc:  # etcd gone: the lease expires on its own
             log.warning("could not unregister broker %d from etcd: %s", self.node_id, exc)
+        self.marker_channel.close()
         await self.store.close()

@@ -18,6 +18,7 @@ import asyncio
 import json
 import logging
 import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from moldau.broker.errors import ApiError
@@ -41,6 +42,9 @@ class ProducerIdManager:
         self._block_end = 0  # exclusive; nothing allocated yet
         self._failing = False
         self._lock = asyncio.Lock()
+        # In a cluster, blocks come from the metadata store (Kafka's AllocateProducerIds, KIP-730), so no two
+        # brokers hand out the same id: block size -> (start, end).
+        self.cluster_allocator: Callable[[int], Awaitable[tuple[int, int]]] | None = None
 
     def _read_next_block_start(self) -> int:
         try:
@@ -82,7 +86,10 @@ class ProducerIdManager:
     async def generate_producer_id(self) -> int:
         async with self._lock:
             if self._next_id >= self._block_end:
-                self._next_id, self._block_end = await asyncio.to_thread(self._allocate_block)
+                if self.cluster_allocator is not None:
+                    self._next_id, self._block_end = await self.cluster_allocator(self.block_size)
+                else:
+                    self._next_id, self._block_end = await asyncio.to_thread(self._allocate_block)
             producer_id = self._next_id
             self._next_id += 1
             return producer_id

@@ -1,7 +1,8 @@
 """Write transaction markers to the partitions of a transaction (Kafka's ``TransactionMarkerChannelManager``).
 
-With one broker every partition is local, so instead of WriteTxnMarkers requests to partition leaders
-the coordinator appends the control batches itself: one batch per partition holding one control record
+A partition led by this broker gets the control batch appended directly; in a cluster, partitions led
+elsewhere get it through a `RemoteMarkers` channel (the broker sends WriteTxnMarkers to their leaders,
+as Kafka's channel manager does). A control batch holds one control record
 (key ``ControlRecordType``: version 0, type 0 abort / 1 commit; value ``EndTxnMarker``: version 0,
 coordinator epoch), flagged transactional and control, with the producer's id and epoch. A marker on a
 ``__consumer_offsets`` partition also settles the transactional offsets pending there.
@@ -12,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
+from typing import Protocol
 
 from moldau.coordinator.records import OFFSETS_TOPIC
 from moldau.coordinator.runtime import PartitionWriter
@@ -33,10 +35,20 @@ def marker_batch(producer_id: int, producer_epoch: int, coordinator_epoch: int, 
                        producer_epoch=producer_epoch, is_transactional=True, is_control=True)
 
 
+class RemoteMarkers(Protocol):
+    """Markers for partitions led by other brokers (WriteTxnMarkers to their leaders)."""
+
+    def is_remote(self, topic: str, partition: int) -> bool: ...
+
+    async def write(self, producer_id: int, producer_epoch: int, coordinator_epoch: int, committed: bool,
+                    partitions: list[TopicPartition]) -> dict[TopicPartition, ErrorCode]: ...
+
+
 class TransactionMarkerWriter:
     def __init__(self, writer: PartitionWriter, on_offsets_marker: OffsetsMarkerHook) -> None:
         self.writer = writer
         self.on_offsets_marker = on_offsets_marker
+        self.remote: RemoteMarkers | None = None  # set by a broker in a cluster
 
     async def write(self, producer_id: int, producer_epoch: int, coordinator_epoch: int, committed: bool,
                     partitions: Iterable[TopicPartition]) -> dict[TopicPartition, ErrorCode]:
@@ -44,7 +56,14 @@ class TransactionMarkerWriter:
         does for deleted topics), other failures are returned for the caller to retry."""
         batch = marker_batch(producer_id, producer_epoch, coordinator_epoch, committed)
         errors: dict[TopicPartition, ErrorCode] = {}
-        for topic, index in sorted(partitions):
+        wanted = sorted(partitions)
+        if self.remote is not None:
+            remote = [tp for tp in wanted if self.remote.is_remote(*tp)]
+            if remote:
+                wanted = [tp for tp in wanted if tp not in set(remote)]
+                errors.update(await self.remote.write(producer_id, producer_epoch, coordinator_epoch, committed,
+                                                      remote))
+        for topic, index in wanted:
             try:
                 await self.writer.append_batch(topic, index, batch)
             except ApiError as exc:
