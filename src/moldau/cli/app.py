@@ -9,6 +9,7 @@ import typer
 import moldau
 from moldau.cli import connect as connect_commands
 from moldau.cli import group as group_commands
+from moldau.cli import cluster as cluster_commands
 from moldau.cli import schema as schema_commands
 from moldau.cli import security as security_commands
 from moldau.cli import server as server_command
@@ -21,6 +22,7 @@ app = typer.Typer(help="Moldau: a Kafka-compatible event streaming platform.", n
                   pretty_exceptions_enable=False)
 app.add_typer(topic_commands.app, name="topic")
 app.add_typer(group_commands.app, name="group")
+app.add_typer(cluster_commands.app, name="cluster")
 app.add_typer(txn_commands.app, name="txn")
 app.add_typer(connect_commands.connect_app, name="connect")
 app.add_typer(connect_commands.connector_app, name="connector")
