@@ -69,6 +69,7 @@ class ClusterBroker:
         self.settings = {"node.id": broker_id, "listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
                          "log.dirs": str(data_dir), "metadata.store": metadata_store, **overrides}
         self.process: subprocess.Popen[bytes] | None = None
+        self.paused = False
 
     @property
     def bootstrap_servers(self) -> str:
@@ -107,6 +108,7 @@ class ClusterBroker:
             self.process.send_signal(signal.SIGCONT)  # a paused process dies all the same, but say so
             self.process.kill()
             self.process.wait(STOP_TIMEOUT_S)
+        self.paused = False
 
     def stop(self) -> int:
         """SIGTERM: a controlled shutdown (its partitions move at once)."""
@@ -125,11 +127,13 @@ class ClusterBroker:
         if self.running:
             assert self.process is not None
             self.process.send_signal(signal.SIGSTOP)
+            self.paused = True
 
     def resume(self) -> None:
         if self.running:
             assert self.process is not None
             self.process.send_signal(signal.SIGCONT)
+        self.paused = False
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -196,7 +200,7 @@ class RunningCluster:
         from moldau.client.client import Client
 
         for broker in self.brokers.values():
-            if not broker.running:
+            if not broker.running or broker.paused:
                 continue
             try:
                 with Client(broker.bootstrap_servers) as client:
