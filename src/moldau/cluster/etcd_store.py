@@ -84,6 +84,7 @@ class EtcdClusterStore:
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._watch_task: asyncio.Task[None] | None = None
         self._watch: Any = None
+        self._watching = asyncio.Event()  # the watch stream is established
         self._closed = False
         self._registration_lease: KeptLease | None = None
         self.registration: BrokerRegistration | None = None
@@ -96,13 +97,16 @@ class EtcdClusterStore:
         error: Exception | None = None
         for host, port in endpoints:  # the first endpoint that answers; aetcd talks to one member
             client = aetcd.Client(host=host, port=port, timeout=RPC_TIMEOUT_S)
+            store = cls(client, prefix)
             try:
-                store = cls(client, prefix)
                 await store._load()
                 store._watch_task = store.loop.create_task(store._watch_loop(), name="etcd-watch")
+                await asyncio.wait_for(store._watching.wait(), RPC_TIMEOUT_S)
                 return store
-            except aetcd.ClientError as exc:
+            except (aetcd.ClientError, TimeoutError) as exc:
                 error = exc
+                if store._watch_task is not None:
+                    store._watch_task.cancel()
                 await client.close()
         raise MoldauError(f"cannot reach etcd at {url}: {error}")
 
@@ -138,6 +142,7 @@ class EtcdClusterStore:
             try:
                 self._watch = await self.client.watch_prefix(self._prefix_bytes,
                                                              start_revision=self.image.revision + 1)
+                self._watching.set()
                 async for event in self._watch:
                     value = event.kv.value if event.kind == aetcd.EventKind.PUT else None
                     applied = self.image.apply(event.kv.key.decode()[len(self.prefix):], value,
@@ -211,8 +216,10 @@ class EtcdClusterStore:
         the watch to apply it."""
         t = self.client.transactions
         ok, responses = await self._txn(compare, [*success, t.get(self._key(read_back))], failure)
-        if ok and responses[-1]:
-            await self._visible(responses[-1][0][1].mod_revision)
+        # Also on failure: what the failure branch read is then in the image too (e.g. the existing topic).
+        revisions = [kv.mod_revision for r in responses if isinstance(r, list) for _, kv in r]
+        if revisions:
+            await self._visible(max(revisions))
         return ok, responses
 
     # -- cluster id ------------------------------------------------------------------------------------
@@ -323,10 +330,8 @@ class EtcdClusterStore:
                     keys.CONTROLLER, failure=[t.get(key)])
                 if ok:
                     return ControllerSession(broker_id, epoch, responses[-1][0][1].create_revision, lease)
-                if responses[0]:
+                if responses[0]:  # another holds it (and the image shows it: _write waited)
                     await lease.revoke()
-                    # Let the image show the holder, so that the caller waits for its key to go away.
-                    await self._visible(responses[0][0][1].mod_revision)
                     return None
         except BaseException:
             await lease.revoke()
@@ -340,7 +345,7 @@ class EtcdClusterStore:
             [t.version(topic_key) == 0],
             [t.put(topic_key, topic_to_json(metadata)),
              *(t.put(self._key(partition_key(metadata.name, i)), s.to_json()) for i, s in sorted(states.items()))],
-            f"{keys.TOPICS}{metadata.name}")
+            f"{keys.TOPICS}{metadata.name}", failure=[t.get(topic_key)])
         if not ok:
             raise TopicExistsError(f"Topic '{metadata.name}' already exists.")
 
