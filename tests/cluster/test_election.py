@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from moldau.cluster.election import ElectionType, elect, initial_state, on_broker_loss, on_broker_return, reconcile
+from moldau.cluster.election import (
+    ElectionType,
+    elect,
+    initial_state,
+    on_broker_loss,
+    on_broker_return,
+    reconcile,
+)
 from moldau.cluster.state import NO_LEADER, PartitionState
 from moldau.protocol.errors import ErrorCode
 

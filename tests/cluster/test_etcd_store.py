@@ -14,7 +14,7 @@ import pytest
 from moldau.cluster.etcd_metadata import EtcdMetadataStore
 from moldau.cluster.etcd_server import EtcdServer
 from moldau.cluster.etcd_store import DuplicateBrokerRegistrationError, EtcdClusterStore, parse_url
-from moldau.cluster.image import BrokerChanged, PartitionChanged, Resynced, TopicChanged
+from moldau.cluster.image import BrokerChanged, Resynced, TopicChanged
 from moldau.cluster.metadata_store import TopicExistsError, TopicMetadata, UnknownTopicError
 from moldau.cluster.state import PartitionState
 from moldau.errors import MoldauError
