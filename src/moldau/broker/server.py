@@ -103,6 +103,15 @@ class Broker:
 
     def endpoints(self, listener_name: str) -> list[BrokerEndpoint]:
         """The brokers of the cluster as clients on `listener_name` should reach them."""
+        registered = self.replica_manager.brokers
+        if registered:  # a cluster: the live brokers' registrations, each at its endpoint for this listener
+            found = []
+            for broker_id in sorted(registered):
+                registration = registered[broker_id]
+                endpoint = registration.endpoint(listener_name)
+                if endpoint is not None:
+                    found.append(BrokerEndpoint(broker_id, endpoint.host, endpoint.port, registration.rack))
+            return found
         for listener in self.config.advertised_listeners:
             if listener.name == listener_name:
                 host, port = listener.host, listener.port
@@ -264,6 +273,7 @@ class Broker:
         await asyncio.gather(*tasks, return_exceptions=True)
         for server in self.servers:
             await server.wait_closed()
+        await self.replica_manager.shutdown()  # replica fetchers and ISR checks, before the logs close
         await self.controller.shutdown()  # topic changes in progress finish before the logs close
         await asyncio.to_thread(self.log_cleaner.shutdown)
         await asyncio.to_thread(self.log_manager.shutdown)
