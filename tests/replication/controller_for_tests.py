@@ -35,7 +35,7 @@ class ControllerForTests:
     def __init__(self, root: Path, node_ids: Iterable[int] = (1, 2, 3), **overrides: Any) -> None:
         self.root = root
         self.node_ids = tuple(node_ids)
-        self.overrides = overrides
+        self.overrides = {key.replace("_", "."): value for key, value in overrides.items()}
         self.brokers: dict[int, EmbeddedBroker] = {}
         self.loops: dict[int, asyncio.AbstractEventLoop] = {}
         self.topics: dict[str, TopicMetadata] = {}
@@ -67,7 +67,7 @@ class ControllerForTests:
         return self
 
     def stop(self, node_id: int) -> None:
-        clients.close_all()
+        """A broker going down (its clients stay open: they must move to the other brokers)."""
         embedded = self.brokers.pop(node_id)
         del self.loops[node_id]
         embedded.stop()
