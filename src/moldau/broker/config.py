@@ -181,6 +181,15 @@ BROKER_CONFIGS: dict[str, ConfigDef] = _defs(
               choices=("uncompressed", "zstd", "lz4", "snappy", "gzip", "producer")),
     ConfigDef("min.insync.replicas", int, 1, "Default min.insync.replicas of topics", 1),
     ConfigDef("unclean.leader.election.enable", bool, False, "Default unclean.leader.election.enable"),
+    # Replication (Kafka's ReplicaManager / ReplicaFetcherThread settings, Kafka's defaults).
+    ConfigDef("replica.lag.time.max.ms", int, 30000, "A follower that has not caught up for this long leaves "
+              "the ISR", 1),
+    ConfigDef("replica.fetch.wait.max.ms", int, 500, "Long-poll time of a follower's Fetch", 0),
+    ConfigDef("replica.fetch.min.bytes", int, 1, "min_bytes of a follower's Fetch", 1),
+    ConfigDef("replica.fetch.max.bytes", int, 1048576, "Bytes per partition a follower fetches at once", 1),
+    ConfigDef("replica.fetch.response.max.bytes", int, 10485760, "Bytes per follower Fetch response", 1),
+    ConfigDef("replica.fetch.backoff.ms", int, 1000, "Pause after a follower's fetch fails", 0),
+    ConfigDef("replica.socket.timeout.ms", int, 30000, "Timeout of a follower's requests to its leader", 1),
     ConfigDef("log.cleaner.enable", bool, True, "Run the log cleaner for compacted topics"),
     ConfigDef("log.cleaner.threads", int, 1, "Log cleaner threads", 0),
     ConfigDef("log.cleaner.backoff.ms", int, 15000, "Sleep when there is no log to clean", 0),

@@ -168,7 +168,8 @@ class ConfigManager:
         topic.metadata = metadata
         log_config = topic_log_config(self.replica_manager.default_log_config, checked)
         for partition in topic.partitions:
-            partition.log.update_config(log_config)
+            if partition.log is not None:  # None: a partition of the cluster this broker hosts no replica of
+                partition.log.update_config(log_config)
         log.info("altered configs of topic %s: %s", name, checked)
 
     # -- brokers -------------------------------------------------------------------------------------------
@@ -208,7 +209,8 @@ class ConfigManager:
         for topic in manager.topics.values():
             log_config = topic_log_config(defaults, topic.metadata.configs)
             for partition in topic.partitions:
-                partition.log.update_config(log_config)
+                if partition.log is not None:
+                    partition.log.update_config(log_config)
 
 
 def duplicate_resources(resources) -> set[tuple[int, str]]:

@@ -120,10 +120,15 @@ class Broker:
     def endpoints(self, listener_name: str, local: bool = False) -> list[BrokerEndpoint]:
         """The live brokers of the cluster (or only this one, `local`) as clients on `listener_name` should
         reach them."""
-        if self.cluster is not None and not local:
-            return [BrokerEndpoint(b.broker_id, e.host, e.port, b.rack)
-                    for b in sorted(self.cluster.store.image.brokers.values(), key=lambda b: b.broker_id)
-                    if (e := b.endpoint(listener_name)) is not None]
+        registered = self.replica_manager.brokers
+        if registered and not local:  # a cluster: the live brokers' registrations, at their endpoint for this listener
+            found = []
+            for broker_id in sorted(registered):
+                registration = registered[broker_id]
+                endpoint = registration.endpoint(listener_name)
+                if endpoint is not None:
+                    found.append(BrokerEndpoint(broker_id, endpoint.host, endpoint.port, registration.rack))
+            return found
         for listener in self.config.advertised_listeners:
             if listener.name == listener_name:
                 host, port = listener.host, listener.port
@@ -296,6 +301,7 @@ class Broker:
         await asyncio.gather(*tasks, return_exceptions=True)
         for server in self.servers:
             await server.wait_closed()
+        await self.replica_manager.shutdown()  # replica fetchers and ISR checks, before the logs close
         await self.controller.shutdown()  # topic changes in progress finish before the logs close
         await asyncio.to_thread(self.log_cleaner.shutdown)
         await asyncio.to_thread(self.log_manager.shutdown)

@@ -3,6 +3,11 @@
 Stored bytes go out unchanged (file regions, sent with sendfile where possible). `max_bytes`
 and `partition_max_bytes` are honoured, yet the first partition with data always returns at
 least one whole batch (KIP-74). Incremental fetch sessions follow KIP-227.
+
+A follower's fetch (a replica id >= 0: `ReplicaId` before v15, `ReplicaState` from v15, KIP-903) reads up
+to the log end offset rather than the high watermark, and tells the leader how far that follower has got
+(Kafka's `updateFollowerFetchState`): the ISR and the high watermark move from there. Only the leader serves
+fetches; others answer NOT_LEADER_OR_FOLLOWER with the leader they know (KIP-951, v12+).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from moldau.broker.fetch_session import (
     FetchSessionError,
     PartitionKey,
 )
-from moldau.broker.replica_manager import Partition
+from moldau.broker.partition import Partition
 from moldau.protocol import messages
 from moldau.protocol.errors import ErrorCode
 from moldau.security.acl import AclOperation, ResourceType
@@ -95,10 +100,14 @@ async def handle(conn, header, request: messages.FetchRequest) -> Response:
         return Response(throttle_time_ms=0, error_code=exc.error_code, session_id=0, responses=[])
 
     isolation = request.isolation_level if version >= 4 else 0
+    replica_id = request.replica_state.replica_id if version >= 15 else request.replica_id
     denied = _unreadable(conn, wanted, by_id)
+    if replica_id >= 0:
+        _record_follower_fetch(broker, wanted, by_id, replica_id)
     deadline = broker.loop.time() + max(request.max_wait_ms, 0) / 1000
     while True:
-        reads, total, has_error = _read_all(broker, wanted, by_id, request.max_bytes, isolation, denied)
+        reads, total, has_error = _read_all(broker, wanted, by_id, request.max_bytes, isolation, denied,
+                                            replica_id >= 0)
         remaining = deadline - broker.loop.time()
         if total >= request.min_bytes or has_error or remaining <= 0 or not reads:
             break
@@ -128,12 +137,31 @@ async def handle(conn, header, request: messages.FetchRequest) -> Response:
                 entry.topic = topic_key
             topics.append(entry)
         topics[-1].partitions.append(read.data)
-    return Response(
+    response = Response(
         throttle_time_ms=0,
         error_code=ErrorCode.NONE,
         session_id=session.session_id if session is not None else 0,
         responses=topics,
     )
+    if version >= 16:
+        leaders = {r.data.current_leader.leader_id for r in reads if r.data.current_leader.leader_id >= 0}
+        if leaders:
+            response.node_endpoints = [
+                Response.NodeEndpoint(node_id=e.node_id, host=e.host, port=e.port, rack=e.rack)
+                for e in broker.endpoints(conn.listener_name) if e.node_id in leaders]
+    return response
+
+
+def _record_follower_fetch(broker, wanted, by_id: bool, replica_id: int) -> None:
+    """The leader learns each follower's log end offset from the offsets it fetches from."""
+    manager = broker.replica_manager
+    for key, cached in wanted.items():
+        try:
+            partition = manager.partition_by_id(key[0], key[1]) if by_id else manager.partition(key[0], key[1])
+            partition.check_leader_epoch(cached.current_leader_epoch)
+            manager.record_follower_fetch(partition, replica_id, cached.fetch_offset)
+        except ApiError:
+            pass  # answered per partition by the read
 
 
 def _unreadable(conn, wanted, by_id: bool) -> set[PartitionKey]:
@@ -158,7 +186,8 @@ def _unreadable(conn, wanted, by_id: bool) -> set[PartitionKey]:
     return denied
 
 
-def _read_all(broker, wanted, by_id: bool, max_bytes: int, isolation: int, denied: set[PartitionKey]):
+def _read_all(broker, wanted, by_id: bool, max_bytes: int, isolation: int, denied: set[PartitionKey],
+              from_follower: bool = False):
     manager = broker.replica_manager
     reads: list[PartitionRead] = []
     total = 0
@@ -176,14 +205,17 @@ def _read_all(broker, wanted, by_id: bool, max_bytes: int, isolation: int, denie
             else:
                 partition = manager.partition(key[0], key[1])
             partition.check_leader_epoch(cached.current_leader_epoch)
-            log = partition.log
+            log = partition.leader_log()
             high_watermark = log.high_watermark
             data.high_watermark = high_watermark
             last_stable_offset = log.last_stable_offset
             data.last_stable_offset = last_stable_offset
             data.log_start_offset = log.log_start_offset
-            # KIP-98: read_committed reads stop at the last stable offset.
-            bound = last_stable_offset if isolation == READ_COMMITTED else high_watermark
+            # KIP-98: read_committed reads stop at the last stable offset; followers read to the log end.
+            if from_follower:
+                isolation, bound = 0, log.log_end_offset
+            else:
+                bound = last_stable_offset if isolation == READ_COMMITTED else high_watermark
             if isolation == READ_COMMITTED:
                 data.aborted_transactions = []
             limit = min(cached.max_bytes, max_bytes - total)
@@ -201,6 +233,10 @@ def _read_all(broker, wanted, by_id: bool, max_bytes: int, isolation: int, denie
         except ApiError as exc:
             has_error = True
             data.error_code = exc.error_code
+            if exc.error_code in (ErrorCode.NOT_LEADER_OR_FOLLOWER, ErrorCode.FENCED_LEADER_EPOCH):
+                hint = manager.leader_hint(None if by_id else key[0], key[1], key[0] if by_id else None)
+                if hint is not None:  # KIP-951: the client goes to the new leader without a Metadata round
+                    data.current_leader = Response.LeaderIdAndEpoch(leader_id=hint[0], leader_epoch=hint[1])
         except StorageError as exc:  # OFFSET_OUT_OF_RANGE, or KAFKA_STORAGE_ERROR for a failed disk
             has_error = True
             data.error_code = as_api_error(exc).error_code

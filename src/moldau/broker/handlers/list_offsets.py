@@ -1,4 +1,8 @@
-"""ListOffsets (2): offsets by timestamp, plus earliest (-2), latest (-1), max timestamp (-3) and friends."""
+"""ListOffsets (2): offsets by timestamp, plus earliest (-2), latest (-1), max timestamp (-3) and friends.
+
+Only the leader answers (NOT_LEADER_OR_FOLLOWER elsewhere). A consumer's latest is the high watermark; a
+follower (replica id >= 0) and the debugging replica id -2 see the log end offset, as in Kafka.
+"""
 
 from __future__ import annotations
 
@@ -27,11 +31,11 @@ async def handle(conn, header, request: messages.ListOffsetsRequest) -> Response
                     raise ApiError(ErrorCode.TOPIC_AUTHORIZATION_FAILED)
                 partition = manager.partition(topic.name, p.partition_index)
                 partition.check_leader_epoch(p.current_leader_epoch)
-                log = partition.log
+                log = partition.leader_log()
                 if p.timestamp == LATEST:
                     # A consumer's "latest" is the high watermark (the last stable offset when
-                    # read_committed); only a debugging replica id (-2) may see the log end offset.
-                    if request.replica_id == -2:
+                    # read_committed); only a follower or a debugging replica id (-2) may see the log end.
+                    if request.replica_id == -2 or request.replica_id >= 0:
                         result.offset = log.log_end_offset
                     elif header.api_version >= 2 and request.isolation_level == READ_COMMITTED:
                         result.offset = log.last_stable_offset

@@ -1,8 +1,14 @@
-"""Metadata (3): brokers, cluster id, controller, and topics with their partitions' leaders."""
+"""Metadata (3): brokers, cluster id, controller, and topics with their partitions' leaders.
+
+In a cluster each partition is described by the state the metadata store gave it (leader, leader epoch,
+replicas, ISR, and the replicas on brokers that are not registered as offline); a single broker leads
+everything itself.
+"""
 
 from __future__ import annotations
 
 from moldau.broker.errors import ApiError
+from moldau.broker.partition import Partition
 from moldau.broker.replica_manager import Topic
 from moldau.broker.topic_config import validate_topic_name
 from moldau.protocol import messages
@@ -19,7 +25,21 @@ UNSET_OPERATIONS = -(2**31)
 Response = messages.MetadataResponse
 
 
-def topic_entry(topic: Topic, node_id: int, include_operations: bool, session=None) -> Response.MetadataResponseTopic:
+def partition_entry(p: Partition, live: frozenset[int]) -> Response.MetadataResponsePartition:
+    state = p.state
+    if state is None:
+        return Response.MetadataResponsePartition(
+            error_code=ErrorCode.NONE, partition_index=p.index, leader_id=p.node_id, leader_epoch=p.leader_epoch,
+            replica_nodes=[p.node_id], isr_nodes=[p.node_id], offline_replicas=[])
+    return Response.MetadataResponsePartition(
+        # Kafka: LEADER_NOT_AVAILABLE while no ISR member is alive to lead.
+        error_code=ErrorCode.NONE if state.online else ErrorCode.LEADER_NOT_AVAILABLE,
+        partition_index=p.index, leader_id=state.leader, leader_epoch=state.leader_epoch,
+        replica_nodes=list(state.replicas), isr_nodes=list(state.isr), offline_replicas=p.offline_replicas(live))
+
+
+def topic_entry(topic: Topic, node_id: int, include_operations: bool, session=None,
+                live: frozenset[int] = frozenset()) -> Response.MetadataResponseTopic:
     operations = UNSET_OPERATIONS
     if include_operations:
         operations = TOPIC_OPERATIONS
@@ -30,18 +50,7 @@ def topic_entry(topic: Topic, node_id: int, include_operations: bool, session=No
         name=topic.name,
         topic_id=topic.topic_id,
         is_internal=topic.metadata.is_internal,
-        partitions=[
-            Response.MetadataResponsePartition(
-                error_code=ErrorCode.NONE,
-                partition_index=p.index,
-                leader_id=node_id,
-                leader_epoch=p.leader_epoch,
-                replica_nodes=[node_id],
-                isr_nodes=[node_id],
-                offline_replicas=[],
-            )
-            for p in topic.partitions
-        ],
+        partitions=[partition_entry(p, live) for p in topic.partitions],
         topic_authorized_operations=operations,
     )
 
@@ -63,7 +72,8 @@ async def handle(conn, header, request: messages.MetadataRequest) -> Response:
     session = conn.session
     if request.topics is None or (version == 0 and not request.topics):
         # Topics the principal may not DESCRIBE are left out of "all topics", as in Kafka.
-        topics = [topic_entry(t, broker.node_id, include_operations, session) for t in manager.topics.values()
+        live = frozenset(manager.brokers)
+        topics = [topic_entry(t, broker.node_id, include_operations, session, live) for t in manager.topics.values()
                   if session.allowed(AclOperation.DESCRIBE, ResourceType.TOPIC, t.name)]
     else:
         allow_auto_create = version < 4 or request.allow_auto_topic_creation
@@ -96,7 +106,7 @@ async def _lookup(broker, wanted, allow_auto_create: bool, include_operations: b
             return error_entry(None, ErrorCode.UNKNOWN_TOPIC_ID, wanted.topic_id)
         if not session.allowed(AclOperation.DESCRIBE, ResourceType.TOPIC, topic.name):
             return error_entry(None, ErrorCode.TOPIC_AUTHORIZATION_FAILED, wanted.topic_id)
-        return topic_entry(topic, node_id, include_operations, session)
+        return topic_entry(topic, node_id, include_operations, session, frozenset(manager.brokers))
     if not session.allowed(AclOperation.DESCRIBE, ResourceType.TOPIC, name):
         return error_entry(name, ErrorCode.TOPIC_AUTHORIZATION_FAILED)
     topic = manager.topics.get(name)
@@ -114,4 +124,4 @@ async def _lookup(broker, wanted, allow_auto_create: bool, include_operations: b
             return error_entry(name, exc.error_code)
         if topic is None:
             return error_entry(name, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
-    return topic_entry(topic, node_id, include_operations, session)
+    return topic_entry(topic, node_id, include_operations, session, frozenset(manager.brokers))

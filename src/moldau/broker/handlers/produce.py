@@ -1,7 +1,14 @@
-"""Produce (0): validate and append one record batch per partition; acks 0, 1 and -1 (all)."""
+"""Produce (0): validate and append one record batch per partition; acks 0, 1 and -1 (all).
+
+Only the partition's leader appends; others answer NOT_LEADER_OR_FOLLOWER with the leader they know and
+its endpoint (KIP-951, v10+). acks=all refuses with NOT_ENOUGH_REPLICAS when the ISR is smaller than
+`min.insync.replicas`, and otherwise answers once the high watermark passes the batch (Kafka's
+DelayedProduce), or REQUEST_TIMED_OUT after the request's `timeout_ms`.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from moldau.broker.connection import CloseConnection
@@ -40,6 +47,7 @@ async def handle(conn, header, request: messages.ProduceRequest) -> Response | N
         if acks == 0:
             raise CloseConnection
         return _refuse_all(request, by_id, ErrorCode.CLUSTER_AUTHORIZATION_FAILED)
+    replicating = []  # acks=all appends waiting for the followers: (result, partition, required offset)
     for topic_data in request.topic_data:
         partitions = []
         writable = session.authorizer is None or _topic_allowed(conn, topic_data, by_id)
@@ -62,14 +70,11 @@ async def handle(conn, header, request: messages.ProduceRequest) -> Response | N
                 result.base_offset = info.first_offset
                 result.log_append_time_ms = info.log_append_time
                 result.log_start_offset = info.log_start_offset
+                if acks == -1 and partition.state is not None:
+                    replicating.append((result, partition, info.last_offset + 1))
             except ApiError as exc:
                 failed = True
-                result.error_code = exc.error_code
-                result.error_message = exc.message
-                if exc.record_errors and version >= 8:
-                    result.record_errors = [
-                        Response.BatchIndexAndErrorMessage(batch_index=index, batch_index_error_message=message)
-                        for index, message in exc.record_errors]
+                _fail(result, exc, version, manager, topic_data, partition_data.index, by_id)
                 log.debug("produce to %s-%d by %s failed: %s", topic_data.name or topic_data.topic_id,
                           partition_data.index, header.client_id, exc)
             partitions.append(result)
@@ -84,7 +89,43 @@ async def handle(conn, header, request: messages.ProduceRequest) -> Response | N
             # Kafka closes the connection so an acks=0 producer notices and refreshes its metadata.
             raise CloseConnection
         return None
-    return Response(responses=responses, throttle_time_ms=0)
+    if replicating:
+        deadline = conn.broker.loop.time() + max(request.timeout_ms, 0) / 1000
+        await asyncio.gather(*(_replicated(manager, r, p, offset, deadline, version)
+                               for r, p, offset in replicating))
+    response = Response(responses=responses, throttle_time_ms=0)
+    if version >= 10:
+        leaders = {p.current_leader.leader_id for t in responses for p in t.partition_responses
+                   if p.current_leader.leader_id >= 0}
+        if leaders:
+            response.node_endpoints = [
+                Response.NodeEndpoint(node_id=e.node_id, host=e.host, port=e.port, rack=e.rack)
+                for e in conn.broker.endpoints(conn.listener_name) if e.node_id in leaders]
+    return response
+
+
+async def _replicated(manager, result, partition, required_offset: int, deadline: float, version: int) -> None:
+    try:
+        await manager.wait_for_replication(partition, required_offset, deadline)
+    except ApiError as exc:
+        _fail(result, exc, version, manager, None, partition.index, False, partition.topic)
+
+
+def _fail(result, exc: ApiError, version: int, manager, topic_data, index: int, by_id: bool,
+          topic: str | None = None) -> None:
+    result.error_code = exc.error_code
+    result.error_message = exc.message
+    if exc.error_code == ErrorCode.NOT_LEADER_OR_FOLLOWER:
+        result.base_offset = -1
+        if version >= 10:  # KIP-951: the new leader, so the producer moves without waiting for Metadata
+            hint = manager.leader_hint(topic if topic_data is None else (None if by_id else topic_data.name), index,
+                                       topic_data.topic_id if topic_data is not None and by_id else None)
+            if hint is not None:
+                result.current_leader = Response.LeaderIdAndEpoch(leader_id=hint[0], leader_epoch=hint[1])
+    if exc.record_errors and version >= 8:
+        result.record_errors = [
+            Response.BatchIndexAndErrorMessage(batch_index=i, batch_index_error_message=message)
+            for i, message in exc.record_errors]
 
 
 def _idempotent(request: messages.ProduceRequest) -> bool:
