@@ -21,8 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from moldau.client.client import Client  # noqa: E402
-from moldau.testing_cluster import RunningCluster, running_cluster  # noqa: E402
+from moldau.client.client import Client
+from moldau.testing_cluster import RunningCluster, running_cluster
 
 TOPIC = "failover-bench"
 

@@ -26,14 +26,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition  # noqa: E402
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from moldau.client.client import Client  # noqa: E402
-from moldau.security.acl import AclBinding, AclOperation, AclPermissionType, PatternType, ResourceType  # noqa: E402
-from moldau.security.authorizer import StandardAuthorizer  # noqa: E402
-from moldau.security.principal import KafkaPrincipal  # noqa: E402
-from moldau.testing import running_broker  # noqa: E402
-from moldau.testing_certs import generate_certificates  # noqa: E402
+from moldau.client.client import Client
+from moldau.security.acl import AclBinding, AclOperation, AclPermissionType, PatternType, ResourceType
+from moldau.security.authorizer import StandardAuthorizer
+from moldau.security.principal import KafkaPrincipal
+from moldau.testing import running_broker
+from moldau.testing_certs import generate_certificates
 
 RECORD = b"x" * 1024
 

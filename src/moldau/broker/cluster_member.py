@@ -32,8 +32,15 @@ from moldau.broker.topic_config import topic_log_config
 from moldau.broker.txn_marker_channel import ClusterMarkerChannel
 from moldau.cluster.cluster_controller import ClusterController
 from moldau.cluster.etcd_store import EtcdClusterStore
-from moldau.cluster.image import (BrokerChanged, ClusterEvent, ConfigChanged, ControllerChanged, PartitionChanged,
-                                  Resynced, TopicChanged)
+from moldau.cluster.image import (
+    BrokerChanged,
+    ClusterEvent,
+    ConfigChanged,
+    ControllerChanged,
+    PartitionChanged,
+    Resynced,
+    TopicChanged,
+)
 from moldau.cluster.metadata_store import TopicMetadata
 from moldau.cluster.state import BrokerRegistration, Endpoint, PartitionState
 from moldau.errors import MoldauError
@@ -76,8 +83,7 @@ class ClusterMember:
         candidate = local or self.config["cluster.id"] or new_cluster_id()
         cluster_id = await self.store.get_or_create_cluster_id(candidate)
         if local and local != cluster_id:
-            self.marker_channel.close()
-        await self.store.close()
+            await self.store.close()
             raise InconsistentClusterIdError(
                 f"The cluster id {cluster_id} in {self.config['metadata.store']} doesn't match the stored "
                 f"cluster id {local} in the log dirs: they belong to another cluster.")
@@ -207,7 +213,6 @@ class ClusterMember:
             return
         topic = manager.remove_topic(name)
         hosted = [p.index for p in topic.partitions if p.log is not None]
-        await manager.stop_partitions(topic)
         try:
             await asyncio.to_thread(self.broker.controller._delete_logs, name, hosted)
         except OSError as exc:
@@ -236,5 +241,6 @@ class ClusterMember:
             await asyncio.wait_for(self.store.unregister_broker(), 5)
         except Exception as exc:  # etcd gone: the lease expires on its own
             log.warning("could not unregister broker %d from etcd: %s", self.node_id, exc)
-        self.marker_channel.close()
+        if self.marker_channel is not None:
+            self.marker_channel.close()
         await self.store.close()

@@ -144,7 +144,7 @@ class Broker:
         self.loop = asyncio.get_running_loop()
         started = time.monotonic()
         self.log_manager.lock_log_dirs(self._lock_holder())  # before anything reads or writes a log dir
-        if not self.store.cluster_id:
+        if not self.store.cluster_id and self.cluster is None:  # a cluster member takes the cluster's id
             self.store.set_cluster_id(self.config["cluster.id"] or new_cluster_id())
         self.config_manager.load()  # dynamic broker configs, before the logs take their defaults
         self._load_dynamic_keystores()
@@ -284,7 +284,6 @@ class Broker:
         """Graceful shutdown: stop accepting, close connections, flush and checkpoint every log."""
         if self.cluster is not None:
             await self.cluster.stop()  # controlled shutdown: leaderships move now
-        await self.replica_manager.shutdown()  # replica fetchers
         if self.schema_registry is not None:
             await asyncio.to_thread(self.schema_registry.stop)
         for task in self._background:
@@ -358,7 +357,8 @@ def run_broker(config: BrokerConfig) -> None:
         raise SystemExit(2) from None
     try:
         runner(broker.serve_forever())
-    except (OSError, StorageError) as exc:
-        # Most often a port already in use or a log dir another broker holds: one readable line.
+    except (OSError, StorageError, MoldauError) as exc:
+        # Most often a port already in use, a log dir another broker holds, or an etcd that can't be reached
+        # or belongs to another cluster: one readable line.
         log.error("broker failed: %s", exc)
         raise SystemExit(1) from None

@@ -7,9 +7,9 @@ from typing import Annotated
 import typer
 
 import moldau
+from moldau.cli import cluster as cluster_commands
 from moldau.cli import connect as connect_commands
 from moldau.cli import group as group_commands
-from moldau.cli import cluster as cluster_commands
 from moldau.cli import schema as schema_commands
 from moldau.cli import security as security_commands
 from moldau.cli import server as server_command

@@ -36,6 +36,8 @@ from moldau.protocol.errors import ErrorCode
 
 log = logging.getLogger(__name__)
 
+PRODUCER_ID_BLOCK = "producer_ids/next_block"
+
 DEFAULT_PREFIX = "/moldau"
 RPC_TIMEOUT_S = 5  # every etcd call is bounded: a dead etcd is an error, not a hang
 WRITE_VISIBLE_TIMEOUT_S = 5.0
@@ -410,6 +412,20 @@ class EtcdClusterStore:
                 return True
             revision = None
         return False
+
+    # -- producer ids (KIP-730's AllocateProducerIds, answered by etcd) --------------------------------
+    async def allocate_producer_ids(self, block_size: int) -> tuple[int, int]:
+        """Reserves the next block of producer ids for this broker: (first, end exclusive), never given twice."""
+        t, key = self.client.transactions, self._key(PRODUCER_ID_BLOCK)
+        while True:
+            current = await self.client.get(key)
+            start = int(current.value) if current is not None else 0
+            end = start + block_size
+            ok, _ = await self._txn([t.mod(key) == (current.mod_revision if current is not None else 0)],
+                                    [t.put(key, str(end).encode())])
+            if ok:
+                log.info("allocated producer ids %d..%d", start, end - 1)
+                return start, end
 
     # -- dynamic configs and security metadata (MetadataStore's sections) ------------------------------
     async def set_broker_configs(self, resource: str, configs: dict[str, str]) -> None:
