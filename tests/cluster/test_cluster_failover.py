@@ -112,6 +112,7 @@ def assert_exactly_once(acked: dict[tuple[int, int], bytes], stored: dict[int, l
         assert offsets == sorted(offsets), f"partition {p} out of order"
 
 
+@pytest.mark.timeout(600)
 def test_leader_kills_and_a_paused_broker_lose_no_acknowledged_record(tmp_path):
     with running_cluster(3, data_dir=tmp_path, default_replication_factor=3, min_insync_replicas=2) as cluster:
         create_topic(cluster, TOPIC, PARTITIONS, 3)

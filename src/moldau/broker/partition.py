@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from moldau.broker.errors import ApiError
@@ -80,6 +81,9 @@ class Partition:
     inflight: PartitionState | None = None
     leader_epoch_start_offset: int = 0
     replica_lag_time_max_ms: int = 30000
+    # Kafka's `isReplicaIsrEligible`: only a live (registered) broker may join the ISR or hold back the high
+    # watermark while it catches up; a dead follower's last fetch must not bring it back.
+    is_eligible: Callable[[int], bool] = lambda replica_id: True
 
     # -- role ------------------------------------------------------------------------------------
 
@@ -189,7 +193,7 @@ class Partition:
         if self.inflight is not None or self.state is None or self.log is None:
             return None
         high_watermark = self.log.high_watermark
-        joining = [r for r, f in self.followers.items() if r not in self.state.isr and
+        joining = [r for r, f in self.followers.items() if r not in self.state.isr and self.is_eligible(r) and
                    f.log_end_offset >= high_watermark and f.log_end_offset >= self.leader_epoch_start_offset]
         return tuple(self.state.isr) + tuple(sorted(joining)) if joining else None
 
@@ -210,8 +214,8 @@ class Partition:
         if self.state is not None:
             maximal = self.maximal_isr
             for replica, follower in self.followers.items():
-                joining = replica not in maximal and follower.log_end_offset >= 0 and follower.is_caught_up(
-                    log.log_end_offset, now_ms, self.replica_lag_time_max_ms)
+                joining = replica not in maximal and follower.log_end_offset >= 0 and self.is_eligible(replica) \
+                    and follower.is_caught_up(log.log_end_offset, now_ms, self.replica_lag_time_max_ms)
                 if follower.log_end_offset < new_high_watermark and (replica in maximal or joining):
                     new_high_watermark = max(follower.log_end_offset, 0)
         if new_high_watermark <= log.high_watermark:

@@ -99,7 +99,11 @@ class ReplicaManager:
 
     def _new_partition(self, metadata: TopicMetadata, index: int, partition_log: Log | None) -> Partition:
         return Partition(metadata.name, index, metadata.topic_id, partition_log, node_id=self.node_id,
-                         replica_lag_time_max_ms=self.replica_lag_time_max_ms)
+                         replica_lag_time_max_ms=self.replica_lag_time_max_ms, is_eligible=self._is_eligible)
+
+    def _is_eligible(self, replica_id: int) -> bool:
+        """A registered broker (in a cluster); tests that play controller register none: everyone is."""
+        return not self.brokers or replica_id in self.brokers
 
     def add_topic(self, topic: Topic) -> None:
         self.topics[topic.name] = topic
