@@ -44,6 +44,16 @@ class ClusterTopicController(Controller):
     def _live_brokers(self) -> list:
         return sorted(self.cluster_store.image.brokers.values(), key=lambda b: b.broker_id)
 
+    async def create_internal_topic(self, name: str, num_partitions: int, replication_factor: int,
+                                    configs: dict[str, str | None]) -> None:
+        """`__consumer_offsets` / `__transaction_state`: Kafka's default replication factor is 3; the
+        single-broker default of 1 is raised to min(3, live brokers) unless the operator set it."""
+        key = "offsets.topic.replication.factor" if name == "__consumer_offsets" else \
+            "transaction.state.log.replication.factor"
+        if not self.config.is_set(key):
+            replication_factor = max(1, min(3, len(self.cluster_store.image.brokers)))
+        await super().create_internal_topic(name, num_partitions, replication_factor, configs)
+
     def _check_replication_factor(self, replication_factor: int) -> None:
         live = len(self.cluster_store.image.brokers)
         if replication_factor > live:

@@ -41,7 +41,7 @@ class ClusterMarkerChannel:
 
     def _leader(self, topic: str, partition: int) -> int:
         try:
-            return self.broker.replica_manager.partition(topic, partition).leader_id
+            return self.broker.replica_manager.hosted_partition(topic, partition).leader_id
         except ApiError:
             return -1
 

@@ -53,7 +53,7 @@ async def _lookup(conn, key: str, key_type: int) -> tuple[ErrorCode, str | None,
         return ErrorCode.NONE, None, endpoints[0]
     # In a cluster the coordinator is the leader of the key's partition (Kafka's FindCoordinator).
     try:
-        leader = broker.replica_manager.partition(topic, partition_of(key)).leader_id
+        leader = broker.replica_manager.hosted_partition(topic, partition_of(key)).leader_id
     except ApiError:
         leader = -1
     endpoint = next((e for e in endpoints if e.node_id == leader), None)
