@@ -243,6 +243,8 @@ class EtcdClusterStore:
         broker retries its registration; then DuplicateBrokerRegistrationError. If the lease is later lost,
         `on_session_change(None)` runs and the broker registers again, then `on_session_change(new)`.
         """
+        if self._registration_lease is not None and not self._registration_lease.lost.is_set():
+            raise MoldauError(f"this store already registered broker {self.registration}")
         ttl = max(1, math.ceil(session_timeout_ms / 1000))
         wait_ms = 2 * session_timeout_ms + 1000 if wait_for_previous_ms is None else wait_for_previous_ms
         lease = await self._grant_registration_lease(ttl, registration, session_timeout_ms, on_session_change)
