@@ -12,7 +12,7 @@ import aetcd
 import pytest
 
 from moldau.cluster.etcd_metadata import EtcdMetadataStore
-from moldau.cluster.etcd_server import EtcdServer
+from moldau.cluster.etcd_server import EtcdServer, find_etcd
 from moldau.cluster.etcd_store import DuplicateBrokerRegistrationError, EtcdClusterStore, parse_url
 from moldau.cluster.image import BrokerChanged, Resynced, TopicChanged
 from moldau.cluster.metadata_store import TopicExistsError, TopicMetadata, UnknownTopicError
@@ -207,3 +207,25 @@ def test_keys_are_visible_to_plain_etcd_clients(etcd_url: str) -> None:
     keys = asyncio.run(scenario())
     prefix = etcd_url.split("/", 3)[3]
     assert keys == [f"/{prefix}/partitions/layout/0".encode(), f"/{prefix}/topics/layout".encode()]
+
+
+async def test_a_broker_registers_again_after_etcd_was_down_longer_than_its_session(own_etcd: EtcdServer) -> None:
+    changes: asyncio.Queue[object] = asyncio.Queue()
+    store = await EtcdClusterStore.connect(own_etcd.url)
+    try:
+        first = await store.register_broker(registration(5), 1000, on_session_change=changes.put_nowait)
+        await asyncio.to_thread(own_etcd.stop)
+        assert await asyncio.wait_for(changes.get(), 10) is None  # no keep-alive for a whole TTL: lost
+        await asyncio.to_thread(own_etcd.start)
+        again = await asyncio.wait_for(changes.get(), 20)
+        assert isinstance(again, type(first)) and again.epoch > first.epoch
+        assert await until(store, lambda: store.image.brokers.get(5)) == again
+    finally:
+        await store.close()
+
+
+def test_find_etcd_honours_moldau_etcd(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MOLDAU_ETCD", "/nonexistent/etcd")
+    assert find_etcd() is None
+    with pytest.raises(MoldauError, match="etcd is not installed"):
+        EtcdServer()
