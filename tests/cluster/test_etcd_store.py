@@ -229,3 +229,16 @@ def test_find_etcd_honours_moldau_etcd(monkeypatch: pytest.MonkeyPatch) -> None:
     assert find_etcd() is None
     with pytest.raises(MoldauError, match="etcd is not installed"):
         EtcdServer()
+
+
+async def test_a_deleted_registration_is_put_back(etcd_url: str) -> None:
+    changes: asyncio.Queue[object] = asyncio.Queue()
+    store = await EtcdClusterStore.connect(etcd_url)
+    try:
+        first = await store.register_broker(registration(6), 1000, on_session_change=changes.put_nowait)
+        await store.client.delete(f"{store.prefix}brokers/ids/6".encode())  # e.g. an operator's etcdctl del
+        restored = await asyncio.wait_for(changes.get(), 10)
+        assert isinstance(restored, type(first)) and restored.epoch > first.epoch
+        assert await until(store, lambda: store.image.brokers.get(6)) == restored
+    finally:
+        await store.close()
