@@ -133,14 +133,16 @@ async def test_a_restarted_broker_waits_for_its_previous_session(etcd_url: str) 
 
 
 async def test_a_lost_lease_registers_again_and_says_so(etcd_url: str) -> None:
-    changes: list[object] = []
+    changes: asyncio.Queue[object] = asyncio.Queue()
     store = await EtcdClusterStore.connect(etcd_url)
     try:
-        first = await store.register_broker(registration(3), 1000, on_session_change=changes.append)
+        first = await store.register_broker(registration(3), 1000, on_session_change=changes.put_nowait)
         assert store._registration_lease is not None
         await store.client.revoke_lease(store._registration_lease.id)  # e.g. a partition from etcd too long
-        again = await until(store, lambda: store.image.brokers.get(3) if len(changes) == 2 else None)
-        assert changes[0] is None and changes[1] == again and again.epoch > first.epoch
+        assert await asyncio.wait_for(changes.get(), 10) is None
+        again = await asyncio.wait_for(changes.get(), 10)
+        assert isinstance(again, type(first)) and again.epoch > first.epoch
+        assert store.image.brokers.get(3) == again and changes.empty()
     finally:
         await store.close()
 

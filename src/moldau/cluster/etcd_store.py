@@ -162,7 +162,7 @@ class EtcdClusterStore:
                         if isinstance(applied, BrokerChanged) and applied.registration is None \
                                 and self.registration is not None \
                                 and applied.broker_id == self.registration.broker_id:
-                            self.loop.create_task(self._restore_registration())
+                            self.loop.create_task(self._restore_registration(self._registration_lease))
                     # Runs once this task waits for the next response, i.e. after every event of this
                     # revision was applied (aetcd queues a whole response before this task resumes).
                     self.loop.call_soon(self._wake_waiters)
@@ -322,13 +322,14 @@ class EtcdClusterStore:
                     raise DuplicateBrokerRegistrationError(registration.broker_id)
                 await asyncio.sleep(0.1)
 
-    async def _restore_registration(self) -> None:
+    async def _restore_registration(self, lease: KeptLease | None) -> None:
         """Our registration key vanished: the lease expired (etcd knew before our keep-alive did) or someone
         deleted the key. Put it back under the same lease; if the lease is gone, the lease-lost path
         registers again under a new one."""
-        lease, registration = self._registration_lease, self.registration
-        if lease is None or registration is None or lease.lost.is_set() or self._closed:
-            return
+        registration = self.registration
+        if lease is None or lease is not self._registration_lease or registration is None \
+                or lease.lost.is_set() or self._closed:
+            return  # the lease that held the deleted key is already known lost and replaced
         try:
             new = await self._put_registration(registration, lease.id, 0)
         except (aetcd.ClientError, DuplicateBrokerRegistrationError) as exc:
