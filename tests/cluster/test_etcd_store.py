@@ -47,8 +47,11 @@ async def test_topic_lifecycle_is_seen_in_order_by_another_store(etcd_url: str) 
         grown = topic("orders", 5)
         await writer.add_partitions(grown, {3: states(4)[3], 4: states(5)[4]})
         await writer.update_topic(topic("orders", 5, **{"retention.ms": "1000"}))
+        assert writer.image.topics["orders"].configs == {"retention.ms": "1000"}
+        assert len(writer.image.partitions_of("orders")) == 5
         deleted = await writer.delete_topic("orders")
         assert deleted.configs == {"retention.ms": "1000"}
+        assert "orders" not in writer.image.topics and not writer.image.partitions_of("orders")
         with pytest.raises(UnknownTopicError):
             await writer.delete_topic("orders")
 
