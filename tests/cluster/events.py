@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Callable
 from typing import TypeVar
 
+from moldau.cluster.cluster_controller import ClusterController
 from moldau.cluster.etcd_store import EtcdClusterStore
 from moldau.cluster.image import ClusterEvent
 from moldau.cluster.state import BrokerRegistration, Endpoint
@@ -58,3 +59,12 @@ def crash(store: EtcdClusterStore) -> None:
     """What SIGKILL does to a broker's registration: nobody refreshes its lease any more."""
     assert store._registration_lease is not None
     store._registration_lease.stop()
+
+
+def kill_controller(controller: ClusterController) -> None:
+    """What SIGKILL does to a controller: it stops acting, and its lease is left to run out."""
+    assert controller._task is not None
+    controller._task.cancel()
+    controller._task = None
+    if controller.session is not None:
+        controller.session.lease.stop()

@@ -12,7 +12,7 @@ import aetcd
 import pytest
 
 from moldau.cluster.etcd_metadata import EtcdMetadataStore
-from moldau.cluster.etcd_server import EtcdServer
+from moldau.cluster.etcd_server import EtcdServer, find_etcd
 from moldau.cluster.etcd_store import DuplicateBrokerRegistrationError, EtcdClusterStore, parse_url
 from moldau.cluster.image import BrokerChanged, Resynced, TopicChanged
 from moldau.cluster.metadata_store import TopicExistsError, TopicMetadata, UnknownTopicError
@@ -47,8 +47,11 @@ async def test_topic_lifecycle_is_seen_in_order_by_another_store(etcd_url: str) 
         grown = topic("orders", 5)
         await writer.add_partitions(grown, {3: states(4)[3], 4: states(5)[4]})
         await writer.update_topic(topic("orders", 5, **{"retention.ms": "1000"}))
+        assert writer.image.topics["orders"].configs == {"retention.ms": "1000"}
+        assert len(writer.image.partitions_of("orders")) == 5
         deleted = await writer.delete_topic("orders")
         assert deleted.configs == {"retention.ms": "1000"}
+        assert "orders" not in writer.image.topics and not writer.image.partitions_of("orders")
         with pytest.raises(UnknownTopicError):
             await writer.delete_topic("orders")
 
@@ -133,14 +136,16 @@ async def test_a_restarted_broker_waits_for_its_previous_session(etcd_url: str) 
 
 
 async def test_a_lost_lease_registers_again_and_says_so(etcd_url: str) -> None:
-    changes: list[object] = []
+    changes: asyncio.Queue[object] = asyncio.Queue()
     store = await EtcdClusterStore.connect(etcd_url)
     try:
-        first = await store.register_broker(registration(3), 1000, on_session_change=changes.append)
+        first = await store.register_broker(registration(3), 1000, on_session_change=changes.put_nowait)
         assert store._registration_lease is not None
         await store.client.revoke_lease(store._registration_lease.id)  # e.g. a partition from etcd too long
-        again = await until(store, lambda: store.image.brokers.get(3) if len(changes) == 2 else None)
-        assert changes[0] is None and changes[1] == again and again.epoch > first.epoch
+        assert await asyncio.wait_for(changes.get(), 10) is None
+        again = await asyncio.wait_for(changes.get(), 10)
+        assert isinstance(again, type(first)) and again.epoch > first.epoch
+        assert store.image.brokers.get(3) == again and changes.empty()
     finally:
         await store.close()
 
@@ -207,3 +212,38 @@ def test_keys_are_visible_to_plain_etcd_clients(etcd_url: str) -> None:
     keys = asyncio.run(scenario())
     prefix = etcd_url.split("/", 3)[3]
     assert keys == [f"/{prefix}/partitions/layout/0".encode(), f"/{prefix}/topics/layout".encode()]
+
+
+async def test_a_broker_registers_again_after_etcd_was_down_longer_than_its_session(own_etcd: EtcdServer) -> None:
+    changes: asyncio.Queue[object] = asyncio.Queue()
+    store = await EtcdClusterStore.connect(own_etcd.url)
+    try:
+        first = await store.register_broker(registration(5), 1000, on_session_change=changes.put_nowait)
+        await asyncio.to_thread(own_etcd.stop)
+        assert await asyncio.wait_for(changes.get(), 10) is None  # no keep-alive for a whole TTL: lost
+        await asyncio.to_thread(own_etcd.start)
+        again = await asyncio.wait_for(changes.get(), 20)
+        assert isinstance(again, type(first)) and again.epoch > first.epoch
+        assert await until(store, lambda: store.image.brokers.get(5)) == again
+    finally:
+        await store.close()
+
+
+def test_find_etcd_honours_moldau_etcd(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MOLDAU_ETCD", "/nonexistent/etcd")
+    assert find_etcd() is None
+    with pytest.raises(MoldauError, match="etcd is not installed"):
+        EtcdServer()
+
+
+async def test_a_deleted_registration_is_put_back(etcd_url: str) -> None:
+    changes: asyncio.Queue[object] = asyncio.Queue()
+    store = await EtcdClusterStore.connect(etcd_url)
+    try:
+        first = await store.register_broker(registration(6), 1000, on_session_change=changes.put_nowait)
+        await store.client.delete(f"{store.prefix}brokers/ids/6".encode())  # e.g. an operator's etcdctl del
+        restored = await asyncio.wait_for(changes.get(), 10)
+        assert isinstance(restored, type(first)) and restored.epoch > first.epoch
+        assert await until(store, lambda: store.image.brokers.get(6)) == restored
+    finally:
+        await store.close()

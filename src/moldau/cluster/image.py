@@ -106,7 +106,8 @@ class ClusterImage:
     revision: int = 0  # the etcd revision this image reflects
 
     def partitions_of(self, topic: str) -> dict[int, PartitionState]:
-        return {index: state for (name, index), state in self.partitions.items() if name == topic}
+        # list(): a worker thread may call this while the loop applies a change (one C-level copy under the GIL)
+        return {index: state for (name, index), state in list(self.partitions.items()) if name == topic}
 
     def apply(self, key: str, value: bytes | None, mod_revision: int) -> ClusterEvent | None:
         """Applies one put (value) or delete (None) of `key` (relative to the prefix); returns its event."""

@@ -50,6 +50,11 @@ class KeptLease:
             self._expires = time.monotonic() + reply.TTL
         self._mark_lost()
 
+    def declare_lost(self) -> None:
+        """The holder learnt otherwise that the lease is gone (a put under it was refused)."""
+        self._task.cancel()
+        self._mark_lost()
+
     def _mark_lost(self) -> None:
         if not self.lost.is_set():
             self.lost.set()
