@@ -140,6 +140,7 @@ def test_transactional_copy_is_exactly_once_while_its_coordinators_are_killed(tm
                     copied += len(batch)
                 except confluent_kafka.KafkaException as exc:
                     error = exc.args[0]
+                    print("TXN ERROR", copied, error, flush=True)
                     if error.txn_requires_abort():
                         producer.abort_transaction(60)
                     elif not error.retriable():

@@ -90,6 +90,9 @@ class ClusterMember:
         if not local:
             await asyncio.to_thread(self.broker.store.set_cluster_id, cluster_id)
         self.broker.replica_manager.alter_partition = self.alter_partition
+        # A coordinator shard serves only once this broker leads its partition (and loaded it).
+        self.broker.group_coordinator.log.unloaded_is_active = False
+        self.broker.transaction_coordinator.state.runtime.unloaded_is_active = False
         self.broker.producer_id_manager.cluster_allocator = self.store.allocate_producer_ids
         self.marker_channel = ClusterMarkerChannel(self.broker)
         self.broker.transaction_coordinator.markers.remote = self.marker_channel

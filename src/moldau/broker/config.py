@@ -152,6 +152,8 @@ BROKER_CONFIGS: dict[str, ConfigDef] = _defs(
     ConfigDef("offsets.topic.num.partitions", int, 50, "Partitions of __consumer_offsets", 1),
     ConfigDef("offsets.topic.replication.factor", int, 1, "Replication factor of __consumer_offsets "
               "(Kafka: 3; one broker by default here)", 1),
+    ConfigDef("offsets.commit.timeout.ms", int, 5000, "How long a coordinator write (an offset commit) waits "
+              "for the replicas of its internal-topic partition", 1),
     ConfigDef("offsets.retention.minutes", int, 10080, "Keep the offsets of an empty group this long", 1),
     ConfigDef("offsets.retention.check.interval.ms", int, 600000, "How often offsets expire", 1),
     ConfigDef("offset.metadata.max.bytes", int, 4096, "Largest metadata string of a committed offset", 0),

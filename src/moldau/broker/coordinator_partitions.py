@@ -36,6 +36,8 @@ class ReplicaManagerPartitionWriter:
     def __init__(self, replica_manager: ReplicaManager, controller: Controller) -> None:
         self.replica_manager = replica_manager
         self.controller = controller
+        # Kafka's offsets.commit.timeout.ms: how long a coordinator write waits for the ISR.
+        self.write_timeout_s = replica_manager.config["offsets.commit.timeout.ms"] / 1000
 
     def partition_count(self, topic: str) -> int | None:
         entry = self.replica_manager.topics.get(topic)
@@ -52,16 +54,18 @@ class ReplicaManagerPartitionWriter:
         if producer_id >= 0:
             return await self.append_batch(topic, partition, batch)  # the coordinator's own batch (KIP-98)
         try:
-            info = await self.replica_manager.append(self.replica_manager.partition(topic, partition), batch,
-                                                     acks=-1)
+            info = await self.replica_manager.append_replicated(
+                self.replica_manager.partition(topic, partition), batch, coordinator=False,
+                timeout_s=self.write_timeout_s)
         except ApiError as exc:
             raise CoordinatorError(exc.error_code, exc.message) from exc
         return info.last_offset
 
     async def append_batch(self, topic: str, partition: int, batch: bytes) -> int:
         try:
-            info = await self.replica_manager.append_coordinator_batch(
-                self.replica_manager.partition(topic, partition), batch)
+            info = await self.replica_manager.append_replicated(
+                self.replica_manager.partition(topic, partition), batch, coordinator=True,
+                timeout_s=self.write_timeout_s)
         except ApiError as exc:
             raise CoordinatorError(exc.error_code, exc.message) from exc
         return info.last_offset

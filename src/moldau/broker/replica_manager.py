@@ -392,6 +392,21 @@ class ReplicaManager:
             finally:
                 partition.hw_waiters.discard(waiter)
 
+    async def append_replicated(self, partition: Partition, batch: bytes, *, coordinator: bool,
+                                timeout_s: float) -> AppendInfo:
+        """An acks=all append of the broker's own writers (coordinator records, transaction markers): it
+        returns once the ISR has it, as Kafka's coordinators and WriteTxnMarkers append with acks=-1, so that
+        what they acknowledge survives a failover. `coordinator`: a batch the coordinator built itself."""
+        if coordinator:
+            self.check_min_isr(partition, -1)
+            info = await self.append_coordinator_batch(partition, batch)
+        else:
+            info = await self.append(partition, batch, acks=-1)
+        if partition.state is not None:  # a cluster: followers must have it too
+            deadline = asyncio.get_running_loop().time() + timeout_s
+            await self.wait_for_replication(partition, info.last_offset + 1, deadline)
+        return info
+
     async def append_coordinator_batch(self, partition: Partition, batch: bytes) -> AppendInfo:
         """Append a batch a coordinator built: a transaction marker or transactional offsets (KIP-98)."""
         partition_log = partition.leader_log()

@@ -204,6 +204,9 @@ class CoordinatorRuntime:
         self.clock: Clock = clock or SystemClock()
         self.registry = registry or SnapshotRegistry()
         self._shards: dict[int, _Shard] = {}
+        # One broker leads every partition, so a partition never loaded is one created since start: new and
+        # empty, hence active. In a cluster a shard is active only once loaded (its leadership arrived).
+        self.unloaded_is_active = True
 
     # -- topic and partitioning -------------------------------------------------------------------
 
@@ -264,15 +267,15 @@ class CoordinatorRuntime:
     def check(self, partition: int) -> None:
         """Raise the error a request for ``partition`` gets unless this broker coordinates it now."""
         shard = self._shards.get(partition)
-        if shard is None or shard.state is ShardState.ACTIVE:
-            return  # partitions of a topic created after start are new, hence loaded and empty
-        if shard.state is ShardState.LOADING:
+        if shard is None and self.unloaded_is_active or shard is not None and shard.state is ShardState.ACTIVE:
+            return
+        if shard is not None and shard.state is ShardState.LOADING:
             raise CoordinatorError(ErrorCode.COORDINATOR_LOAD_IN_PROGRESS)
         raise CoordinatorError(ErrorCode.NOT_COORDINATOR)
 
     def is_active(self, partition: int) -> bool:
         shard = self._shards.get(partition)
-        return shard is None or shard.state is ShardState.ACTIVE
+        return self.unloaded_is_active if shard is None else shard.state is ShardState.ACTIVE
 
     # -- writes (Kafka: scheduleWriteOperation) ---------------------------------------------------
 

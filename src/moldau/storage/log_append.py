@@ -123,8 +123,13 @@ def append_as_follower(
                 p.leader_epoch_cache.assign(header.partition_leader_epoch, header.base_offset)
         data = memoryview(records)[:valid_bytes]
         p.local.append(data, first, last, max_timestamp, offset_of_max_timestamp, now)
-        p.producer_state.load_from_batches(header for _, header in headers)
+        # Markers too (Kafka's appendAsFollower → updateProducers / completeTxn / updateTxnIndex): a follower
+        # that becomes leader must know which transactions ended and index the aborted ones, or its
+        # read_committed readers would see aborted records and stop at a transaction that long ended.
+        _, completed = p.producer_state.load_from_data(data, first)  # type: ignore[arg-type]
         p.producer_state.update_map_end_offset(last + 1)
+        if completed:
+            log_producer_state.record_completed(p.producer_state, p.local.segment_view, completed)
         return AppendInfo(
             first_offset=first,
             last_offset=last,

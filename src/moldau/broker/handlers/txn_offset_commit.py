@@ -24,13 +24,25 @@ Response = messages.TxnOffsetCommitResponse
 log = logging.getLogger(__name__)
 
 
+def _coordinates(transactions, transactional_id: str) -> bool:
+    try:
+        transactions.state.check(transactional_id)
+    except ApiError:
+        return False
+    return True
+
+
 def _group_error(conn, header, request: messages.TxnOffsetCommitRequest) -> ErrorCode:
     if not request.group_id:
         return ErrorCode.INVALID_GROUP_ID
-    error = conn.broker.transaction_coordinator.check_producer(request.transactional_id, request.producer_id,
-                                                               request.producer_epoch)
-    if error != ErrorCode.NONE:
-        return ErrorCode.INVALID_PRODUCER_EPOCH if error == ErrorCode.PRODUCER_FENCED else error
+    transactions = conn.broker.transaction_coordinator
+    if _coordinates(transactions, request.transactional_id):
+        # The producer is checked where its transaction coordinator lives. In a cluster it may live on another
+        # broker: then, as Kafka's group coordinator (before KIP-890), the offsets wait as pending for the
+        # producer's marker, which only its current epoch can cause.
+        error = transactions.check_producer(request.transactional_id, request.producer_id, request.producer_epoch)
+        if error != ErrorCode.NONE:
+            return ErrorCode.INVALID_PRODUCER_EPOCH if error == ErrorCode.PRODUCER_FENCED else error
     coordinator = conn.broker.group_coordinator
     try:
         # KIP-447: v3+ carries the consumer's generation, checked like a member's OffsetCommit.

@@ -15,6 +15,7 @@ from moldau.protocol.errors import ErrorCode
 API_KEY = 27
 VERSIONS = (1, 2)
 Response = messages.WriteTxnMarkersResponse
+MARKER_TIMEOUT_S = 30.0  # Kafka's request.timeout.ms of the coordinator's marker channel
 
 
 async def handle(conn, header, request: messages.WriteTxnMarkersRequest) -> Response:
@@ -31,7 +32,10 @@ async def handle(conn, header, request: messages.WriteTxnMarkersRequest) -> Resp
             for index in topic.partition_indexes:
                 error = ErrorCode.NONE
                 try:
-                    await manager.append_coordinator_batch(manager.partition(topic.name, index), batch)
+                    # acks=-1 as Kafka's marker appends: the coordinator completes the transaction only
+                    # once every ISR member has the marker, so a failover can't leave it hanging.
+                    await manager.append_replicated(manager.partition(topic.name, index), batch, coordinator=True,
+                                                    timeout_s=MARKER_TIMEOUT_S)
                     if topic.name == OFFSETS_TOPIC:
                         group.pending_txn_offsets.complete(index, marker.producer_id, marker.transaction_result,
                                                            group.replay)
