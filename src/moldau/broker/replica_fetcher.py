@@ -71,15 +71,17 @@ class LeaderConnection:
 
     async def send(self, api_key: int, version: int, body: Any, extra_timeout_s: float = 0.0) -> Any:
         try:
-            if self._writer is None:
-                self._reader, self._writer = await asyncio.wait_for(
-                    asyncio.open_connection(self.host, self.port), self.timeout_s)
-            assert self._reader is not None
+            if self._writer is None or self._reader is None:
+                reader, writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port),
+                                                        self.timeout_s)
+                self._reader, self._writer = reader, writer
+            else:
+                reader, writer = self._reader, self._writer
             self._correlation_id += 1
-            self._writer.write(api.encode_request(api_key, version, self._correlation_id, self.client_id, body))
-            await self._writer.drain()
-            size_bytes = await asyncio.wait_for(self._reader.readexactly(4), self.timeout_s + extra_timeout_s)
-            frame = await asyncio.wait_for(self._reader.readexactly(_SIZE.unpack(size_bytes)[0]), self.timeout_s)
+            writer.write(api.encode_request(api_key, version, self._correlation_id, self.client_id, body))
+            await writer.drain()
+            size_bytes = await asyncio.wait_for(reader.readexactly(4), self.timeout_s + extra_timeout_s)
+            frame = await asyncio.wait_for(reader.readexactly(_SIZE.unpack(size_bytes)[0]), self.timeout_s)
         except (OSError, asyncio.IncompleteReadError, TimeoutError) as exc:
             self.close()
             raise LeaderUnavailable(f"{self.host}:{self.port}: {exc!r}") from None
@@ -258,9 +260,10 @@ class ReplicaFetcher:
         response = await connection.send(OFFSET_FOR_LEADER_EPOCH, OFFSET_FOR_LEADER_EPOCH_VERSION, request)
         for topic in response.topics:
             for result in topic.partitions:
-                state = self.partitions.get((topic.topic, result.partition))
-                if state is None or not state.truncating:
+                asked_state = self.partitions.get((topic.topic, result.partition))
+                if asked_state is None or not asked_state.truncating:
                     continue
+                state = asked_state
                 if result.error_code != ErrorCode.NONE:
                     self._on_partition_error(state, ErrorCode(result.error_code), "OffsetForLeaderEpoch")
                     continue
@@ -329,10 +332,10 @@ class ReplicaFetcher:
             raise LeaderUnavailable(f"Fetch failed with {ErrorCode(response.error_code).name}")
         for topic in response.responses:
             for data in topic.partitions:
-                state = self.partitions.get((topic.topic, data.partition_index))
-                if state is None or state.truncating:
+                fetched = self.partitions.get((topic.topic, data.partition_index))
+                if fetched is None or fetched.truncating:
                     continue  # removed or re-added while the fetch was in flight
-                await self._process(connection, state, data)
+                await self._process(connection, fetched, data)
         return True
 
     async def _process(self, connection: LeaderConnection, state: FetchState, data: Any) -> None:
