@@ -19,7 +19,7 @@ from pathlib import Path
 from confluent_kafka import Producer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.replication.controller_for_tests import ControllerForTests  # noqa: E402
+from tests.replication.controller_for_tests import ControllerForTests
 
 
 def run(producer: Producer, topic: str, records: int, size: int) -> float:

@@ -153,6 +153,13 @@ def test_acks_all_fails_when_the_isr_shrinks_under_min_insync_replicas(cluster):
     cluster.stop(2)
     cluster.stop(3)
     with Client(cluster.bootstrap(1)) as client:
+        # A produce whose timeout_ms passes before the ISR has the batch: REQUEST_TIMED_OUT.
+        request = messages.ProduceRequest(acks=-1, timeout_ms=200, topic_data=[
+            messages.ProduceRequest.TopicProduceData(name=topic, partition_data=[
+                messages.ProduceRequest.PartitionProduceData(index=0, records=build_batch([Record(0, 0, None, b"t")]))])])
+        timed_out = client.send(0, request, 9).responses[0].partition_responses[0]
+        if 2 in cluster.state(topic).isr:
+            assert timed_out.error_code == ErrorCode.REQUEST_TIMED_OUT
         with pytest.raises(ClientError) as after_append:
             client.produce(topic, 0, build_batch([Record(0, 0, None, b"x")]), acks=-1)
         assert after_append.value.error_code == ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND
@@ -161,7 +168,7 @@ def test_acks_all_fails_when_the_isr_shrinks_under_min_insync_replicas(cluster):
         with pytest.raises(ClientError) as refused:
             client.produce(topic, 0, build_batch([Record(0, 0, None, b"y")]), acks=-1)
         assert refused.value.error_code == ErrorCode.NOT_ENOUGH_REPLICAS
-        assert client.produce(topic, 0, build_batch([Record(0, 0, None, b"z")]), acks=1).base_offset == 2
+        assert client.produce(topic, 0, build_batch([Record(0, 0, None, b"z")]), acks=1).base_offset == 3
 
 
 def test_leader_change_moves_clients_and_loses_no_acknowledged_record(cluster):
@@ -261,3 +268,23 @@ def test_a_returning_replica_truncates_its_divergent_tail(cluster):
                     partition=0, current_leader_epoch=1, leader_epoch=0)])])
         answer = client.send(23, request, 4).topics[0].partitions[0]
     assert (answer.error_code, answer.leader_epoch, answer.end_offset) == (0, 0, 10)
+
+
+def test_a_follower_behind_the_leaders_log_start_starts_over_there(cluster):
+    topic = unique_topic("oor")
+    cluster.create_topic(topic)
+    producer = _confluent_producer(cluster.bootstrap(1))
+    _produce_confluent(producer, topic, ["a", "b"])
+    _caught_up(cluster, topic)
+    cluster.stop(3)
+    _produce_confluent(producer, topic, [f"v{i}" for i in range(8)])  # waits for the ISR to drop broker 3
+    assert cluster.state(topic).isr == (1, 2)
+    with Client(cluster.bootstrap(1)) as client:
+        assert client.delete_records(topic, {0: 8}) == {0: 8}
+    # Broker 3 returns at offset 2, below the leader's log start offset 8: OFFSET_OUT_OF_RANGE, and it
+    # starts its log over at 8 (Kafka's handleOutOfRangeError), then catches up and rejoins.
+    cluster.start(3)
+    _caught_up(cluster, topic)
+    partition = cluster.replica(3, topic)
+    assert partition.log.log_start_offset == 8
+    wait_until(lambda: cluster.state(topic).isr == (1, 2, 3), what="broker 3 to rejoin the ISR")

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from moldau.protocol import api, messages
 from moldau.protocol.errors import ErrorCode
+from moldau.protocol.records import read_batch_header
 from moldau.storage.errors import StorageError, UnexpectedAppendOffsetError
 from moldau.storage.leader_epoch_file_cache import UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET
 
@@ -354,8 +355,19 @@ class ReplicaFetcher:
             try:
                 info = partition_log.append_as_follower(records)
             except UnexpectedAppendOffsetError:
-                state.truncating = True  # our log moved under us (a truncation): start over
-                return
+                first = read_batch_header(records)
+                end = partition_log.log_end_offset
+                if not (end == partition_log.log_start_offset and first.base_offset < end <= first.last_offset):
+                    log.warning("replica_fetcher.unexpected_offset topic_partition=%s-%d first_offset=%d "
+                                "log_end_offset=%d; truncating again", state.partition.topic,
+                                state.partition.index, first.base_offset, end)
+                    state.truncating = True  # our log moved under us (a truncation): start over
+                    self._delay(state)
+                    return
+                # Kafka's Partition.appendRecordsToFollowerOrFutureReplica: the leader's log start offset falls
+                # inside the first batch we fetched into an empty log, so our log starts at that batch.
+                partition_log.truncate_fully_and_start_at(first.base_offset, end)
+                info = partition_log.append_as_follower(records)
             except StorageError as exc:
                 log.error("replica_fetcher.append_failed topic_partition=%s-%d: %s", state.partition.topic,
                           state.partition.index, exc)
