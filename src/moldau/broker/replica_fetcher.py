@@ -226,6 +226,10 @@ class ReplicaFetcher:
                 log.exception("replica_fetcher.failed leader=%d; retrying", self.leader_id)
                 await asyncio.sleep(self.backoff_s)
 
+    def _current(self, state: FetchState) -> bool:
+        """Still fetched here with this epoch (not removed, re-added or made leader while we awaited)?"""
+        return self.partitions.get((state.partition.topic, state.partition.index)) is state
+
     def _ready(self, truncating: bool) -> list[FetchState]:
         now = time.monotonic()
         return [s for s in self.partitions.values() if s.truncating == truncating and s.delayed_until <= now]
@@ -240,7 +244,7 @@ class ReplicaFetcher:
         if not states:
             return
         by_topic: dict[str, list[Any]] = {}
-        asked: dict[tuple[str, int], int] = {}
+        asked: dict[tuple[str, int], tuple[FetchState, int]] = {}
         for state in states:
             partition_log = state.partition.log
             if partition_log is None:
@@ -249,7 +253,7 @@ class ReplicaFetcher:
             if latest is None:  # nothing to compare: the high watermark is safe
                 self._truncation_done(state, partition_log.high_watermark)
                 continue
-            asked[(state.partition.topic, state.partition.index)] = latest
+            asked[(state.partition.topic, state.partition.index)] = (state, latest)
             by_topic.setdefault(state.partition.topic, []).append(
                 messages.OffsetForLeaderEpochRequest.OffsetForLeaderPartition(
                     partition=state.partition.index, current_leader_epoch=state.leader_epoch, leader_epoch=latest))
@@ -261,15 +265,14 @@ class ReplicaFetcher:
         response = await connection.send(OFFSET_FOR_LEADER_EPOCH, OFFSET_FOR_LEADER_EPOCH_VERSION, request)
         for topic in response.topics:
             for result in topic.partitions:
-                asked_state = self.partitions.get((topic.topic, result.partition))
-                if asked_state is None or not asked_state.truncating:
-                    continue
-                state = asked_state
+                key = (topic.topic, result.partition)
+                state, latest = asked[key]
+                if self.partitions.get(key) is not state or not state.truncating:
+                    continue  # removed or re-added (a newer epoch) while we asked: it asks again
                 if result.error_code != ErrorCode.NONE:
                     self._on_partition_error(state, ErrorCode(result.error_code), "OffsetForLeaderEpoch")
                     continue
-                self._truncate_to_epoch_end(state, asked[(topic.topic, result.partition)], result.leader_epoch,
-                                            result.end_offset)
+                self._truncate_to_epoch_end(state, latest, result.leader_epoch, result.end_offset)
 
     def _truncate_to_epoch_end(self, state: FetchState, asked_epoch: int, leader_epoch: int,
                                leader_end_offset: int) -> None:
@@ -387,13 +390,13 @@ class ReplicaFetcher:
         partition_log = partition.log
         assert partition_log is not None
         leader_end = await self._leader_offset(connection, state, LATEST)
-        if leader_end is None:
+        if leader_end is None or not self._current(state):
             return
         if leader_end < partition_log.log_end_offset:
             self._truncate_log(state, leader_end)
         else:
             leader_start = await self._leader_offset(connection, state, EARLIEST)
-            if leader_start is None:
+            if leader_start is None or not self._current(state):
                 return
             if leader_start > partition_log.log_end_offset or leader_start > state.fetch_offset:
                 log.info("replica_fetcher.reset topic_partition=%s-%d to the leader's log start offset %d",
