@@ -288,3 +288,27 @@ def test_a_follower_behind_the_leaders_log_start_starts_over_there(cluster):
     partition = cluster.replica(3, topic)
     assert partition.log.log_start_offset == 8
     wait_until(lambda: cluster.state(topic).isr == (1, 2, 3), what="broker 3 to rejoin the ISR")
+
+
+def test_a_new_leader_deduplicates_an_idempotent_retry(cluster):
+    topic = unique_topic("dedup")
+    cluster.create_topic(topic)
+
+    def batch(sequence: int, value: bytes) -> bytes:
+        return build_batch([Record(0, 0, None, value)], producer_id=4242, producer_epoch=0,
+                           base_sequence=sequence)
+
+    with Client(cluster.bootstrap(1)) as client:
+        assert client.produce(topic, 0, batch(0, b"first")).base_offset == 0
+        assert client.produce(topic, 0, batch(1, b"second")).base_offset == 1
+    # The leader dies after appending "second" (say the producer never saw the answer); broker 2 leads.
+    cluster.elect(topic, 0, 2, isr=(2, 3))
+    with Client(cluster.bootstrap(2)) as client:
+        # The producer's retry of "second" to the new leader: answered with its offset, not appended again,
+        # because broker 2 rebuilt the producer's sequence numbers from the replicated batches.
+        assert client.produce(topic, 0, batch(1, b"second")).base_offset == 1
+        assert client.produce(topic, 0, batch(2, b"third")).base_offset == 2
+        with pytest.raises(ClientError) as gap:
+            client.produce(topic, 0, batch(5, b"gap"))
+        assert gap.value.error_code == ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER
+    assert cluster.offsets(2, topic) == (3, 3)
