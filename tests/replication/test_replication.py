@@ -312,3 +312,31 @@ def test_a_new_leader_deduplicates_an_idempotent_retry(cluster):
             client.produce(topic, 0, batch(5, b"gap"))
         assert gap.value.error_code == ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER
     assert cluster.offsets(2, topic) == (3, 3)
+
+
+def test_a_follower_fetch_reads_past_the_high_watermark_and_a_consumer_does_not(cluster):
+    topic = unique_topic("fetchv15")
+    metadata = cluster.create_topic(topic)
+    with Client(cluster.bootstrap(1)) as client:
+        client.produce(topic, 0, build_batch([Record(0, 0, None, b"committed")]), acks=-1)
+    cluster.stop(3)  # still in the ISR for replica.lag.time.max.ms: the next record stays uncommitted
+    request_type = messages.FetchRequest
+
+    def fetch(replica_id: int) -> object:
+        return request_type(
+            replica_state=request_type.ReplicaState(replica_id=replica_id, replica_epoch=-1), max_wait_ms=0,
+            min_bytes=0, max_bytes=1 << 20, isolation_level=0, session_id=0, session_epoch=-1,
+            topics=[request_type.FetchTopic(topic_id=metadata.topic_id, partitions=[request_type.FetchPartition(
+                partition=0, current_leader_epoch=0, fetch_offset=1, last_fetched_epoch=-1, log_start_offset=0,
+                partition_max_bytes=1 << 20)])], forgotten_topics_data=[], rack_id="")
+
+    with Client(cluster.bootstrap(1)) as client:
+        client.produce(topic, 0, build_batch([Record(0, 0, None, b"pending")]), acks=1)
+        if 3 not in cluster.state(topic).isr:
+            pytest.skip("the ISR shrank before the fetch (a very slow machine)")
+        as_follower = client.send(1, fetch(2), 15).responses[0].partitions[0]   # ReplicaState (KIP-903)
+        as_consumer = client.send(1, fetch(-1), 15).responses[0].partitions[0]
+    assert as_follower.error_code == as_consumer.error_code == 0
+    assert as_follower.high_watermark == as_consumer.high_watermark == 1
+    assert len(as_follower.records) > 0  # offset 1, beyond the high watermark
+    assert not as_consumer.records
