@@ -131,6 +131,10 @@ def test_high_watermark_waits_for_the_isr_then_a_stopped_follower_is_dropped_and
     if 3 in cluster.state(topic).isr:  # (a very slow machine may have shrunk the ISR already)
         # ... then the high watermark does not pass it: broker 3, in the ISR, lacks it.
         assert (hw, leo) == (2, 3)
+    with Client(cluster.bootstrap(1)) as client:  # broker 3 is gone from the brokers, offline in the partition
+        metadata = client.metadata([topic])
+    assert sorted(b.node_id for b in metadata.brokers) == [1, 2]
+    assert metadata.topics[0].partitions[0].offline_replicas == [3]
     # After replica.lag.time.max.ms the leader drops broker 3 from the ISR, and the record commits.
     wait_until(lambda: cluster.state(topic).isr == (1, 2), what="the ISR to shrink to (1, 2)")
     wait_until(lambda: cluster.offsets(1, topic) == (3, 3), what="the high watermark to reach 3")
