@@ -344,3 +344,58 @@ def test_a_follower_fetch_reads_past_the_high_watermark_and_a_consumer_does_not(
     assert as_follower.high_watermark == as_consumer.high_watermark == 1
     assert len(as_follower.records) > 0  # offset 1, beyond the high watermark
     assert not as_consumer.records
+
+
+def test_repeatedly_stopping_the_leader_under_load_loses_and_duplicates_nothing(cluster):
+    topic = unique_topic("churn")
+    cluster.create_topic(topic, partitions=3, configs=MIN_ISR_2)
+    producer = _confluent_producer(cluster.bootstrap(1, 2, 3), **{"message.timeout.ms": 120000})
+    acked: dict[bytes, tuple[int, int]] = {}
+    errors = []
+
+    def report(err, msg):
+        if err is not None:
+            errors.append(err)
+        else:
+            acked[msg.value()] = (msg.partition(), msg.offset())
+
+    sent = 0
+
+    def produce(count: int) -> None:
+        nonlocal sent
+        for _ in range(count):
+            producer.produce(topic, value=str(sent).encode(), partition=sent % 3, on_delivery=report)
+            producer.poll(0)
+            sent += 1
+
+    for round_ in range(6):
+        produce(200)
+        index = round_ % 3
+        state = cluster.state(topic, index)
+        # The leader goes down; the controller elects the next ISR member; the old leader comes back.
+        cluster.stop(state.leader)
+        survivors = tuple(r for r in state.isr if r != state.leader)
+        cluster.elect(topic, index, survivors[0], isr=survivors)
+        produce(200)
+        cluster.start(state.leader)
+
+
+        def isr_full(i: int = index) -> bool:
+            producer.poll(0.05)  # deliveries go on meanwhile
+            return len(cluster.state(topic, i).isr) == 3
+
+        wait_until(isr_full, what=f"partition {index}'s ISR to return to 3 replicas")
+    assert producer.flush(DEADLINE_S) == 0
+    assert not errors, errors
+    assert len(acked) == sent
+    consumer = clients.track(Consumer({"bootstrap.servers": cluster.bootstrap(), "group.id": unique_topic("g"),
+                                       "enable.auto.commit": False}))
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(3)])
+    read: dict[bytes, tuple[int, int]] = {}
+    deadline = time.monotonic() + DEADLINE_S
+    while len(read) < sent and time.monotonic() < deadline:
+        msg = consumer.poll(0.2)
+        if msg is not None and not msg.error():
+            assert msg.value() not in read, f"{msg.value()!r} read twice"
+            read[msg.value()] = (msg.partition(), msg.offset())
+    assert read == acked  # every acknowledged record once, at its acknowledged offset
