@@ -399,3 +399,19 @@ def test_repeatedly_stopping_the_leader_under_load_loses_and_duplicates_nothing(
             assert msg.value() not in read, f"{msg.value()!r} read twice"
             read[msg.value()] = (msg.partition(), msg.offset())
     assert read == acked  # every acknowledged record once, at its acknowledged offset
+
+
+def test_a_restarted_leader_keeps_its_checkpointed_high_watermark(cluster):
+    topic = unique_topic("hwcp")
+    cluster.create_topic(topic)
+    with Client(cluster.bootstrap(1)) as client:
+        client.produce(topic, 0, build_batch([Record(0, 0, None, b"committed")]), acks=-1)
+    _caught_up(cluster, topic)
+    cluster.stop(3)  # still in the ISR: what follows is not committed
+    with Client(cluster.bootstrap(1)) as client:
+        client.produce(topic, 0, build_batch([Record(0, 0, None, b"pending")]), acks=1)
+    cluster.stop(1)
+    cluster.start(1)  # opened alone first (HW = LEO), then given its partition state again
+    if 3 in cluster.state(topic).isr:
+        # replication-offset-checkpoint's high watermark, not the log end offset: "pending" is not committed.
+        assert cluster.offsets(1, topic) == (1, 2)

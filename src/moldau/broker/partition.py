@@ -80,6 +80,9 @@ class Partition:
     inflight: PartitionState | None = None
     leader_epoch_start_offset: int = 0
     replica_lag_time_max_ms: int = 30000
+    # The high watermark of replication-offset-checkpoint, kept when single-broker mode moved it to the log
+    # end offset at start: the first partition state applied goes back to it (Kafka restores it on start).
+    checkpointed_high_watermark: int | None = None
 
     # -- role ------------------------------------------------------------------------------------
 

@@ -86,9 +86,12 @@ class ReplicaManager:
         partitions = []
         for index in indexes:
             partition_log = self._open_log(metadata, index, log_config)
+            checkpointed = partition_log.high_watermark
             # One replica, so the ISR is just us: everything appended is committed.
             partition_log.update_high_watermark(partition_log.log_end_offset)
-            partitions.append(self._new_partition(metadata, index, partition_log))
+            partition = self._new_partition(metadata, index, partition_log)
+            partition.checkpointed_high_watermark = checkpointed
+            partitions.append(partition)
         return partitions
 
     def _open_log(self, metadata: TopicMetadata, index: int, log_config: LogConfig) -> Log:
@@ -170,6 +173,10 @@ class ReplicaManager:
             if partition.log is None:
                 log_config = topic_log_config(self.default_log_config, metadata.configs)
                 partition.log = await asyncio.to_thread(self._open_log, metadata, index, log_config)
+            elif current is None and partition.checkpointed_high_watermark is not None:
+                # Led alone until now with HW = LEO; with replicas, only the checkpointed HW is known committed.
+                partition.log.update_high_watermark(partition.checkpointed_high_watermark)
+            partition.checkpointed_high_watermark = None
             self._ensure_isr_checks()
             if state.leader == self.node_id:
                 return self._make_leader(partition, current, state)
