@@ -188,6 +188,15 @@ class ReplicaManager:
         if topic is None:
             topic = Topic(metadata, [])
             self.add_topic(topic)
+        elif topic.topic_id != metadata.topic_id:
+            # The cluster's metadata is the truth: a topic opened from local metadata takes the cluster's id.
+            log.warning("topic %s: id %s replaced by the cluster's %s", metadata.name, topic.topic_id,
+                        metadata.topic_id)
+            self.topics_by_id.pop(topic.topic_id, None)
+            topic.metadata = metadata
+            self.topics_by_id[metadata.topic_id] = topic
+            for partition in topic.partitions:
+                partition.topic_id = metadata.topic_id
         elif metadata.num_partitions > topic.metadata.num_partitions:
             topic.metadata = metadata
         count = max(index + 1, metadata.num_partitions)
