@@ -41,16 +41,22 @@ class ControllerForTests:
         self.topics: dict[str, TopicMetadata] = {}
         self.states: dict[TopicPartition, PartitionState] = {}
         self.alter_calls = 0
+        self.cluster_id = "moldau-replication-test"
+        self.ports: dict[int, int] = {}
         self._lock = threading.Lock()
 
     # -- brokers -----------------------------------------------------------------------------------
 
     def start(self, node_id: int) -> EmbeddedBroker:
-        settings = {"node.id": node_id, "listeners": "PLAINTEXT://127.0.0.1:0",
+        # One cluster id for all (the etcd store will hold it): librdkafka warns of brokers of different clusters.
+        # A restarted broker listens on its old port again, as a real one does (clients keep their bootstrap list).
+        port = self.ports.get(node_id, 0)
+        settings = {"node.id": node_id, "listeners": f"PLAINTEXT://127.0.0.1:{port}", "cluster.id": self.cluster_id,
                     "log.dirs": str(self.root / f"broker-{node_id}"), **self.overrides}
         embedded = EmbeddedBroker(BrokerConfig(settings))
         embedded.start()
         self.brokers[node_id] = embedded
+        self.ports[node_id] = embedded.port
         self.loops[node_id] = embedded.call(_running_loop())
         embedded.broker.replica_manager.alter_partition = self._alter_partition
         registrations = self.registrations()

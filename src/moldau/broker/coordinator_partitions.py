@@ -73,11 +73,11 @@ class ReplicaManagerPartitionWriter:
     # -- CoordinatorLoader ------------------------------------------------------------------------
 
     def log_start_offset(self, topic: str, partition: int) -> int:
-        return self.replica_manager.partition(topic, partition).log.log_start_offset
+        return self.replica_manager.partition(topic, partition).leader_log().log_start_offset
 
     def read_batches(self, topic: str, partition: int) -> Iterator[tuple[bytes, int, RecordBatchHeader]]:
         """Every complete batch up to the high watermark, as ``(data, position, header)``."""
-        log_ = self.replica_manager.partition(topic, partition).log
+        log_ = self.replica_manager.partition(topic, partition).leader_log()
         offset = log_.log_start_offset
         end = log_.high_watermark
         while offset < end:

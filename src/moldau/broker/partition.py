@@ -84,6 +84,9 @@ class Partition:
     # Kafka's `isReplicaIsrEligible`: only a live (registered) broker may join the ISR or hold back the high
     # watermark while it catches up; a dead follower's last fetch must not bring it back.
     is_eligible: Callable[[int], bool] = lambda replica_id: True
+    # The high watermark of replication-offset-checkpoint, kept when single-broker mode moved it to the log
+    # end offset at start: the first partition state applied goes back to it (Kafka restores it on start).
+    checkpointed_high_watermark: int | None = None
 
     # -- role ------------------------------------------------------------------------------------
 

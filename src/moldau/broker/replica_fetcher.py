@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from moldau.protocol import api, messages
 from moldau.protocol.errors import ErrorCode
+from moldau.protocol.records import read_batch_header
 from moldau.storage.errors import StorageError, UnexpectedAppendOffsetError
 from moldau.storage.leader_epoch_file_cache import UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET
 
@@ -71,15 +72,17 @@ class LeaderConnection:
 
     async def send(self, api_key: int, version: int, body: Any, extra_timeout_s: float = 0.0) -> Any:
         try:
-            if self._writer is None:
-                self._reader, self._writer = await asyncio.wait_for(
-                    asyncio.open_connection(self.host, self.port), self.timeout_s)
-            assert self._reader is not None
+            if self._writer is None or self._reader is None:
+                reader, writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port),
+                                                        self.timeout_s)
+                self._reader, self._writer = reader, writer
+            else:
+                reader, writer = self._reader, self._writer
             self._correlation_id += 1
-            self._writer.write(api.encode_request(api_key, version, self._correlation_id, self.client_id, body))
-            await self._writer.drain()
-            size_bytes = await asyncio.wait_for(self._reader.readexactly(4), self.timeout_s + extra_timeout_s)
-            frame = await asyncio.wait_for(self._reader.readexactly(_SIZE.unpack(size_bytes)[0]), self.timeout_s)
+            writer.write(api.encode_request(api_key, version, self._correlation_id, self.client_id, body))
+            await writer.drain()
+            size_bytes = await asyncio.wait_for(reader.readexactly(4), self.timeout_s + extra_timeout_s)
+            frame = await asyncio.wait_for(reader.readexactly(_SIZE.unpack(size_bytes)[0]), self.timeout_s)
         except (OSError, asyncio.IncompleteReadError, TimeoutError) as exc:
             self.close()
             raise LeaderUnavailable(f"{self.host}:{self.port}: {exc!r}") from None
@@ -223,6 +226,10 @@ class ReplicaFetcher:
                 log.exception("replica_fetcher.failed leader=%d; retrying", self.leader_id)
                 await asyncio.sleep(self.backoff_s)
 
+    def _current(self, state: FetchState) -> bool:
+        """Still fetched here with this epoch (not removed, re-added or made leader while we awaited)?"""
+        return self.partitions.get((state.partition.topic, state.partition.index)) is state
+
     def _ready(self, truncating: bool) -> list[FetchState]:
         now = time.monotonic()
         return [s for s in self.partitions.values() if s.truncating == truncating and s.delayed_until <= now]
@@ -237,7 +244,7 @@ class ReplicaFetcher:
         if not states:
             return
         by_topic: dict[str, list[Any]] = {}
-        asked: dict[tuple[str, int], int] = {}
+        asked: dict[tuple[str, int], tuple[FetchState, int]] = {}
         for state in states:
             partition_log = state.partition.log
             if partition_log is None:
@@ -246,7 +253,7 @@ class ReplicaFetcher:
             if latest is None:  # nothing to compare: the high watermark is safe
                 self._truncation_done(state, partition_log.high_watermark)
                 continue
-            asked[(state.partition.topic, state.partition.index)] = latest
+            asked[(state.partition.topic, state.partition.index)] = (state, latest)
             by_topic.setdefault(state.partition.topic, []).append(
                 messages.OffsetForLeaderEpochRequest.OffsetForLeaderPartition(
                     partition=state.partition.index, current_leader_epoch=state.leader_epoch, leader_epoch=latest))
@@ -258,14 +265,14 @@ class ReplicaFetcher:
         response = await connection.send(OFFSET_FOR_LEADER_EPOCH, OFFSET_FOR_LEADER_EPOCH_VERSION, request)
         for topic in response.topics:
             for result in topic.partitions:
-                state = self.partitions.get((topic.topic, result.partition))
-                if state is None or not state.truncating:
-                    continue
+                key = (topic.topic, result.partition)
+                state, latest = asked[key]
+                if self.partitions.get(key) is not state or not state.truncating:
+                    continue  # removed or re-added (a newer epoch) while we asked: it asks again
                 if result.error_code != ErrorCode.NONE:
                     self._on_partition_error(state, ErrorCode(result.error_code), "OffsetForLeaderEpoch")
                     continue
-                self._truncate_to_epoch_end(state, asked[(topic.topic, result.partition)], result.leader_epoch,
-                                            result.end_offset)
+                self._truncate_to_epoch_end(state, latest, result.leader_epoch, result.end_offset)
 
     def _truncate_to_epoch_end(self, state: FetchState, asked_epoch: int, leader_epoch: int,
                                leader_end_offset: int) -> None:
@@ -329,10 +336,10 @@ class ReplicaFetcher:
             raise LeaderUnavailable(f"Fetch failed with {ErrorCode(response.error_code).name}")
         for topic in response.responses:
             for data in topic.partitions:
-                state = self.partitions.get((topic.topic, data.partition_index))
-                if state is None or state.truncating:
+                fetched = self.partitions.get((topic.topic, data.partition_index))
+                if fetched is None or fetched.truncating:
                     continue  # removed or re-added while the fetch was in flight
-                await self._process(connection, state, data)
+                await self._process(connection, fetched, data)
         return True
 
     async def _process(self, connection: LeaderConnection, state: FetchState, data: Any) -> None:
@@ -351,8 +358,19 @@ class ReplicaFetcher:
             try:
                 info = partition_log.append_as_follower(records)
             except UnexpectedAppendOffsetError:
-                state.truncating = True  # our log moved under us (a truncation): start over
-                return
+                first = read_batch_header(records)
+                end = partition_log.log_end_offset
+                if not (end == partition_log.log_start_offset and first.base_offset < end <= first.last_offset):
+                    log.warning("replica_fetcher.unexpected_offset topic_partition=%s-%d first_offset=%d "
+                                "log_end_offset=%d; truncating again", state.partition.topic,
+                                state.partition.index, first.base_offset, end)
+                    state.truncating = True  # our log moved under us (a truncation): start over
+                    self._delay(state)
+                    return
+                # Kafka's Partition.appendRecordsToFollowerOrFutureReplica: the leader's log start offset falls
+                # inside the first batch we fetched into an empty log, so our log starts at that batch.
+                partition_log.truncate_fully_and_start_at(first.base_offset, end)
+                info = partition_log.append_as_follower(records)
             except StorageError as exc:
                 log.error("replica_fetcher.append_failed topic_partition=%s-%d: %s", state.partition.topic,
                           state.partition.index, exc)
@@ -372,13 +390,13 @@ class ReplicaFetcher:
         partition_log = partition.log
         assert partition_log is not None
         leader_end = await self._leader_offset(connection, state, LATEST)
-        if leader_end is None:
+        if leader_end is None or not self._current(state):
             return
         if leader_end < partition_log.log_end_offset:
             self._truncate_log(state, leader_end)
         else:
             leader_start = await self._leader_offset(connection, state, EARLIEST)
-            if leader_start is None:
+            if leader_start is None or not self._current(state):
                 return
             if leader_start > partition_log.log_end_offset or leader_start > state.fetch_offset:
                 log.info("replica_fetcher.reset topic_partition=%s-%d to the leader's log start offset %d",

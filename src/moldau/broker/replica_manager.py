@@ -86,9 +86,12 @@ class ReplicaManager:
         partitions = []
         for index in indexes:
             partition_log = self._open_log(metadata, index, log_config)
+            checkpointed = partition_log.high_watermark
             # One replica, so the ISR is just us: everything appended is committed.
             partition_log.update_high_watermark(partition_log.log_end_offset)
-            partitions.append(self._new_partition(metadata, index, partition_log))
+            partition = self._new_partition(metadata, index, partition_log)
+            partition.checkpointed_high_watermark = checkpointed
+            partitions.append(partition)
         return partitions
 
     def _open_log(self, metadata: TopicMetadata, index: int, log_config: LogConfig) -> Log:
@@ -174,6 +177,10 @@ class ReplicaManager:
             if partition.log is None:
                 log_config = topic_log_config(self.default_log_config, metadata.configs)
                 partition.log = await asyncio.to_thread(self._open_log, metadata, index, log_config)
+            elif current is None and partition.checkpointed_high_watermark is not None:
+                # Led alone until now with HW = LEO; with replicas, only the checkpointed HW is known committed.
+                partition.log.update_high_watermark(partition.checkpointed_high_watermark)
+            partition.checkpointed_high_watermark = None
             self._ensure_isr_checks()
             if state.leader == self.node_id:
                 return self._make_leader(partition, current, state)
@@ -185,6 +192,15 @@ class ReplicaManager:
         if topic is None:
             topic = Topic(metadata, [])
             self.add_topic(topic)
+        elif topic.topic_id != metadata.topic_id:
+            # The cluster's metadata is the truth: a topic opened from local metadata takes the cluster's id.
+            log.warning("topic %s: id %s replaced by the cluster's %s", metadata.name, topic.topic_id,
+                        metadata.topic_id)
+            self.topics_by_id.pop(topic.topic_id, None)
+            topic.metadata = metadata
+            self.topics_by_id[metadata.topic_id] = topic
+            for partition in topic.partitions:
+                partition.topic_id = metadata.topic_id
         elif metadata.num_partitions > topic.metadata.num_partitions:
             topic.metadata = metadata
         count = max(index + 1, metadata.num_partitions)

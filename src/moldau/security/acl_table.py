@@ -85,6 +85,7 @@ PER_RESOURCE = {
     19: "CreateTopics: CREATE on the cluster or on each topic",
     20: "DeleteTopics: DELETE on each topic",
     21: "DeleteRecords: DELETE on each topic",
+    23: "OffsetForLeaderEpoch: DESCRIBE on each topic (followers: CLUSTER_ACTION)",
     24: "AddPartitionsToTxn: WRITE on each topic",
     28: "TxnOffsetCommit: READ on each topic",
     32: "DescribeConfigs: DESCRIBE_CONFIGS on the cluster or each topic",

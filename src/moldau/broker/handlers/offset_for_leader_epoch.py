@@ -11,7 +11,7 @@ from __future__ import annotations
 from moldau.broker.errors import ApiError
 from moldau.protocol import messages
 from moldau.protocol.errors import ErrorCode
-from moldau.security.acl import AclOperation, ResourceType
+from moldau.security.acl import CLUSTER_NAME, AclOperation, ResourceType
 
 API_KEY = 23
 UNDEFINED = -1
@@ -21,9 +21,13 @@ Response = messages.OffsetForLeaderEpochResponse
 async def handle(conn, header, request: messages.OffsetForLeaderEpochRequest) -> Response:
     manager = conn.broker.replica_manager
     topics = []
+    # Kafka: a follower (replica id >= 0) needs CLUSTER_ACTION on the cluster, a consumer DESCRIBE on the topic.
+    follower = header.api_version >= 3 and request.replica_id >= 0
+    cluster_action = follower and conn.session.allowed(AclOperation.CLUSTER_ACTION, ResourceType.CLUSTER,
+                                                       CLUSTER_NAME)
     for topic in request.topics:
-        # Kafka: a follower (replica id >= 0) needs CLUSTER_ACTION, a consumer DESCRIBE on the topic.
-        allowed = conn.session.allowed(AclOperation.DESCRIBE, ResourceType.TOPIC, topic.topic)
+        allowed = cluster_action if follower else \
+            conn.session.allowed(AclOperation.DESCRIBE, ResourceType.TOPIC, topic.topic)
         partitions = []
         for p in topic.partitions:
             result = Response.EpochEndOffset(error_code=ErrorCode.NONE, partition=p.partition,
