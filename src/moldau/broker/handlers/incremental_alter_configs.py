@@ -33,7 +33,7 @@ def _merged(broker, resource) -> dict[str, str]:
 
 async def handle(conn, header, request: messages.IncrementalAlterConfigsRequest) -> Response:
     broker = conn.broker
-    responses = alter_resources(broker.config_manager, request.resources, lambda r: _merged(broker, r),
+    responses = await alter_resources(broker.config_manager, request.resources, lambda r: _merged(broker, r),
                                 request.validate_only, Response.AlterConfigsResourceResponse,
                                 "incremental alter configs", conn.session)
     return Response(throttle_time_ms=0, responses=responses)
