@@ -10,6 +10,7 @@ is down, and restarts it: it takes the cluster's state from etcd.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,10 +37,20 @@ from confluent_kafka.admin import (
 from moldau.client.client import Client
 from moldau.client.security import ClientSecurity
 from moldau.client.security_admin import alter_quota, describe_quotas
+from moldau.cluster.config_store import EtcdConfigStore
 from moldau.cluster.etcd_server import find_etcd
+from moldau.cluster.etcd_store import EtcdClusterStore
+from moldau.cluster.image import ConfigChanged
 from moldau.protocol.errors import ErrorCode
-from moldau.security.authorizer import STANDARD_AUTHORIZER
+from moldau.security.acl import AclBinding as MoldauAcl
+from moldau.security.acl import AclOperation as MoldauOp
+from moldau.security.acl import AclPermissionType as MoldauPerm
+from moldau.security.acl import PatternType as MoldauPattern
+from moldau.security.acl import ResourceType as MoldauResource
+from moldau.security.authorizer import STANDARD_AUTHORIZER, StandardAuthorizer
+from moldau.security.principal import KafkaPrincipal
 from moldau.testing_cluster import ClusterBroker, RunningCluster, running_cluster
+from tests.cluster.events import until
 from tests.fixtures import wait_until
 
 pytestmark = pytest.mark.skipif(find_etcd() is None, reason="etcd is not installed (apt-get install etcd-server)")
@@ -275,6 +286,12 @@ def test_client_quotas_altered_through_one_broker_are_seen_by_every_broker(clust
 def test_a_broker_restarted_later_takes_every_change_from_etcd(cluster: RunningCluster) -> None:
     create_topic(cluster, "late")
     cluster.stop(3)
+
+    def controller_alive() -> bool:  # admin requests go to the controller: not the stopped broker's
+        with Client(cluster.broker(1).bootstrap_servers, timeout=10) as client:
+            return client.metadata([]).controller_id in (1, 2)
+
+    wait_until(controller_alive, PROPAGATION_S, "a live controller")
     create_scram_user_confluent(cluster.broker(1), "dave", "dave-secret")
     binding = AclBinding(ResourceType.TOPIC, "late", ResourcePatternType.LITERAL, "User:dave", "*",
                          AclOperation.DESCRIBE, AclPermissionType.ALLOW)
@@ -298,6 +315,46 @@ def test_a_broker_restarted_later_takes_every_change_from_etcd(cluster: RunningC
     finally:
         with Client(cluster.broker(1).bootstrap_servers, timeout=10) as client:
             client.incremental_alter_configs(BROKER_TYPE, "", [("log.retention.bytes", DELETE, None)])
+
+
+async def test_concurrent_acl_creations_through_two_brokers_all_land(etcd_url: str) -> None:
+    """Two brokers' authorizers write the one ACL list at once: compare-and-set keeps every binding, and
+    each broker's authorizer reloads the other's through the watch (as ClusterMember forwards it)."""
+    stores = [await EtcdClusterStore.connect(etcd_url) for _ in range(2)]
+    try:
+        configs = [EtcdConfigStore() for _ in stores]
+        authorizers = [StandardAuthorizer(c, frozenset(), allow_if_no_acl=False) for c in configs]
+        forwarders = []
+        for store, config in zip(stores, configs, strict=True):
+            config.attach(store)
+            events = store.subscribe()
+
+            async def forward(events=events, config=config) -> None:
+                while True:
+                    event = await events.get()
+                    if isinstance(event, ConfigChanged):
+                        config.changed(event.kind, event.name)
+
+            forwarders.append(asyncio.get_running_loop().create_task(forward()))
+
+        def acl(side: int, i: int) -> MoldauAcl:
+            return MoldauAcl(MoldauResource.TOPIC, f"t{side}-{i}", MoldauPattern.LITERAL, f"User:u{side}", "*",
+                             MoldauOp.READ, MoldauPerm.ALLOW)
+
+        await asyncio.gather(*(authorizers[side].create([acl(side, i)]) for i in range(10) for side in (0, 1)))
+        await until(stores[0], lambda: len(stores[0].image.security["acls"]) == 20, what="20 ACLs in the image")
+        for authorizer in authorizers:
+            deadline = time.monotonic() + PROPAGATION_S
+            while len(authorizer.acls()) != 20 and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)  # the forwarder task applies the watch's events
+            assert len(authorizer.acls()) == 20
+        assert authorizers[1].authorize(KafkaPrincipal("User", "u0"), "h", MoldauOp.READ, MoldauResource.TOPIC,
+                                        "t0-3")
+        for task in forwarders:
+            task.cancel()
+    finally:
+        for store in stores:
+            await store.close()
 
 
 def test_cluster_members_keep_no_local_copy_of_configs_or_security(cluster: RunningCluster) -> None:

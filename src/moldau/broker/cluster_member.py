@@ -83,6 +83,7 @@ class ClusterMember:
             # Dynamic broker configs, ACLs, SCRAM users and quotas from the image: before any partition
             # opens (its log takes the cluster's dynamic defaults) and before any client is served.
             config_store.attach(self.store)
+            self.broker._load_dynamic_keystores()  # this node's dynamic listener keystores, kept in etcd
         local = self.broker.store.cluster_id
         from moldau.broker.server import new_cluster_id
 
