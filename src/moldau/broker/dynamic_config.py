@@ -44,6 +44,8 @@ TOPIC, BROKER = 2, 4  # Kafka's ConfigResource.Type ids
 SET, DELETE, APPEND, SUBTRACT = 0, 1, 2, 3  # IncrementalAlterConfigs' OpType
 OP_NAMES = {SET: "SET", DELETE: "DELETE", APPEND: "APPEND", SUBTRACT: "SUBTRACT"}
 CLUSTER_DEFAULT = ""
+# A resource's new config set computed from its current one (AlterConfigs ignores it: the set is replaced).
+ConfigChange = Callable[[Mapping[str, str]], dict[str, str]]
 
 # Broker configs that can change at run time (Kafka's DynamicBrokerConfig: DynamicLogConfig, the log
 # cleaner's reconfigurable configs, DynamicThreadPool); every other broker config is read-only.
@@ -163,17 +165,23 @@ class ConfigManager:
 
     # -- topics --------------------------------------------------------------------------------------------
 
-    async def alter_topic(self, name: str, configs: dict[str, str], validate_only: bool) -> None:
-        """Replace the topic's overrides with `configs` (already merged for incremental alters)."""
+    async def alter_topic(self, name: str, new_configs: ConfigChange, validate_only: bool) -> None:
+        """Replace the topic's overrides with `new_configs(current overrides)`: the whole set for AlterConfigs,
+        the current set merged with the operations for IncrementalAlterConfigs. The store calls it with the
+        stored set inside its compare-and-set, so concurrent alters through other brokers are merged, not lost."""
         topic = self.replica_manager.topics.get(name)
         if topic is None:
             raise ApiError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
                            f"The topic '{name}' does not exist.")
-        try:
-            checked = validate_topic_configs(configs)
-        except ConfigError as exc:
-            raise ApiError(ErrorCode.INVALID_CONFIG, str(exc)) from None
+
+        def checked(current: Mapping[str, str]) -> dict[str, str]:
+            try:
+                return validate_topic_configs(new_configs(current))
+            except ConfigError as exc:
+                raise ApiError(ErrorCode.INVALID_CONFIG, str(exc)) from None
+
         if validate_only:
+            checked(topic.metadata.configs)
             return
         try:
             metadata = await self.store.update_topic_configs(topic.metadata, checked)
@@ -182,21 +190,28 @@ class ConfigManager:
         # The stored topic (in a cluster, its partition count may have grown meanwhile); the watch brings the
         # same change again, harmlessly (cluster_member._topic_configs_changed).
         topic.metadata = replace(topic.metadata, configs=metadata.configs)
-        log_config = topic_log_config(self.replica_manager.default_log_config, checked)
+        log_config = topic_log_config(self.replica_manager.default_log_config, metadata.configs)
         for partition in topic.partitions:
             if partition.log is not None:  # None: a partition of the cluster this broker hosts no replica of
                 partition.log.update_config(log_config)
-        log.info("altered configs of topic %s: %s", name, checked)
+        log.info("altered configs of topic %s: %s", name, metadata.configs)
 
     # -- brokers -------------------------------------------------------------------------------------------
 
-    async def alter_broker(self, resource_name: str | None, configs: dict[str, str], validate_only: bool) -> None:
+    async def alter_broker(self, resource_name: str | None, new_configs: ConfigChange, validate_only: bool) -> None:
+        """The broker resource's configs become `new_configs(current configs)`, merged in the store as topics."""
         resource = broker_resource(resource_name, self.node_id)
-        try:
-            for key, raw in configs.items():
-                parse_broker_config(key, raw)
-        except ConfigError as exc:
-            raise ApiError(ErrorCode.INVALID_CONFIG, str(exc)) from None
+
+        def checked(current: Mapping[str, str]) -> dict[str, str]:
+            configs = new_configs(current)
+            try:
+                for key, raw in configs.items():
+                    parse_broker_config(key, raw)
+            except ConfigError as exc:
+                raise ApiError(ErrorCode.INVALID_CONFIG, str(exc)) from None
+            return configs
+
+        configs = checked(self.store.broker_configs().get(resource, {}))
         keystores = {k: v for k, v in configs.items() if listener_keystore_config(k) is not None}
         if keystores and self.keystore_hook is not None:
             try:
@@ -205,7 +220,7 @@ class ConfigManager:
                 raise ApiError(ErrorCode.INVALID_CONFIG, str(exc)) from None
         if validate_only:
             return
-        await self.store.update_broker_configs(resource, lambda _current: dict(configs))  # -> _changed
+        configs = await self.store.update_broker_configs(resource, checked)  # -> _changed on every broker
         if keystores and self.keystore_hook is not None:
             self.keystore_hook(keystores, False)
         log.info("altered dynamic broker configs of %s: %s", resource or "<cluster default>", masked(configs))
@@ -233,19 +248,24 @@ def duplicate_resources(resources) -> set[tuple[int, str]]:
     return {key for key, count in counts.items() if count > 1}
 
 
-async def alter(manager, resource_type: int, resource_name: str, configs: dict[str, str],
+def _replacing(configs: Mapping[str, str]) -> ConfigChange:
+    return lambda _current: dict(configs)
+
+
+async def alter(manager, resource_type: int, resource_name: str, change: ConfigChange,
                 validate_only: bool) -> None:
     if resource_type == TOPIC:
-        await manager.alter_topic(resource_name, configs, validate_only)
+        await manager.alter_topic(resource_name, change, validate_only)
     elif resource_type == BROKER:
-        await manager.alter_broker(resource_name, configs, validate_only)
+        await manager.alter_broker(resource_name, change, validate_only)
     else:
         raise ApiError(ErrorCode.INVALID_REQUEST, f"Unsupported resource type: {resource_type}")
 
 
 async def alter_resources(manager, resources, new_configs, validate_only: bool, result_type, what: str,
-                    session=None) -> list:
-    """AlterConfigs and IncrementalAlterConfigs alike: each resource gets `new_configs(resource)` or an error.
+                          session=None) -> list:
+    """AlterConfigs and IncrementalAlterConfigs alike: each resource gets `new_configs(resource)` (a
+    ConfigChange, or the whole new set) or an error.
 
     With a `session`, each resource needs ALTER_CONFIGS on its topic (or on the cluster for brokers).
     """
@@ -261,7 +281,10 @@ async def alter_resources(manager, resources, new_configs, validate_only: bool, 
                 AclOperation.ALTER_CONFIGS, resource.resource_type, resource.resource_name)
             if refused:
                 raise ApiError(refused)
-            await alter(manager, resource.resource_type, resource.resource_name, new_configs(resource), validate_only)
+            change = new_configs(resource)
+            if not callable(change):
+                change = _replacing(change)
+            await alter(manager, resource.resource_type, resource.resource_name, change, validate_only)
         except ApiError as exc:
             result.error_code, result.error_message = exc.error_code, exc.message
             log.info("%s of %d:%r failed: %s", what, resource.resource_type, resource.resource_name, exc)

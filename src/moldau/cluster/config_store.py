@@ -53,7 +53,8 @@ class ConfigStore(Protocol):
     async def update_broker_configs(self, resource: str,
                                     change: Callable[[dict[str, str]], dict[str, str]]) -> dict[str, str]: ...
 
-    async def update_topic_configs(self, metadata: TopicMetadata, configs: dict[str, str]) -> TopicMetadata: ...
+    async def update_topic_configs(self, metadata: TopicMetadata,
+                                   change: Callable[[dict[str, str]], dict[str, str]]) -> TopicMetadata: ...
 
     def subscribe(self, listener: ConfigListener) -> None: ...
 
@@ -116,12 +117,13 @@ class LocalConfigStore(_Listeners):
         self.changed(BROKERS, resource)
         return new
 
-    async def update_topic_configs(self, metadata: TopicMetadata, configs: dict[str, str]) -> TopicMetadata:
+    async def update_topic_configs(self, metadata: TopicMetadata,
+                                   change: Callable[[dict[str, str]], dict[str, str]]) -> TopicMetadata:
         async with self._lock(f"topics/{metadata.name}"):
             stored = self.local.topics().get(metadata.name)
             if stored is None:
                 raise UnknownTopicError(f"Topic '{metadata.name}' does not exist.")
-            new = replace(stored, configs=dict(configs))
+            new = replace(stored, configs=change(dict(stored.configs)))
             await asyncio.to_thread(self.local.update_topic, new)
         return new
 
@@ -164,12 +166,13 @@ class EtcdConfigStore(_Listeners):
         self.changed(BROKERS, resource)
         return dict(new or {})
 
-    async def update_topic_configs(self, metadata: TopicMetadata, configs: dict[str, str]) -> TopicMetadata:
+    async def update_topic_configs(self, metadata: TopicMetadata,
+                                   change: Callable[[dict[str, str]], dict[str, str]]) -> TopicMetadata:
         """Only the topic's configs change: a CreatePartitions racing on another broker keeps its count."""
         def changed(current: Any) -> Any:
             if current is None:
                 raise UnknownTopicError(f"Topic '{metadata.name}' does not exist.")
-            return {**current, "configs": dict(configs)}
+            return {**current, "configs": change(dict(current.get("configs", {})))}
 
         stored = await self._attached().update_json(f"{keys.TOPICS}{metadata.name}", changed)
         return keys.topic_from_json(json.dumps(stored).encode())
@@ -200,5 +203,6 @@ class MemoryConfigStore(_Listeners):
         self.changed(BROKERS, resource)
         return self.brokers[resource]
 
-    async def update_topic_configs(self, metadata: TopicMetadata, configs: dict[str, str]) -> TopicMetadata:
-        return replace(metadata, configs=dict(configs))
+    async def update_topic_configs(self, metadata: TopicMetadata,
+                                   change: Callable[[dict[str, str]], dict[str, str]]) -> TopicMetadata:
+        return replace(metadata, configs=change(dict(metadata.configs)))
