@@ -101,3 +101,18 @@ def test_idempotent_write_from_write_on_any_topic():
     a = authorizer(binding("orders", Op.WRITE))
     assert a.authorize_any(ALICE, "h", Op.WRITE, Res.TOPIC)
     assert not authorizer().authorize_any(ALICE, "h", Op.WRITE, Res.TOPIC)
+
+
+def test_concurrent_creations_on_one_broker_all_persist(tmp_path):
+    """The local store writes in a worker thread; writers of one section take turns, so none is lost."""
+    from moldau.cluster.config_store import LocalConfigStore
+    from moldau.cluster.metadata_store import LocalMetadataStore
+
+    async def create_all() -> StandardAuthorizer:
+        a = StandardAuthorizer(LocalConfigStore(LocalMetadataStore(tmp_path)), frozenset(), False)
+        await asyncio.gather(*(a.create([binding(f"t{i}", Op.READ)]) for i in range(20)))
+        return a
+
+    assert len(asyncio.run(create_all()).acls()) == 20
+    reopened = StandardAuthorizer(LocalConfigStore(LocalMetadataStore(tmp_path)), frozenset(), False)
+    assert sorted(acl.resource_name for acl in reopened.acls()) == sorted(f"t{i}" for i in range(20))
