@@ -257,15 +257,15 @@ def running_secure_broker(data_dir: str | Path | None = None, *, users: dict[str
         embedded.users, embedded.ca_location, embedded.listener = users, ca_location, listener
         embedded.start()
         try:
-            _add_scram_users(embedded.broker, users)
+            embedded.call(_add_scram_users(embedded.broker, users))
             yield embedded
         finally:
             embedded.stop()
 
 
-def _add_scram_users(broker: Broker, users: dict[str, str]) -> None:
+async def _add_scram_users(broker: Broker, users: dict[str, str]) -> None:
     from moldau.security.sasl.scram import MECHANISMS, new_credential
 
-    broker.scram_credentials.apply(
+    await broker.scram_credentials.apply(
         [(name, mechanism, new_credential(mechanism, password)) for name, password in users.items()
          for mechanism in MECHANISMS], [])

@@ -65,15 +65,23 @@ class ClusterBroker:
         self.broker_id = broker_id
         self.data_dir = data_dir
         self.port = _free_port()
+        self.sasl_port = _free_port()  # for a second listener: "{sasl_port}" in an override's value
         self.log_path = data_dir.parent / f"broker-{broker_id}.log"
         self.settings = {"node.id": broker_id, "listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
-                         "log.dirs": str(data_dir), "metadata.store": metadata_store, **overrides}
+                         "log.dirs": str(data_dir), "metadata.store": metadata_store}
+        for key, value in overrides.items():
+            self.settings[key] = value.replace("{port}", str(self.port)).replace(
+                "{sasl_port}", str(self.sasl_port)) if isinstance(value, str) else value
         self.process: subprocess.Popen[bytes] | None = None
         self.paused = False
 
     @property
     def bootstrap_servers(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def sasl_bootstrap_servers(self) -> str:
+        return f"127.0.0.1:{self.sasl_port}"
 
     @property
     def running(self) -> bool:
@@ -236,8 +244,10 @@ def running_cluster(brokers: int = 3, *, data_dir: str | Path | None = None,
                     **overrides: Any) -> Iterator[RunningCluster]:
     """One etcd and `brokers` broker processes (ids 1..n) on free loopback ports; stopped on exit.
 
-    `overrides` are broker configs with `_` for `.` (e.g. `min_insync_replicas=2`)."""
-    settings = {k.replace("_", "."): v for k, v in overrides.items()}
+    `overrides` are broker configs with `_` for `.` (e.g. `min_insync_replicas=2`); pass names with dots in
+    `**{...}`. In a value, `{port}` and `{sasl_port}` are each broker's own ports, e.g. `listeners=
+    "PLAINTEXT://127.0.0.1:{port},SASL_PLAINTEXT://127.0.0.1:{sasl_port}"`."""
+    settings = {k if "." in k else k.replace("_", "."): v for k, v in overrides.items()}
     with ExitStack() as stack:
         root = Path(data_dir) if data_dir is not None else Path(stack.enter_context(
             tempfile.TemporaryDirectory(prefix="moldau-cluster-")))

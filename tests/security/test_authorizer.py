@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
 
 import pytest
 
+from moldau.cluster.config_store import MemoryConfigStore
 from moldau.security.acl import (
     AclBinding,
     AclBindingFilter,
@@ -21,25 +22,14 @@ Op, Res, Perm, Pat = AclOperation, ResourceType, AclPermissionType, PatternType
 ALICE = KafkaPrincipal("User", "alice")
 
 
-class MemoryStore:
-    def __init__(self) -> None:
-        self.sections: dict[str, Any] = {}
-
-    def security(self, section: str) -> Any:
-        return self.sections.get(section)
-
-    def set_security(self, section: str, value: Any) -> None:
-        self.sections[section] = value
-
-
 def binding(name: str, op: AclOperation, perm: AclPermissionType = Perm.ALLOW, pattern: PatternType = Pat.LITERAL,
             principal: str = "User:alice", host: str = "*", rtype: ResourceType = Res.TOPIC) -> AclBinding:
     return AclBinding(rtype, name, pattern, principal, host, op, perm)
 
 
 def authorizer(*acls: AclBinding, allow_if_no_acl: bool = False, supers: str = "") -> StandardAuthorizer:
-    result = StandardAuthorizer(MemoryStore(), parse_super_users(supers), allow_if_no_acl)
-    result.create(list(acls))
+    result = StandardAuthorizer(MemoryConfigStore(), parse_super_users(supers), allow_if_no_acl)
+    asyncio.run(result.create(list(acls)))
     return result
 
 
@@ -93,7 +83,8 @@ def test_filters_for_describe_and_delete():
     assert {b.resource_name for b in a.acls(match)} == {"pay", "payments", "*"}
     literal = AclBindingFilter(Res.ANY, "pay", Pat.ANY, None, None, Op.ANY, Perm.ANY)
     assert [b.resource_name for b in a.acls(literal)] == ["pay"]
-    removed = a.delete([AclBindingFilter(Res.TOPIC, None, Pat.LITERAL, "User:alice", None, Op.READ, Perm.ALLOW)])
+    removed = asyncio.run(a.delete([AclBindingFilter(Res.TOPIC, None, Pat.LITERAL, "User:alice", None, Op.READ,
+                                                     Perm.ALLOW)]))
     assert [b.resource_name for b in removed[0]] == ["other"]
     assert len(a.acls()) == 3
 
@@ -110,3 +101,18 @@ def test_idempotent_write_from_write_on_any_topic():
     a = authorizer(binding("orders", Op.WRITE))
     assert a.authorize_any(ALICE, "h", Op.WRITE, Res.TOPIC)
     assert not authorizer().authorize_any(ALICE, "h", Op.WRITE, Res.TOPIC)
+
+
+def test_concurrent_creations_on_one_broker_all_persist(tmp_path):
+    """The local store writes in a worker thread; writers of one section take turns, so none is lost."""
+    from moldau.cluster.config_store import LocalConfigStore
+    from moldau.cluster.metadata_store import LocalMetadataStore
+
+    async def create_all() -> StandardAuthorizer:
+        a = StandardAuthorizer(LocalConfigStore(LocalMetadataStore(tmp_path)), frozenset(), False)
+        await asyncio.gather(*(a.create([binding(f"t{i}", Op.READ)]) for i in range(20)))
+        return a
+
+    assert len(asyncio.run(create_all()).acls()) == 20
+    reopened = StandardAuthorizer(LocalConfigStore(LocalMetadataStore(tmp_path)), frozenset(), False)
+    assert sorted(acl.resource_name for acl in reopened.acls()) == sorted(f"t{i}" for i in range(20))

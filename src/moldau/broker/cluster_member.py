@@ -31,6 +31,7 @@ from moldau.broker.replica_manager import Topic
 from moldau.broker.topic_config import topic_log_config
 from moldau.broker.txn_marker_channel import ClusterMarkerChannel
 from moldau.cluster.cluster_controller import ClusterController
+from moldau.cluster.config_store import EtcdConfigStore
 from moldau.cluster.etcd_store import EtcdClusterStore
 from moldau.cluster.image import (
     BrokerChanged,
@@ -77,6 +78,12 @@ class ClusterMember:
 
     async def connect(self) -> None:
         self.store = await EtcdClusterStore.connect(self.config["metadata.store"])
+        config_store = self.broker.config_store
+        if isinstance(config_store, EtcdConfigStore):
+            # Dynamic broker configs, ACLs, SCRAM users and quotas from the image: before any partition
+            # opens (its log takes the cluster's dynamic defaults) and before any client is served.
+            config_store.attach(self.store)
+            self.broker._load_dynamic_keystores()  # this node's dynamic listener keystores, kept in etcd
         local = self.broker.store.cluster_id
         from moldau.broker.server import new_cluster_id
 
@@ -169,9 +176,13 @@ class ClusterMember:
                 await self._topic_deleted(event.name)
             elif event.name in manager.topics:
                 self._topic_configs_changed(manager.topics[event.name], event.metadata)
+        elif isinstance(event, ConfigChanged):
+            # A dynamic config, ACLs, SCRAM credentials or quotas changed through some broker: the readers
+            # of the config store reload it (the Resynced diff brings these events too).
+            self.broker.config_store.changed(event.kind, event.name)  # type: ignore[attr-defined]
         elif isinstance(event, Resynced):
             await self._apply_image()
-        elif isinstance(event, (ControllerChanged, ConfigChanged)):
+        elif isinstance(event, ControllerChanged):
             pass  # read from the image when needed
 
     async def _partition_changed(self, topic: str, index: int, state: PartitionState) -> None:

@@ -1,9 +1,12 @@
 """Dynamic configs: validate, persist and apply topic and broker config changes without a restart.
 
-Topic overrides live in the topic's metadata; dynamic broker configs in the metadata store under ""
-(the cluster-wide default) or the node id, as Kafka keeps them. Applying a change updates the live
-`Log` configs at once; nothing restarts. Invalid values are refused with INVALID_CONFIG before anything
-is stored (Kafka's `ConfigurationControlManager`).
+Topic overrides live in the topic's metadata; dynamic broker configs in the config store under ""
+(the cluster-wide default) or the node id, as Kafka keeps them. The config store (cluster/config_store.py)
+is the broker's local metadata file, or etcd in a cluster: a change written through any broker reaches
+every broker, which applies it (`_changed`: the dynamic broker layers; topic configs arrive with the
+topic, cluster_member). Applying a change updates the live `Log` configs at once; nothing restarts.
+Invalid values are refused with INVALID_CONFIG before anything is stored (Kafka's
+`ConfigurationControlManager`). Writes are awaited, never blocking the event loop.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from moldau.broker.topic_config import (
     topic_log_config,
     validate_topic_configs,
 )
+from moldau.cluster.metadata_store import UnknownTopicError
 from moldau.errors import MoldauError
 from moldau.protocol.errors import ErrorCode
 from moldau.security.acl import AclOperation
@@ -32,6 +36,7 @@ from moldau.security.config import listener_keystore_config, masked
 
 if TYPE_CHECKING:
     from moldau.broker.replica_manager import ReplicaManager
+    from moldau.cluster.config_store import ConfigStore
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +44,8 @@ TOPIC, BROKER = 2, 4  # Kafka's ConfigResource.Type ids
 SET, DELETE, APPEND, SUBTRACT = 0, 1, 2, 3  # IncrementalAlterConfigs' OpType
 OP_NAMES = {SET: "SET", DELETE: "DELETE", APPEND: "APPEND", SUBTRACT: "SUBTRACT"}
 CLUSTER_DEFAULT = ""
+# A resource's new config set computed from its current one (AlterConfigs ignores it: the set is replaced).
+ConfigChange = Callable[[Mapping[str, str]], dict[str, str]]
 
 # Broker configs that can change at run time (Kafka's DynamicBrokerConfig: DynamicLogConfig, the log
 # cleaner's reconfigurable configs, DynamicThreadPool); every other broker config is read-only.
@@ -122,13 +129,20 @@ def apply_incremental(resource_type: int, current: Mapping[str, str], defaults: 
 class ConfigManager:
     """Alters topic and broker configs; reads the layers DescribeConfigs reports."""
 
-    def __init__(self, config: BrokerConfig, replica_manager: ReplicaManager) -> None:
+    def __init__(self, config: BrokerConfig, replica_manager: ReplicaManager, store: ConfigStore) -> None:
         self.config = config
         self.replica_manager = replica_manager
-        self.store = replica_manager.store
+        self.store = store
         self.node_id = config.node_id
         # (listener.name.<l>.ssl.keystore.* values, validate_only) -> None; raises when a keystore won't load.
         self.keystore_hook: Callable[[dict[str, str], bool], None] | None = None
+        store.subscribe(self._changed)
+
+    def _changed(self, kind: str, name: str) -> None:
+        """A dynamic broker config changed (here, or through another broker of the cluster): the cluster
+        default and this node's own resource are this broker's layers (Kafka's DynamicBrokerConfig)."""
+        if kind == "brokers" and name in (CLUSTER_DEFAULT, str(self.node_id)):
+            self._apply_broker_layers()
 
     def load(self) -> None:
         """Apply the persisted dynamic broker configs (call before the logs are opened)."""
@@ -151,36 +165,53 @@ class ConfigManager:
 
     # -- topics --------------------------------------------------------------------------------------------
 
-    def alter_topic(self, name: str, configs: dict[str, str], validate_only: bool) -> None:
-        """Replace the topic's overrides with `configs` (already merged for incremental alters)."""
+    async def alter_topic(self, name: str, new_configs: ConfigChange, validate_only: bool) -> None:
+        """Replace the topic's overrides with `new_configs(current overrides)`: the whole set for AlterConfigs,
+        the current set merged with the operations for IncrementalAlterConfigs. The store calls it with the
+        stored set inside its compare-and-set, so concurrent alters through other brokers are merged, not lost."""
         topic = self.replica_manager.topics.get(name)
         if topic is None:
             raise ApiError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
                            f"The topic '{name}' does not exist.")
-        try:
-            checked = validate_topic_configs(configs)
-        except ConfigError as exc:
-            raise ApiError(ErrorCode.INVALID_CONFIG, str(exc)) from None
+
+        def checked(current: Mapping[str, str]) -> dict[str, str]:
+            try:
+                return validate_topic_configs(new_configs(current))
+            except ConfigError as exc:
+                raise ApiError(ErrorCode.INVALID_CONFIG, str(exc)) from None
+
         if validate_only:
+            checked(topic.metadata.configs)
             return
-        metadata = replace(topic.metadata, configs=checked)
-        self.store.update_topic(metadata)
-        topic.metadata = metadata
-        log_config = topic_log_config(self.replica_manager.default_log_config, checked)
+        try:
+            metadata = await self.store.update_topic_configs(topic.metadata, checked)
+        except UnknownTopicError:
+            raise ApiError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"The topic '{name}' does not exist.") from None
+        # The stored topic (in a cluster, its partition count may have grown meanwhile); the watch brings the
+        # same change again, harmlessly (cluster_member._topic_configs_changed).
+        topic.metadata = replace(topic.metadata, configs=metadata.configs)
+        log_config = topic_log_config(self.replica_manager.default_log_config, metadata.configs)
         for partition in topic.partitions:
             if partition.log is not None:  # None: a partition of the cluster this broker hosts no replica of
                 partition.log.update_config(log_config)
-        log.info("altered configs of topic %s: %s", name, checked)
+        log.info("altered configs of topic %s: %s", name, metadata.configs)
 
     # -- brokers -------------------------------------------------------------------------------------------
 
-    def alter_broker(self, resource_name: str | None, configs: dict[str, str], validate_only: bool) -> None:
+    async def alter_broker(self, resource_name: str | None, new_configs: ConfigChange, validate_only: bool) -> None:
+        """The broker resource's configs become `new_configs(current configs)`, merged in the store as topics."""
         resource = broker_resource(resource_name, self.node_id)
-        try:
-            for key, raw in configs.items():
-                parse_broker_config(key, raw)
-        except ConfigError as exc:
-            raise ApiError(ErrorCode.INVALID_CONFIG, str(exc)) from None
+
+        def checked(current: Mapping[str, str]) -> dict[str, str]:
+            configs = new_configs(current)
+            try:
+                for key, raw in configs.items():
+                    parse_broker_config(key, raw)
+            except ConfigError as exc:
+                raise ApiError(ErrorCode.INVALID_CONFIG, str(exc)) from None
+            return configs
+
+        configs = checked(self.store.broker_configs().get(resource, {}))
         keystores = {k: v for k, v in configs.items() if listener_keystore_config(k) is not None}
         if keystores and self.keystore_hook is not None:
             try:
@@ -189,8 +220,7 @@ class ConfigManager:
                 raise ApiError(ErrorCode.INVALID_CONFIG, str(exc)) from None
         if validate_only:
             return
-        self.store.set_broker_configs(resource, configs)
-        self._apply_broker_layers()
+        configs = await self.store.update_broker_configs(resource, checked)  # -> _changed on every broker
         if keystores and self.keystore_hook is not None:
             self.keystore_hook(keystores, False)
         log.info("altered dynamic broker configs of %s: %s", resource or "<cluster default>", masked(configs))
@@ -218,18 +248,24 @@ def duplicate_resources(resources) -> set[tuple[int, str]]:
     return {key for key, count in counts.items() if count > 1}
 
 
-def alter(manager, resource_type: int, resource_name: str, configs: dict[str, str], validate_only: bool) -> None:
+def _replacing(configs: Mapping[str, str]) -> ConfigChange:
+    return lambda _current: dict(configs)
+
+
+async def alter(manager, resource_type: int, resource_name: str, change: ConfigChange,
+                validate_only: bool) -> None:
     if resource_type == TOPIC:
-        manager.alter_topic(resource_name, configs, validate_only)
+        await manager.alter_topic(resource_name, change, validate_only)
     elif resource_type == BROKER:
-        manager.alter_broker(resource_name, configs, validate_only)
+        await manager.alter_broker(resource_name, change, validate_only)
     else:
         raise ApiError(ErrorCode.INVALID_REQUEST, f"Unsupported resource type: {resource_type}")
 
 
-def alter_resources(manager, resources, new_configs, validate_only: bool, result_type, what: str,
-                    session=None) -> list:
-    """AlterConfigs and IncrementalAlterConfigs alike: each resource gets `new_configs(resource)` or an error.
+async def alter_resources(manager, resources, new_configs, validate_only: bool, result_type, what: str,
+                          session=None) -> list:
+    """AlterConfigs and IncrementalAlterConfigs alike: each resource gets `new_configs(resource)` (a
+    ConfigChange, or the whole new set) or an error.
 
     With a `session`, each resource needs ALTER_CONFIGS on its topic (or on the cluster for brokers).
     """
@@ -245,7 +281,10 @@ def alter_resources(manager, resources, new_configs, validate_only: bool, result
                 AclOperation.ALTER_CONFIGS, resource.resource_type, resource.resource_name)
             if refused:
                 raise ApiError(refused)
-            alter(manager, resource.resource_type, resource.resource_name, new_configs(resource), validate_only)
+            change = new_configs(resource)
+            if not callable(change):
+                change = _replacing(change)
+            await alter(manager, resource.resource_type, resource.resource_name, change, validate_only)
         except ApiError as exc:
             result.error_code, result.error_message = exc.error_code, exc.message
             log.info("%s of %d:%r failed: %s", what, resource.resource_type, resource.resource_name, exc)

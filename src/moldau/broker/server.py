@@ -27,6 +27,7 @@ from moldau.broker.producer_id_manager import ProducerIdManager
 from moldau.broker.replica_manager import ReplicaManager
 from moldau.broker.throttling import QuotaEnforcer
 from moldau.broker.topic_config import broker_default_log_config
+from moldau.cluster.config_store import ConfigStore, EtcdConfigStore, LocalConfigStore
 from moldau.cluster.metadata_store import LocalMetadataStore
 from moldau.errors import MoldauError
 from moldau.security.authorizer import STANDARD_AUTHORIZER, StandardAuthorizer, parse_super_users
@@ -75,9 +76,13 @@ class Broker:
         self.listener_security = listener_security(config)
         log_dirs = config.log_dirs
         self.store = LocalMetadataStore(log_dirs[0])
-        self.scram_credentials = ScramCredentialStore(self.store)
-        self.authorizer = new_authorizer(config, self.store)
-        self.quotas = QuotaEnforcer(config, self.store)
+        # Dynamic configs, ACLs, SCRAM credentials and client quotas: this broker's metadata file, or the
+        # cluster's etcd (attached by ClusterMember.connect), behind one interface (cluster/config_store.py).
+        self.config_store: ConfigStore = LocalConfigStore(self.store) if config["metadata.store"] == "local" \
+            else EtcdConfigStore()
+        self.scram_credentials = ScramCredentialStore(self.config_store)
+        self.authorizer = new_authorizer(config, self.config_store)
+        self.quotas = QuotaEnforcer(config, self.config_store)
         self.log_manager = LogManager(log_dirs, broker_default_log_config(config))
         self.replica_manager = ReplicaManager(config, self.log_manager, self.store)
         # `metadata.store=etcd://...`: one broker of a cluster (broker/cluster_member.py); else a single broker.
@@ -101,7 +106,7 @@ class Broker:
             log_dirs,
             self.log_manager.all_logs,
         )
-        self.config_manager = ConfigManager(config, self.replica_manager)
+        self.config_manager = ConfigManager(config, self.replica_manager, self.config_store)
         self.config_manager.keystore_hook = self._keystore_changed
         self.log_retention = LogRetention(config, self.log_manager)
         self.log_flusher = LogFlusher(config, self.log_manager)
@@ -328,7 +333,7 @@ def listener_security(config: BrokerConfig) -> dict[str, ListenerSecurity]:
             for name, protocol in protocols.items()}
 
 
-def new_authorizer(config: BrokerConfig, store: LocalMetadataStore) -> StandardAuthorizer | None:
+def new_authorizer(config: BrokerConfig, store: ConfigStore) -> StandardAuthorizer | None:
     """`authorizer.class.name`: Kafka's StandardAuthorizer (or AclAuthorizer, same semantics), or none."""
     name = config["authorizer.class.name"]
     if not name:

@@ -21,7 +21,7 @@ from moldau.security.rate_limited_log import RateLimitedLog
 
 if TYPE_CHECKING:
     from moldau.broker.config import BrokerConfig
-    from moldau.cluster.metadata_store import MetadataStore
+    from moldau.security.scram_store import SecurityMetadata
 
 log = logging.getLogger(__name__)
 refusals = RateLimitedLog(log, interval_s=10.0)
@@ -33,7 +33,7 @@ REQUEST_QUOTA_EXEMPT = {FETCH, 17, 18, 36}
 
 
 class QuotaEnforcer:
-    def __init__(self, config: BrokerConfig, store: MetadataStore) -> None:
+    def __init__(self, config: BrokerConfig, store: SecurityMetadata) -> None:
         self.config = config
         self.configs = QuotaConfigs(store)
         samples, window = config["quota.window.num"], config["quota.window.size.seconds"]

@@ -481,3 +481,23 @@ class EtcdClusterStore:
         else:
             put = await self.client.put(key, value)
             await self._visible(put.header.revision)
+
+    async def update_json(self, relative: str, change: Callable[[Any], Any]) -> Any:
+        """Read-modify-write of one JSON key: `change(current)` (None when absent) gives the new value (None
+        deletes the key), stored by compare-and-set on the key's mod revision and retried on a conflict, so
+        two brokers altering the same ACL list or topic at once both land (ZooKeeper mode's versioned
+        setData). Returns the stored value once the watch has applied it (read-your-writes)."""
+        t, key = self.client.transactions, self._key(relative)
+        while True:
+            current = await self.client.get(key)
+            new = change(json.loads(current.value) if current is not None else None)
+            compare = [t.mod(key) == current.mod_revision] if current is not None else [t.version(key) == 0]
+            if new is None:
+                ok, responses = await self._txn(compare, [t.delete(key)])
+                revision = responses[0].response_delete_range.header.revision if ok else 0
+            else:
+                ok, responses = await self._txn(compare, [t.put(key, json.dumps(new, sort_keys=True).encode())])
+                revision = responses[0].response_put.header.revision if ok else 0
+            if ok:
+                await self._visible(revision)
+                return new

@@ -49,7 +49,15 @@ class StandardAuthorizer:
         self._literal: dict[tuple[ResourceType, str], list[AclBinding]] = defaultdict(list)
         self._prefixed: dict[tuple[ResourceType, str], list[AclBinding]] = defaultdict(list)
         self._prefix_lengths: dict[ResourceType, set[int]] = defaultdict(set)
-        self._load([AclBinding.from_json(doc) for doc in store.security(SECTION) or []])
+        self.reload()
+        store.subscribe(self._changed)
+
+    def _changed(self, kind: str, name: str) -> None:
+        if kind == "security" and name == SECTION:  # created here or, in a cluster, through another broker
+            self.reload()
+
+    def reload(self) -> None:
+        self._load([AclBinding.from_json(doc) for doc in self._store.security(SECTION) or []])
 
     def _load(self, acls: list[AclBinding]) -> None:
         self._acls = list(dict.fromkeys(acls))
@@ -63,10 +71,6 @@ class StandardAuthorizer:
             else:
                 self._prefixed[key].append(acl)
                 self._prefix_lengths[acl.resource_type].add(len(acl.resource_name))
-
-    def _save(self, acls: list[AclBinding]) -> None:
-        self._store.set_security(SECTION, [acl.to_json() for acl in acls])
-        self._load(acls)
 
     # -- authorization ---------------------------------------------------------------------------
 
@@ -136,15 +140,28 @@ class StandardAuthorizer:
     def acls(self, acl_filter: AclBindingFilter | None = None) -> list[AclBinding]:
         return [acl for acl in self._acls if acl_filter is None or acl_filter.matches(acl)]
 
-    def create(self, bindings: list[AclBinding]) -> None:
-        self._save(self._acls + [b for b in bindings if b not in set(self._acls)])
+    async def create(self, bindings: list[AclBinding]) -> None:
+        """Adds the bindings to the stored ACLs (read-modify-write in the store: concurrent creations through
+        other brokers are kept); every broker's authorizer reloads on the change."""
+        def add(current: Any) -> Any:
+            acls = [AclBinding.from_json(doc) for doc in current or []]
+            known = set(acls)
+            return [acl.to_json() for acl in acls + [b for b in dict.fromkeys(bindings) if b not in known]]
 
-    def delete(self, filters: list[AclBindingFilter]) -> list[list[AclBinding]]:
-        """Remove the ACLs each filter matches; returns the matches per filter."""
-        matched = [[acl for acl in self._acls if f.matches(acl)] for f in filters]
-        gone = {acl for group in matched for acl in group}
-        if gone:
-            self._save([acl for acl in self._acls if acl not in gone])
+        await self._store.update_security(SECTION, add)
+
+    async def delete(self, filters: list[AclBindingFilter]) -> list[list[AclBinding]]:
+        """Remove the stored ACLs each filter matches; returns the matches per filter."""
+        matched: list[list[AclBinding]] = [[] for _ in filters]
+
+        def remove(current: Any) -> Any:
+            acls = [AclBinding.from_json(doc) for doc in current or []]
+            matched[:] = [[acl for acl in acls if f.matches(acl)] for f in filters]
+            gone = {acl for group in matched for acl in group}
+            return [acl.to_json() for acl in acls if acl not in gone]
+
+        if filters:  # matched against the stored ACLs, not this broker's copy: the store is the truth
+            await self._store.update_security(SECTION, remove)
         return matched
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from moldau.protocol.errors import ErrorCode
 from moldau.security.scram_store import SecurityMetadata
@@ -51,9 +52,17 @@ class QuotaConfigs:
     def __init__(self, store: SecurityMetadata) -> None:
         self._store = store
         self.entries: dict[Entity, dict[str, float]] = {}
-        for doc in store.security(SECTION) or []:
-            self.entries[entity_of((c[0], c[1]) for c in doc["entity"])] = dict(doc["values"])
         self.version = 0  # bumped on every change, so managers can drop cached lookups
+        self.reload()
+        store.subscribe(self._changed)
+
+    def _changed(self, kind: str, name: str) -> None:
+        if kind == "security" and name == SECTION:  # altered here or, in a cluster, through another broker
+            self.reload()
+
+    def reload(self) -> None:
+        self.entries = _entries(self._store.security(SECTION))
+        self.version += 1
 
     def value(self, entity: Entity, key: str) -> float | None:
         values = self.entries.get(entity)
@@ -75,19 +84,22 @@ class QuotaConfigs:
             if not remove and value <= 0:
                 raise QuotaError(ErrorCode.INVALID_REQUEST, f"Illegal value {value} for quota {key}: must be > 0")
 
-    def alter(self, alterations: list[Alteration]) -> None:
-        for alteration in alterations:
-            values = self.entries.setdefault(alteration.entity, {})
-            for key, value, remove in alteration.ops:
-                if remove:
-                    values.pop(key, None)
-                else:
-                    values[key] = float(value)
-            if not values:
-                del self.entries[alteration.entity]
-        self.version += 1
-        self._store.set_security(SECTION, [{"entity": [list(c) for c in entity], "values": values}
-                                           for entity, values in self.entries.items()])
+    async def alter(self, alterations: list[Alteration]) -> None:
+        """Applies the alterations to the stored quotas (read-modify-write); every broker reloads them."""
+        def change(current: Any) -> Any:
+            entries = _entries(current)
+            for alteration in alterations:
+                values = entries.setdefault(alteration.entity, {})
+                for key, value, remove in alteration.ops:
+                    if remove:
+                        values.pop(key, None)
+                    else:
+                        values[key] = float(value)
+                if not values:
+                    del entries[alteration.entity]
+            return [{"entity": [list(c) for c in entity], "values": values} for entity, values in entries.items()]
+
+        await self._store.update_security(SECTION, change)
 
     def describe(self, components: list[tuple[str, int, str | None]], strict: bool) -> dict[Entity, dict[str, float]]:
         """Kafka's ClientQuotaFilter: each component matches a name, the default, or any specified name."""
@@ -101,6 +113,10 @@ class QuotaConfigs:
                    for t, match_type, match in components):
                 result[entity] = dict(values)
         return result
+
+
+def _entries(document: Any) -> dict[Entity, dict[str, float]]:
+    return {entity_of((c[0], c[1]) for c in doc["entity"]): dict(doc["values"]) for doc in document or []}
 
 
 def _component_matches(name: str | None, match_type: int, match: str | None) -> bool:

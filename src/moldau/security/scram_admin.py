@@ -33,7 +33,7 @@ class UserResult:
     error_message: str | None = None
 
 
-def alter(store: ScramCredentialStore, deletions: list[tuple[str, int]],
+async def alter(store: ScramCredentialStore, deletions: list[tuple[str, int]],
           upsertions: list[Upsertion]) -> list[UserResult]:
     """Validate every change; a user with any invalid change keeps all of its credentials as they were."""
     counts = Counter([(u, m) for u, m in deletions] + [(u.user, u.mechanism) for u in upsertions])
@@ -77,7 +77,9 @@ def alter(store: ScramCredentialStore, deletions: list[tuple[str, int]],
             upserts.append((up.user, mechanism, credential_from_salted_password(
                 mechanism, up.salted_password, up.salt, up.iterations)))
     failed = {user for user, result in results.items() if result.error_code != ErrorCode.NONE}
-    store.apply([u for u in upserts if u[0] not in failed], [d for d in removals if d[0] not in failed])
+    accepted = [u for u in upserts if u[0] not in failed], [d for d in removals if d[0] not in failed]
+    if accepted[0] or accepted[1]:
+        await store.apply(*accepted)
     return list(results.values())
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from moldau.security.sasl.scram import ScramCredential
@@ -10,11 +11,13 @@ SECTION = "scram"
 
 
 class SecurityMetadata(Protocol):
-    """The part of `cluster.metadata_store.MetadataStore` security state lives in."""
+    """The part of `cluster.config_store.ConfigStore` security state lives in (local file or etcd)."""
 
     def security(self, section: str) -> Any: ...
 
-    def set_security(self, section: str, value: Any) -> None: ...
+    async def update_security(self, section: str, change: Callable[[Any], Any]) -> Any: ...
+
+    def subscribe(self, listener: Callable[[str, str], None]) -> None: ...
 
 
 class ScramCredentialStore:
@@ -22,6 +25,11 @@ class ScramCredentialStore:
         self._store = store
         self._cache: dict[str, dict[str, ScramCredential]] = {}
         self.reload()
+        store.subscribe(self._changed)
+
+    def _changed(self, kind: str, name: str) -> None:
+        if kind == "security" and name == SECTION:  # written here or, in a cluster, through another broker
+            self.reload()
 
     def reload(self) -> None:
         document = self._store.security(SECTION) or {}
@@ -34,13 +42,20 @@ class ScramCredentialStore:
     def users(self) -> dict[str, dict[str, ScramCredential]]:
         return self._cache
 
-    def apply(self, upserts: list[tuple[str, str, ScramCredential]], deletions: list[tuple[str, str]]) -> None:
-        """Apply one AlterUserScramCredentials request's changes and persist them together."""
-        for user, mechanism in deletions:
-            self._cache.get(user, {}).pop(mechanism, None)
-            if user in self._cache and not self._cache[user]:
-                del self._cache[user]
-        for user, mechanism, credential in upserts:
-            self._cache.setdefault(user, {})[mechanism] = credential
-        self._store.set_security(SECTION, {user: {m: c.to_json() for m, c in mechs.items()}
-                                           for user, mechs in self._cache.items()})
+    async def apply(self, upserts: list[tuple[str, str, ScramCredential]],
+                    deletions: list[tuple[str, str]]) -> None:
+        """Apply one AlterUserScramCredentials request's changes together; the cache reloads on the change."""
+        def change(current: Any) -> Any:
+            document = dict(current or {})
+            for user, mechanism in deletions:
+                mechanisms = dict(document.get(user, {}))
+                mechanisms.pop(mechanism, None)
+                if mechanisms:
+                    document[user] = mechanisms
+                else:
+                    document.pop(user, None)
+            for user, mechanism, credential in upserts:
+                document[user] = {**document.get(user, {}), mechanism: credential.to_json()}
+            return document
+
+        await self._store.update_security(SECTION, change)

@@ -27,5 +27,5 @@ async def handle(conn, header, request: messages.AlterClientQuotasRequest) -> me
             result.error_code, result.error_message = exc.code, str(exc)
         results.append(result)
     if valid and not request.validate_only:
-        configs.alter(valid)
+        await configs.alter(valid)
     return Response(throttle_time_ms=0, entries=results)

@@ -22,6 +22,6 @@ def _configs(resource) -> dict[str, str]:
 
 
 async def handle(conn, header, request: messages.AlterConfigsRequest) -> Response:
-    responses = alter_resources(conn.broker.config_manager, request.resources, _configs, request.validate_only,
+    responses = await alter_resources(conn.broker.config_manager, request.resources, _configs, request.validate_only,
                                 Response.AlterConfigsResourceResponse, "alter configs", conn.session)
     return Response(throttle_time_ms=0, responses=responses)

@@ -11,7 +11,7 @@ Response = messages.AlterUserScramCredentialsResponse
 
 
 async def handle(conn, header, request: messages.AlterUserScramCredentialsRequest) -> messages.AlterUserScramCredentialsResponse:
-    results = scram_admin.alter(
+    results = await scram_admin.alter(
         conn.broker.scram_credentials,
         [(d.name, d.mechanism) for d in request.deletions],
         [scram_admin.Upsertion(u.name, u.mechanism, u.iterations, bytes(u.salt), bytes(u.salted_password))

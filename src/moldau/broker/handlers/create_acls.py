@@ -32,5 +32,5 @@ async def handle(conn, header, request: messages.CreateAclsRequest) -> messages.
         valid.append(binding)
         results.append(Response.AclCreationResult(error_code=ErrorCode.NONE))
     if valid:
-        authorizer.create(valid)
+        await authorizer.create(valid)
     return Response(throttle_time_ms=0, results=results)

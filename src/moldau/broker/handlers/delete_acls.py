@@ -20,7 +20,7 @@ async def handle(conn, header, request: messages.DeleteAclsRequest) -> messages.
     filters = [filter_from(f, "resource_type_filter", "resource_name_filter", "pattern_type_filter",
                            "principal_filter", "host_filter") for f in request.filters]
     problems = [f.validation_error() for f in filters]
-    matched = authorizer.delete([f for f, p in zip(filters, problems, strict=True) if p is None])
+    matched = await authorizer.delete([f for f, p in zip(filters, problems, strict=True) if p is None])
     results = []
     for problem in problems:
         if problem is not None:

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import logging
 
-from moldau.broker.dynamic_config import BROKER, TOPIC, alter_resources, apply_incremental, broker_resource
+from moldau.broker.dynamic_config import (
+    BROKER,
+    TOPIC,
+    ConfigChange,
+    alter_resources,
+    apply_incremental,
+    broker_resource,
+)
 from moldau.broker.errors import ApiError
 from moldau.protocol import messages
 from moldau.protocol.errors import ErrorCode
@@ -15,7 +22,8 @@ Response = messages.IncrementalAlterConfigsResponse
 log = logging.getLogger(__name__)
 
 
-def _merged(broker, resource) -> dict[str, str]:
+def _merged(broker, resource) -> ConfigChange:
+    """The operations applied to whatever the stored set is when the store writes it (compare-and-set)."""
     manager = broker.config_manager
     ops = [(c.name, c.config_operation, c.value) for c in resource.configs]
     if resource.resource_type == TOPIC:
@@ -23,17 +31,20 @@ def _merged(broker, resource) -> dict[str, str]:
         if topic is None:
             raise ApiError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
                            f"The topic '{resource.resource_name}' does not exist.")
-        return apply_incremental(TOPIC, topic.metadata.configs, manager.topic_defaults(), ops)
+        topic_defaults = manager.topic_defaults()
+        apply_incremental(TOPIC, topic.metadata.configs, topic_defaults, ops)  # refuse bad operations now
+        return lambda current: apply_incremental(TOPIC, current, topic_defaults, ops)
     if resource.resource_type == BROKER:
         key = broker_resource(resource.resource_name, broker.node_id)
-        current = manager.store.broker_configs().get(key, {})
-        return apply_incremental(BROKER, current, manager.broker_values(), ops)
+        broker_values = manager.broker_values()
+        apply_incremental(BROKER, manager.store.broker_configs().get(key, {}), broker_values, ops)
+        return lambda current: apply_incremental(BROKER, current, broker_values, ops)
     raise ApiError(ErrorCode.INVALID_REQUEST, f"Unsupported resource type: {resource.resource_type}")
 
 
 async def handle(conn, header, request: messages.IncrementalAlterConfigsRequest) -> Response:
     broker = conn.broker
-    responses = alter_resources(broker.config_manager, request.resources, lambda r: _merged(broker, r),
+    responses = await alter_resources(broker.config_manager, request.resources, lambda r: _merged(broker, r),
                                 request.validate_only, Response.AlterConfigsResourceResponse,
                                 "incremental alter configs", conn.session)
     return Response(throttle_time_ms=0, responses=responses)
