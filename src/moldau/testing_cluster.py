@@ -228,7 +228,8 @@ class RunningCluster:
                 return None
             return int(entry.leader_id)
 
-        return _wait_until(leader, timeout, f"a leader of {topic}-{partition}")
+        found: int = _wait_until(leader, timeout, f"a leader of {topic}-{partition}")
+        return found
 
     def wait_for_isr(self, topic: str, size: int, timeout: float = 60.0) -> None:
         """Until every partition of `topic` has `size` in-sync replicas."""

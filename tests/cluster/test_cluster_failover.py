@@ -124,8 +124,8 @@ def test_leader_kills_and_a_paused_broker_lose_no_acknowledged_record(tmp_path):
                 before = len(producer.acked)
                 cluster.kill(victim)
                 # Leadership moves and acknowledgements go on without the victim.
-                wait_until(lambda: cluster.leader_of(TOPIC, i % PARTITIONS) != victim, 30, "a new leader")
-                wait_until(lambda: len(producer.acked) > before, 60, "acknowledgements after the kill")
+                wait_until(lambda i=i, victim=victim: cluster.leader_of(TOPIC, i % PARTITIONS) != victim, 30, "a new leader")
+                wait_until(lambda before=before: len(producer.acked) > before, 60, "acknowledgements after the kill")
                 cluster.restart(victim)
                 cluster.wait_for_isr(TOPIC, 3)
             # A broker that stops answering past its lease, then comes back.

@@ -253,7 +253,7 @@ class ClusterMember:
             await self.controller.stop()
         try:
             await asyncio.wait_for(self.store.unregister_broker(), 5)
-        except Exception as exc:  # etcd gone: the lease expires on its own
+        except Exception as exc:  # noqa: BLE001 - etcd gone: the lease expires on its own
             log.warning("could not unregister broker %d from etcd: %s", self.node_id, exc)
         if self.marker_channel is not None:
             self.marker_channel.close()

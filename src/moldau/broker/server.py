@@ -87,6 +87,7 @@ class Broker:
         self.replica_manager = ReplicaManager(config, self.log_manager, self.store)
         # `metadata.store=etcd://...`: one broker of a cluster (broker/cluster_member.py); else a single broker.
         self.cluster: ClusterMember | None = None
+        self.controller: Controller
         if config["metadata.store"] != "local":
             from moldau.broker.cluster_admin import ClusterTopicController
             from moldau.broker.cluster_member import ClusterMember

@@ -53,7 +53,8 @@ class ClusterMarkerChannel:
                     partitions: list[TopicPartition]) -> dict[TopicPartition, ErrorCode]:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + MARKER_DEADLINE_S
-        pending, results = list(partitions), {}
+        pending: list[TopicPartition] = list(partitions)
+        results: dict[TopicPartition, ErrorCode] = {}
         backoff = 0.05
         while pending:
             by_leader: dict[int, list[TopicPartition]] = defaultdict(list)
