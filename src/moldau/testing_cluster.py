@@ -222,14 +222,13 @@ class RunningCluster:
 
     def leader_of(self, topic: str, partition: int, timeout: float = 30.0) -> int:
         """The live leader of a partition, waiting for one to be elected."""
-        def leader() -> int | None:
+        def leader() -> tuple[int] | None:  # a tuple: broker 0 is a leader too
             entry = self.describe(topic).get(partition)
             if entry is None or entry.leader_id < 0 or not self.brokers[entry.leader_id].running:
                 return None
-            return int(entry.leader_id)
+            return (int(entry.leader_id),)
 
-        found: int = _wait_until(leader, timeout, f"a leader of {topic}-{partition}")
-        return found
+        return _wait_until(leader, timeout, f"a leader of {topic}-{partition}")[0]
 
     def wait_for_isr(self, topic: str, size: int, timeout: float = 60.0) -> None:
         """Until every partition of `topic` has `size` in-sync replicas."""
