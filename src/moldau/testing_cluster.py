@@ -228,7 +228,9 @@ class RunningCluster:
                 return None
             return (int(entry.leader_id),)
 
-        return _wait_until(leader, timeout, f"a leader of {topic}-{partition}")[0]
+        found = _wait_until(leader, timeout, f"a leader of {topic}-{partition}")
+        assert found is not None
+        return found[0]
 
     def wait_for_isr(self, topic: str, size: int, timeout: float = 60.0) -> None:
         """Until every partition of `topic` has `size` in-sync replicas."""
