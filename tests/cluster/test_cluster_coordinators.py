@@ -64,37 +64,49 @@ def test_consumer_group_survives_its_coordinator_being_killed(tmp_path, protocol
     with running_cluster(3, data_dir=tmp_path, min_insync_replicas=2) as cluster:
         create_topics(cluster, "events")
         produce_numbers(cluster, "events", 3000)
-        settings = {"bootstrap.servers": cluster.bootstrap_servers, "group.id": f"g-{protocol}",
+        group = f"g-{protocol}"
+        settings = {"bootstrap.servers": cluster.bootstrap_servers, "group.id": group,
                     "auto.offset.reset": "earliest", "enable.auto.commit": False, "group.protocol": protocol}
         if protocol == "classic":
             settings["session.timeout.ms"] = 6000
         consumer = confluent_kafka.Consumer(settings)
         consumer.subscribe(["events"])
         seen: set[bytes] = set()
-        killed = None
         try:
-            deadline = time.monotonic() + 120
-            while len(seen) < 3000 and time.monotonic() < deadline:
-                messages_ = [m for m in consumer.consume(200, 0.5) if m.error() is None]
-                if not messages_:
-                    continue
-                seen.update(m.value() for m in messages_)
-                try:
-                    consumer.commit(asynchronous=False)
-                except confluent_kafka.KafkaException:
-                    pass  # the coordinator moved mid-commit: the next commit carries these offsets too
-                if killed is None and len(seen) >= 1000:
-                    killed = coordinator_of(cluster, f"g-{protocol}", GROUP)
-                    cluster.kill(killed)
-            assert killed is not None
-            assert len(seen) == 3000, f"consumed {len(seen)} of 3000 after the coordinator {killed} died"
-            # The commits are in the replicated __consumer_offsets: the new coordinator has them.
-            committed = wait_until(lambda: _committed_total(consumer, "events") == 3000 or None, 60,
-                                   "every offset committed")
-            assert committed
+            _consume_and_commit(consumer, seen, 1000)
+            committed_before = _committed_total(consumer, "events")
+            assert committed_before >= 1000
+            killed = coordinator_of(cluster, group, GROUP)
+            cluster.kill(killed)
+            # The commits are in the replicated __consumer_offsets: the new coordinator has them all.
+            wait_until(lambda: _committed_total(consumer, "events") >= committed_before, 60,
+                       "the offsets committed before the kill, from the new coordinator")
+            _consume_and_commit(consumer, seen, 3000)
+            assert len(seen) == 3000
+            assert wait_until(lambda: _committed_total(consumer, "events") == 3000, 60, "every offset committed")
         finally:
             consumer.close()
-        assert coordinator_of(cluster, f"g-{protocol}", GROUP) != killed
+        assert coordinator_of(cluster, group, GROUP) != killed
+
+
+def _consume_and_commit(consumer: confluent_kafka.Consumer, seen: set[bytes], until: int) -> None:
+    """Consume until `until` distinct records were seen, committing each batch; a commit that fails because
+    the coordinator moved is retried (the next commit carries the same offsets)."""
+    deadline = time.monotonic() + 120
+    pending = False
+    while (len(seen) < until or pending) and time.monotonic() < deadline:
+        batch = [m for m in consumer.consume(200, 0.5) if m.error() is None]
+        seen.update(m.value() for m in batch)
+        if batch or pending:
+            try:
+                consumer.commit(asynchronous=False)
+                pending = False
+            except confluent_kafka.KafkaException as exc:
+                if exc.args[0].code() == confluent_kafka.KafkaError._NO_OFFSET:
+                    pending = False
+                else:
+                    pending = True
+    assert len(seen) >= until and not pending, f"consumed {len(seen)} of {until}, commit pending: {pending}"
 
 
 def _committed_total(consumer: confluent_kafka.Consumer, topic: str) -> int:

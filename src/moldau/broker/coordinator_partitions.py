@@ -76,10 +76,14 @@ class ReplicaManagerPartitionWriter:
         return self.replica_manager.partition(topic, partition).leader_log().log_start_offset
 
     def read_batches(self, topic: str, partition: int) -> Iterator[tuple[bytes, int, RecordBatchHeader]]:
-        """Every complete batch up to the high watermark, as ``(data, position, header)``."""
+        """Every complete batch up to the log end, as ``(data, position, header)``.
+
+        The log end, not the high watermark, as Kafka's CoordinatorLoaderImpl: a new leader's high watermark
+        trails until its followers fetch again, but everything in its log was replicated to it and is what
+        this partition now holds, commits acknowledged under the previous leader included."""
         log_ = self.replica_manager.partition(topic, partition).leader_log()
         offset = log_.log_start_offset
-        end = log_.high_watermark
+        end = log_.log_end_offset
         while offset < end:
             info = log_.read(offset, READ_CHUNK_BYTES, max_offset=end)
             if info.records is None:
