@@ -45,6 +45,7 @@ CLUSTER_DEFAULT = ""
 DYNAMIC_BROKER_CONFIGS = frozenset(TOPIC_CONFIG_OF_SYNONYM) | {
     "message.max.bytes", "log.cleaner.threads", "log.cleaner.backoff.ms", "log.cleaner.dedupe.buffer.size",
     "num.io.threads", "num.network.threads",
+    "leader.replication.throttled.rate", "follower.replication.throttled.rate",
 }
 
 

@@ -1,0 +1,74 @@
+"""Replication throttles (KIP-73), used to bound the traffic of reassignments: Kafka's ReplicationQuotaManager.
+
+A broker has one quota per side: `follower.replication.throttled.rate` bounds the bytes/s its replica
+fetchers fetch for *throttled* replicas, `leader.replication.throttled.rate` the bytes/s it serves them as
+leader. Which replicas are throttled is a topic config, `follower.replication.throttled.replicas` /
+`leader.replication.throttled.replicas`: "*" (every replica of the topic) or "partition:broker,..." (the
+entries naming this broker). A replica in the ISR is never throttled (Kafka's shouldFollowerThrottle /
+shouldLeaderThrottle), so throttling slows a catch-up but never an acks=all produce.
+
+The rate is measured as Kafka's `Rate` over `replication.quota.window.num` samples of
+`replication.quota.window.size.seconds`: bytes in the kept samples over their elapsed time, counted as at
+least (samples - 1) windows, so a quiet replica may burst one window's worth first. When the quota is
+exceeded, the follower leaves the throttled partitions out of its next Fetch (and backs off when nothing
+is left), as Kafka's ReplicaFetcherThread does.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+
+FOLLOWER_REPLICAS = "follower.replication.throttled.replicas"
+LEADER_REPLICAS = "leader.replication.throttled.replicas"
+
+
+def is_throttled(topic_configs: Mapping[str, str], key: str, partition: int, broker_id: int) -> bool:
+    """Whether `partition`'s replica on `broker_id` is listed in the topic's throttled-replicas config `key`."""
+    value = topic_configs.get(key)
+    if not value:
+        return False
+    for entry in value.split(","):
+        entry = entry.strip()
+        if entry == "*":
+            return True
+        partition_text, _, broker_text = entry.partition(":")
+        if partition_text.strip() == str(partition) and broker_text.strip() == str(broker_id):
+            return True
+    return False
+
+
+class ReplicationQuota:
+    """One side's byte rate, bounded by `limit()` (read each time: the rate is a dynamic broker config)."""
+
+    def __init__(self, limit: Callable[[], int], window_num: int = 11, window_size_s: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit = limit
+        self.window_num = max(1, window_num)
+        self.window_size_s = window_size_s
+        self.clock = clock
+        self._samples: deque[list[float]] = deque()  # [window start, bytes]
+
+    def _purge(self, now: float) -> None:
+        horizon = now - self.window_num * self.window_size_s
+        while self._samples and self._samples[0][0] + self.window_size_s <= horizon:
+            self._samples.popleft()
+
+    def record(self, nbytes: int) -> None:
+        now = self.clock()
+        self._purge(now)
+        if not self._samples or now >= self._samples[-1][0] + self.window_size_s:
+            self._samples.append([now, 0.0])
+        self._samples[-1][1] += nbytes
+
+    def rate(self) -> float:
+        now = self.clock()
+        self._purge(now)
+        if not self._samples:
+            return 0.0
+        elapsed = max(now - self._samples[0][0], (self.window_num - 1) * self.window_size_s, 1e-3)
+        return sum(b for _, b in self._samples) / elapsed
+
+    def exceeded(self) -> bool:
+        return self.rate() > self.limit()
