@@ -228,3 +228,35 @@ def test_throttled_catch_up_is_bounded_by_the_follower_rate(tmp_path):
             admin.close()
     # The quota window (2 x 1 s) lets about one window's worth through before it bites.
     assert elapsed >= (600_000 - 2 * rate) / rate * 0.8, f"caught up in {elapsed:.1f} s: not throttled"
+
+
+@pytest.mark.timeout(240)
+def test_reassignment_survives_a_controller_failover(tmp_path):
+    """The controller is killed while a (throttled) reassignment is catching up; once the throttle is lifted
+    (the adding broker's follower.replication.throttled.rate raised at run time), the new controller
+    completes the reassignment."""
+    topic = "failover"
+    with running_cluster(3, data_dir=tmp_path, follower_replication_throttled_rate=20000,
+                         replication_quota_window_num=2, replica_fetch_max_bytes=16384,
+                         replica_fetch_backoff_ms=100) as cluster:
+        old = create_topic(cluster, topic, config={"follower.replication.throttled.replicas": "*"})
+        new_broker = next(b for b in cluster.brokers if b not in old)
+        target = [old[1], new_broker]
+        fill(cluster, topic, 1_000_000)
+        with Client(cluster.broker(new_broker).bootstrap_servers) as client:
+            assert client.alter_partition_reassignments({(topic, 0): target}) == {(topic, 0): (ErrorCode.NONE, None)}
+            assert list(client.list_partition_reassignments()) == [(topic, 0)]
+            controller = client.metadata([]).controller_id
+        cluster.kill(controller)
+        survivor = next(b for b in cluster.brokers if b != controller)
+        with Client(cluster.broker(survivor).bootstrap_servers) as client:
+            wait_until(lambda: client.metadata([]).controller_id not in (-1, controller), 30, "a new controller")
+            assert list(client.list_partition_reassignments()) == [(topic, 0)]  # still going
+        cluster.restart(controller)
+        with Client(cluster.broker(new_broker).bootstrap_servers) as client:  # lift the throttle at run time
+            client.incremental_alter_configs(4, str(new_broker), [("follower.replication.throttled.rate", 0,
+                                                                   "1000000000")])
+        wait_for_replicas(cluster, topic, target)
+        wait_until(lambda: not replica_dirs(tmp_path, old[0], topic), 30, "the moved replica's log deleted")
+        with Client(cluster.broker(survivor).bootstrap_servers) as client:
+            assert client.list_partition_reassignments() == {}
