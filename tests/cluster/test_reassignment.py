@@ -194,7 +194,8 @@ def test_cancel_a_throttled_reassignment_and_errors(tmp_path):
 
 def fill(cluster: RunningCluster, topic: str, nbytes: int) -> None:
     producer = confluent_kafka.Producer({"bootstrap.servers": cluster.bootstrap_servers, "acks": "all",
-                                         "linger.ms": 20, "compression.type": "none"})
+                                         "linger.ms": 20, "compression.type": "none",
+                                         "batch.size": 16384})  # small batches: a fetch can't take it all at once
     value = b"x" * 1000
     for _ in range(nbytes // len(value)):
         while True:
@@ -207,15 +208,15 @@ def fill(cluster: RunningCluster, topic: str, nbytes: int) -> None:
 
 
 @pytest.mark.timeout(180)
-def test_throttled_catch_up_is_bounded_by_the_follower_rate(tmp_path):
-    """follower.replication.throttled.rate bounds a throttled replica's catch-up: 600 kB at 150 kB/s
-    takes at least ~3 s (unthrottled it takes well under a second here)."""
+@pytest.mark.parametrize("side", ["follower", "leader"])
+def test_throttled_catch_up_is_bounded_by_the_rate(tmp_path, side):
+    """{follower,leader}.replication.throttled.rate bounds a throttled replica's catch-up: 600 kB at
+    150 kB/s takes at least ~3 s (unthrottled it takes about 0.1 s here)."""
     topic = "slow"
     rate = 150_000
-    with running_cluster(3, data_dir=tmp_path, follower_replication_throttled_rate=rate,
-                         replication_quota_window_num=2, replica_fetch_max_bytes=32768,
-                         replica_fetch_backoff_ms=50) as cluster:
-        old = create_topic(cluster, topic, config={"follower.replication.throttled.replicas": "*"})
+    with running_cluster(3, data_dir=tmp_path, replication_quota_window_num=2, replica_fetch_max_bytes=32768,
+                         replica_fetch_backoff_ms=50, **{f"{side}_replication_throttled_rate": rate}) as cluster:
+        old = create_topic(cluster, topic, config={f"{side}.replication.throttled.replicas": "*"})
         new_broker = next(b for b in cluster.brokers if b not in old)
         fill(cluster, topic, 600_000)
         admin = kafka_python_admin(cluster)

@@ -103,11 +103,8 @@ class ReplicaFetcherManager:
     def __init__(self, manager: ReplicaManager) -> None:
         self.manager = manager
         self.fetchers: dict[int, ReplicaFetcher] = {}
-        config = manager.config
         # KIP-73: one follower-side quota for every fetcher of this broker (Kafka's ReplicationQuotaManager).
-        self.quota = ReplicationQuota(lambda: int(config["follower.replication.throttled.rate"]),
-                                      int(config["replication.quota.window.num"]),
-                                      float(config["replication.quota.window.size.seconds"]))
+        self.quota = manager.quotas.follower
 
     def add_partition(self, partition: Partition, leader_id: int) -> None:
         fetcher = self.fetchers.get(leader_id)

@@ -72,3 +72,22 @@ class ReplicationQuota:
 
     def exceeded(self) -> bool:
         return self.rate() > self.limit()
+
+
+class ReplicationQuotas:
+    """This broker's two replication quotas (Kafka's `QuotaFactory` leader and follower replication quotas)."""
+
+    def __init__(self, config: Mapping[str, object] | object) -> None:
+        get = config.__getitem__  # type: ignore[attr-defined]
+        window_num, window_s = int(get("replication.quota.window.num")), float(get(
+            "replication.quota.window.size.seconds"))
+        self.leader = ReplicationQuota(lambda: int(get("leader.replication.throttled.rate")), window_num, window_s)
+        self.follower = ReplicationQuota(lambda: int(get("follower.replication.throttled.rate")), window_num,
+                                         window_s)
+
+
+def leader_throttled(topic_configs: Mapping[str, str], partition: int, leader_id: int, isr: tuple[int, ...],
+                     replica_id: int) -> bool:
+    """Kafka's shouldLeaderThrottle (before the quota check): a follower outside the ISR, fetching a
+    partition whose leader.replication.throttled.replicas names this (leader) broker's replica."""
+    return replica_id not in isr and is_throttled(topic_configs, LEADER_REPLICAS, partition, leader_id)
