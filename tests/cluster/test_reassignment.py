@@ -8,6 +8,7 @@ deletes its log directory; the follower.replication.throttled.* configs slow the
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -261,3 +262,33 @@ def test_reassignment_survives_a_controller_failover(tmp_path):
         wait_until(lambda: not replica_dirs(tmp_path, old[0], topic), 30, "the moved replica's log deleted")
         with Client(cluster.broker(survivor).bootstrap_servers) as client:
             assert client.list_partition_reassignments() == {}
+
+
+@pytest.mark.timeout(180)
+def test_cli_reassign_describe_and_elect_leaders(tmp_path):
+    """`moldau topic reassign`, `moldau topic describe` (leader, replicas, ISR, offline replicas) and
+    `moldau cluster elect-leaders` against a running cluster."""
+    from tests.cli.runner import moldau
+
+    topic = "cli"
+    with running_cluster(3, data_dir=tmp_path, auto_leader_rebalance_enable=False) as cluster:
+        old = create_topic(cluster, topic)
+        new_broker = next(b for b in cluster.brokers if b not in old)
+        target = [new_broker, old[0]]
+        server = ["--bootstrap-server", cluster.broker(old[1]).bootstrap_servers]
+        out = moldau("topic", "reassign", topic, "-p", "0", "--replicas", ",".join(map(str, target)), *server).stdout
+        assert f"Reassigning {topic}-0 to {target}" in out
+        wait_for_replicas(cluster, topic, target)
+        described = json.loads(moldau("topic", "describe", topic, "--json", *server).stdout)["partitions"][0]
+        assert (described["replicas"], described["offline"], described["adding"]) == (target, [], [])
+        assert described["leader"] in target and sorted(described["isr"]) == sorted(target)
+        cluster.kill(new_broker)
+        wait_until(lambda: json.loads(moldau("topic", "describe", topic, "--json", *server).stdout)
+                   ["partitions"][0]["offline"] == [new_broker], 30, "the killed replica shown offline")
+        cluster.restart(new_broker)
+        cluster.wait_for_isr(topic, 2)
+        out = moldau("cluster", "elect-leaders", "--topic", topic, *server).stdout
+        assert f"{topic}-0: elected" in out
+        assert cluster.leader_of(topic, 0) == new_broker
+        failed = moldau("topic", "reassign", topic, "-p", "0", "--cancel", *server, check=False)
+        assert failed.returncode == 1 and "NO_REASSIGNMENT_IN_PROGRESS" in failed.stderr
