@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
+from typing import Any
 
 FOLLOWER_REPLICAS = "follower.replication.throttled.replicas"
 LEADER_REPLICAS = "leader.replication.throttled.replicas"
@@ -77,8 +78,8 @@ class ReplicationQuota:
 class ReplicationQuotas:
     """This broker's two replication quotas (Kafka's `QuotaFactory` leader and follower replication quotas)."""
 
-    def __init__(self, config: Mapping[str, object] | object) -> None:
-        get = config.__getitem__  # type: ignore[attr-defined]
+    def __init__(self, config: Any) -> None:  # a BrokerConfig (not imported: it is read by name only)
+        get = config.__getitem__
         window_num, window_s = int(get("replication.quota.window.num")), float(get(
             "replication.quota.window.size.seconds"))
         self.leader = ReplicationQuota(lambda: int(get("leader.replication.throttled.rate")), window_num, window_s)

@@ -122,7 +122,7 @@ def imbalanced_partitions(partitions: Mapping[tuple[str, int], PartitionState], 
     for tp, state in partitions.items():
         if state.replicas:
             by_preferred.setdefault(state.replicas[0], []).append((tp, state))
-    result = []
+    result: list[tuple[str, int]] = []
     for broker, owned in sorted(by_preferred.items()):
         not_led = [(tp, s) for tp, s in owned if s.leader != broker]
         if not owned or len(not_led) / len(owned) <= percentage / 100:
