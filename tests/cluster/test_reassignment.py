@@ -292,3 +292,24 @@ def test_cli_reassign_describe_and_elect_leaders(tmp_path):
         assert cluster.leader_of(topic, 0) == new_broker
         failed = moldau("topic", "reassign", topic, "-p", "0", "--cancel", *server, check=False)
         assert failed.returncode == 1 and "NO_REASSIGNMENT_IN_PROGRESS" in failed.stderr
+
+
+@pytest.mark.timeout(180)
+def test_a_replica_moved_away_while_down_deletes_its_log_when_it_returns(tmp_path):
+    """The replica being removed is dead: the reassignment completes without it (the remaining replica
+    leads, the new one catches up from it), and when the dead broker starts again it deletes its stray log."""
+    topic = "stray"
+    with running_cluster(3, data_dir=tmp_path) as cluster:
+        old = create_topic(cluster, topic)
+        new_broker = next(b for b in cluster.brokers if b not in old)
+        fill(cluster, topic, 100_000)
+        cluster.kill(old[0])
+        wait_until(lambda: cluster.leader_of(topic, 0) == old[1], 30, "the other replica leading")
+        with Client(cluster.broker(old[1]).bootstrap_servers) as client:
+            assert client.alter_partition_reassignments({(topic, 0): [old[1], new_broker]}) == \
+                {(topic, 0): (ErrorCode.NONE, None)}
+        wait_for_replicas(cluster, topic, [old[1], new_broker])
+        assert replica_dirs(tmp_path, old[0], topic) == [f"{topic}-0"]  # down: nobody deleted it yet
+        cluster.restart(old[0])
+        wait_until(lambda: not replica_dirs(tmp_path, old[0], topic), 30, "the stray log deleted at start")
+        assert "partition.stray" in cluster.broker(old[0]).log_text()
