@@ -76,3 +76,20 @@ def test_imbalance_over_the_percentage_elects_preferred_where_possible():
     }
     assert imbalanced_partitions(partitions, {1, 2, 3}, 10) == [("t", 0)]
     assert imbalanced_partitions(partitions, {1, 2, 3}, 70) == []  # 2 of 3 (67%) not led by 1: under 70%
+
+
+def test_throttled_replica_lists_and_the_quota_rate():
+    from moldau.broker.replication_quota import FOLLOWER_REPLICAS, ReplicationQuota, is_throttled
+
+    configs = {FOLLOWER_REPLICAS: "0:3, 1:2"}
+    assert is_throttled(configs, FOLLOWER_REPLICAS, 0, 3) and is_throttled(configs, FOLLOWER_REPLICAS, 1, 2)
+    assert not is_throttled(configs, FOLLOWER_REPLICAS, 0, 2) and not is_throttled({}, FOLLOWER_REPLICAS, 0, 3)
+    assert is_throttled({FOLLOWER_REPLICAS: "*"}, FOLLOWER_REPLICAS, 7, 1)
+    now = [100.0]
+    quota = ReplicationQuota(lambda: 1000, window_num=3, window_size_s=1.0, clock=lambda: now[0])
+    quota.record(1500)  # over at least (3 - 1) windows: 750 B/s
+    assert not quota.exceeded()
+    quota.record(1000)  # 1250 B/s
+    assert quota.exceeded()
+    now[0] += 4.0  # the samples age out of the 3 windows
+    assert quota.rate() == 0 and not quota.exceeded()
