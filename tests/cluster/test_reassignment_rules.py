@@ -39,15 +39,29 @@ def test_target_already_in_sync_completes_at_once():
     assert (reordered.replicas, reordered.leader, reordered.adding) == ((2, 1), 1, ())
 
 
-def test_cancel_reverts_and_a_new_target_starts_from_the_original_replicas():
-    moving = reassignment.start(STATE, [3, 4], LIVE).with_changes(isr=(1, 2, 3))
+def test_cancel_reverts_and_a_new_target_starts_from_the_current_replicas():
+    moving = reassignment.start(STATE, [3, 4], LIVE)
+    assert (moving.replicas, moving.adding, moving.removing) == ((3, 4, 1, 2), (3, 4), (1, 2))
+    moving = moving.with_changes(isr=(1, 2, 3))
     cancelled = reassignment.cancel(moving, LIVE)
     assert (cancelled.replicas, cancelled.isr, cancelled.leader, cancelled.adding) == ((1, 2), (1, 2), 1, ())
-    replaced = reassignment.start(moving, [2, 4], LIVE)
-    assert (replaced.replicas, replaced.adding, replaced.removing, replaced.isr) == ((2, 4, 1), (4,), (1,), (1, 2))
+    replaced = reassignment.start(moving, [2, 4], LIVE)  # KRaft: from the current replicas, no revert
+    assert (replaced.replicas, replaced.adding, replaced.removing, replaced.isr) == \
+        ((2, 4, 1, 3), (4,), (1, 3), (1, 2, 3))
     with pytest.raises(ApiError) as info:
         reassignment.cancel(STATE, LIVE)
     assert info.value.error_code == ErrorCode.NO_REASSIGNMENT_IN_PROGRESS
+
+
+def test_a_revert_that_needs_an_unclean_election_is_refused_unless_enabled():
+    # Every in-sync replica is an adding one (the original replicas died after it caught up).
+    moving = reassignment.start(STATE, [3], LIVE).with_changes(isr=(3,), leader=3)
+    assert moving.adding == (3,) and moving.removing == (1, 2)
+    with pytest.raises(ApiError) as info:
+        reassignment.cancel(moving, LIVE)
+    assert info.value.error_code == ErrorCode.INVALID_REPLICA_ASSIGNMENT
+    reverted = reassignment.cancel(moving, LIVE, unclean_enabled=True)
+    assert (reverted.replicas, reverted.isr, reverted.leader) == ((1, 2), (1,), 1)
 
 
 @pytest.mark.parametrize(("target", "code"), [

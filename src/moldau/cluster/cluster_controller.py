@@ -253,13 +253,16 @@ class ClusterController:
         the controller completes the reassignment once the target is in sync (cluster/reassignment.py)."""
         for _ in range(10):  # a concurrent change (an ISR change by the leader): start from the newer state
             state = self.store.image.partitions.get(tp)
-            if state is None:
-                raise ApiError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"Unable to find partition {tp[0]}-{tp[1]}.")
+            if state is None:  # KRaft's messages (ReplicationControlManager.alterPartitionReassignment)
+                if tp[0] not in self.store.image.topics:
+                    raise ApiError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"Unable to find a topic named {tp[0]}.")
+                raise ApiError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"Unable to find partition {tp[0]}:{tp[1]}.")
             live = self.store.image.brokers.keys()
             if target is None:
-                new = reassignment.cancel(state, live)
+                new = reassignment.cancel(state, live, unclean_enabled=self._unclean(tp[0]),
+                                          name=f"{tp[0]}:{tp[1]}")
             else:
-                reassignment.validate_target(target, reassignment.original_replicas(state), live,
+                reassignment.validate_target(target, reassignment.target_replicas(state), live,
                                              allow_replication_factor_change)
                 new = reassignment.start(state, target, live)
             if await self.store.compare_and_set_partition(tp[0], tp[1], new, state.partition_epoch):

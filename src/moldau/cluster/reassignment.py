@@ -12,9 +12,10 @@ A reassignment to `target` writes, in one partition state:
   target, ISR = ISR ∩ target, adding/removing cleared, and a new leader from the target (preferred order)
   when the leader was being removed. The removed replicas see that they are no longer replicas, stop
   fetching and delete their logs (KRaft's StopReplica with deletion).
-- A new reassignment of a partition already being reassigned first reverts the old one (the adding
-  replicas leave; `revert`), then starts from there, as KRaft does.
-- Cancelling (`cancel`, a null target in AlterPartitionReassignments) is that revert.
+- A new reassignment of a partition already being reassigned starts from its current replicas, as KRaft's
+  changePartitionReassignment does.
+- Cancelling (`cancel`, a null target in AlterPartitionReassignments) reverts: the adding replicas leave
+  (KRaft's PartitionReassignmentRevert).
 """
 
 from __future__ import annotations
@@ -62,29 +63,37 @@ def validate_target(target: Sequence[int], current: Sequence[int], live: Collect
                        f"AllowReplicationFactorChange is false.")
 
 
-def revert(state: PartitionState, live: Collection[int]) -> PartitionState:
-    """The state without the ongoing reassignment: adding replicas leave the replicas and the ISR; the
-    leader is elected again if it was one of them. Not yet a successor (epochs unchanged)."""
+def revert(state: PartitionState, live: Collection[int]) -> tuple[PartitionState, bool]:
+    """KRaft's PartitionReassignmentRevert: the state without the ongoing reassignment (the adding replicas
+    leave the replicas and the ISR; the leader is elected again if it was one of them), and whether that
+    is an *unclean* revert (every in-sync replica was an adding one: the first remaining replica is put in
+    the ISR). Not yet a successor (epochs unchanged)."""
     replicas = original_replicas(state)
     isr = tuple(r for r in state.isr if r not in state.adding)
+    unclean = not isr
+    if unclean:
+        isr = replicas[:1]
     leader = state.leader
-    if leader in state.adding or leader not in replicas:
+    if leader not in replicas or leader not in isr:
         leader = next((r for r in replicas if r in isr and r in live), NO_LEADER)
-    if not isr:  # every in-sync replica was an adding one: keep who had the data last (as reconcile does)
-        isr = (replicas[0],) if leader == NO_LEADER else (leader,)
     return PartitionState(replicas=replicas, isr=isr, leader=leader, leader_epoch=state.leader_epoch,
-                          partition_epoch=state.partition_epoch)
+                          partition_epoch=state.partition_epoch), unclean
 
 
 def start(state: PartitionState, target: Sequence[int], live: Collection[int]) -> PartitionState:
-    """The successor state that starts (or replaces) a reassignment to `target`, completed at once when the
-    target is already in sync (a reorder, or a shrink to in-sync replicas)."""
-    base = revert(state, live) if in_progress(state) else state
+    """The successor state that starts (or changes) a reassignment to `target` (KRaft's
+    changePartitionReassignment), completed at once when the target is already in sync (a reorder, a
+    shrink to in-sync replicas).
+
+    As in KRaft, a reassignment of a partition already being reassigned starts from its current replicas
+    (no revert): replicas no longer wanted become `removing`, and a target replica still catching up stays
+    `adding`."""
     target = tuple(target)
-    removing = tuple(r for r in base.replicas if r not in target)
-    adding = tuple(r for r in target if r not in base.replicas)
-    moving = PartitionState(replicas=target + removing, isr=base.isr, leader=base.leader,
-                            leader_epoch=base.leader_epoch, partition_epoch=base.partition_epoch,
+    # KRaft keeps both as sorted sets: the removing replicas go after the target in ascending id order.
+    removing = tuple(sorted(r for r in state.replicas if r not in target))
+    adding = tuple(sorted(r for r in target if r not in state.replicas or r in state.adding))
+    moving = PartitionState(replicas=target + removing, isr=state.isr, leader=state.leader,
+                            leader_epoch=state.leader_epoch, partition_epoch=state.partition_epoch,
                             adding=adding, removing=removing)
     done = _completed(moving, live)
     new = done if done is not None else moving
@@ -92,11 +101,17 @@ def start(state: PartitionState, target: Sequence[int], live: Collection[int]) -
                               removing=new.removing)
 
 
-def cancel(state: PartitionState, live: Collection[int]) -> PartitionState:
-    """The successor state of cancelling the ongoing reassignment; NO_REASSIGNMENT_IN_PROGRESS if none."""
+def cancel(state: PartitionState, live: Collection[int], *, unclean_enabled: bool = False,
+           name: str = "") -> PartitionState:
+    """The successor state of cancelling the ongoing reassignment (KRaft's cancelPartitionReassignment):
+    NO_REASSIGNMENT_IN_PROGRESS if none; INVALID_REPLICA_ASSIGNMENT when reverting would need an unclean
+    election that the topic does not allow."""
     if not in_progress(state):
-        raise ApiError(ErrorCode.NO_REASSIGNMENT_IN_PROGRESS, "No reassignment is in progress for this partition.")
-    base = revert(state, live)
+        raise ApiError(ErrorCode.NO_REASSIGNMENT_IN_PROGRESS, "No partition reassignment is in progress.")
+    base, unclean = revert(state, live)
+    if unclean and not unclean_enabled:
+        raise ApiError(ErrorCode.INVALID_REPLICA_ASSIGNMENT, f"Unable to revert partition assignment for {name} "
+                                                             f"because it would require an unclean leader election.")
     return state.with_changes(replicas=base.replicas, isr=base.isr, leader=base.leader, adding=(), removing=())
 
 

@@ -12,6 +12,7 @@ named partition answers ELECTION_NOT_NEEDED.
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 
 from moldau.cluster.election import ElectionType
 from moldau.protocol import messages
@@ -34,11 +35,20 @@ MESSAGES = {
 }
 
 
-def _response(results: dict[tuple[str, int], ErrorCode], error: ErrorCode = ErrorCode.NONE) -> Response:
-    by_topic: dict[str, list] = {}
+def _message(code: ErrorCode, topic: str, index: int, known_topics: Collection[str]) -> str | None:
+    if code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION:  # KRaft's electLeader wording
+        return f"No such partition as {topic}-{index}" if topic in known_topics else f"No such topic as {topic}"
+    return MESSAGES.get(code) if code else None
+
+
+def _response(results: dict[tuple[str, int], ErrorCode], error: ErrorCode = ErrorCode.NONE, *,
+              known: Collection[str] = (), listed: Collection[str] = ()) -> Response:
+    """`known`: the topics that exist; `listed`: topics answered even without results (a null request
+    lists every topic, as KRaft does)."""
+    by_topic: dict[str, list] = {t: [] for t in listed}
     for (topic, index), code in results.items():
         by_topic.setdefault(topic, []).append(Response.PartitionResult(
-            partition_id=index, error_code=code, error_message=MESSAGES.get(code) if code else None))
+            partition_id=index, error_code=code, error_message=_message(code, topic, index, known)))
     return Response(throttle_time_ms=0, error_code=error, replica_election_results=[
         Response.ReplicaElectionResult(topic=t, partition_result=p) for t, p in by_topic.items()])
 
@@ -55,20 +65,22 @@ async def handle(conn, header, request: messages.ElectLeadersRequest) -> Respons
     cluster = conn.broker.cluster
     if cluster is None or cluster.controller is None:
         results = _single_broker(conn.broker.replica_manager, wanted)
+        known: Collection[str] = list(conn.broker.replica_manager.topics)
     else:
         results = await cluster.controller.elect_leaders(wanted, ElectionType(election_type))
-        if wanted is None:  # every partition: only those an election was needed for
-            results = {tp: code for tp, code in results.items() if code != ErrorCode.ELECTION_NOT_NEEDED}
+        known = list(cluster.store.image.topics)
+    if wanted is None:  # every partition: only those an election was needed for
+        results = {tp: code for tp, code in results.items() if code != ErrorCode.ELECTION_NOT_NEEDED}
     elected = [tp for tp, code in results.items() if code == ErrorCode.NONE]
     if elected:
         log.info("%s leader election for %s", ElectionType(election_type).name.lower(), elected)
-    return _response(results)
+    return _response(results, known=known, listed=sorted(known) if wanted is None else ())
 
 
 def _single_broker(manager, wanted: list[tuple[str, int]] | None) -> dict[tuple[str, int], ErrorCode]:
     """One replica per partition, leading it: nothing to elect (Kafka answers so for a 1-replica partition)."""
     if wanted is None:
-        return {}
+        wanted = [(name, p.index) for name, topic in manager.topics.items() for p in topic.partitions]
     results = {}
     for topic, index in wanted:
         entry = manager.topics.get(topic)
