@@ -229,12 +229,14 @@ class ClusterController:
 
     async def rebalance_leaders(self, session: ControllerSession | None = None) -> list[TopicPartition]:
         image = self.store.image
+        if any(reassignment.in_progress(s) for s in image.partitions.values()):
+            return []  # as Kafka's controller: no automatic elections while partitions are being reassigned
         partitions = imbalanced_partitions(image.partitions, image.brokers.keys(),
                                            self.leader_imbalance_per_broker_percentage)
         moved = []
         for tp in partitions:
             state = self.store.image.partitions.get(tp)
-            if state is None or reassignment.in_progress(state):
+            if state is None:
                 continue
             _, new = elect(state, self.store.image.brokers.keys(), ElectionType.PREFERRED)
             if new is not None and await self.store.compare_and_set_partition(
