@@ -105,5 +105,7 @@ def test_throttled_replica_lists_and_the_quota_rate():
     assert not quota.exceeded()
     quota.record(1000)  # 1250 B/s
     assert quota.exceeded()
+    now[0] += 1.5  # 1 full window kept: padded by one more, 2.5 s: 1000 B/s, not over
+    assert quota.rate() == 1000 and not quota.exceeded()
     now[0] += 4.0  # the samples age out of the 3 windows
     assert quota.rate() == 0 and not quota.exceeded()

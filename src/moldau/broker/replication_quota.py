@@ -8,8 +8,9 @@ entries naming this broker). A replica in the ISR is never throttled (Kafka's sh
 shouldLeaderThrottle), so throttling slows a catch-up but never an acks=all produce.
 
 The rate is measured as Kafka's `Rate` over `replication.quota.window.num` samples of
-`replication.quota.window.size.seconds`: bytes in the kept samples over their elapsed time, counted as at
-least (samples - 1) windows, so a quiet replica may burst one window's worth first. When the quota is
+`replication.quota.window.size.seconds`: bytes in the kept samples over their elapsed time, padded to at
+least (samples - 1) windows, so a quiet replica may first burst (samples - 1) windows' worth (10 s of the
+rate with Kafka's defaults). When the quota is
 exceeded, the follower leaves the throttled partitions out of its next Fetch (and backs off when nothing
 is left), as Kafka's ReplicaFetcherThread does.
 """
@@ -68,8 +69,12 @@ class ReplicationQuota:
         self._purge(now)
         if not self._samples:
             return 0.0
-        elapsed = max(now - self._samples[0][0], (self.window_num - 1) * self.window_size_s, 1e-3)
-        return sum(b for _, b in self._samples) / elapsed
+        # Kafka's Rate.windowSize: the kept samples' span, padded to at least (samples - 1) full windows.
+        elapsed = now - self._samples[0][0]
+        full_windows = int(elapsed // self.window_size_s)
+        if full_windows < self.window_num - 1:
+            elapsed += (self.window_num - 1 - full_windows) * self.window_size_s
+        return sum(b for _, b in self._samples) / max(elapsed, 1e-3)
 
     def exceeded(self) -> bool:
         return self.rate() > self.limit()
