@@ -287,8 +287,8 @@ def test_cli_reassign_describe_and_elect_leaders(tmp_path):
                    ["partitions"][0]["offline"] == [new_broker], 30, "the killed replica shown offline")
         cluster.restart(new_broker)
         cluster.wait_for_isr(topic, 2)
-        out = moldau("cluster", "elect-leaders", "--topic", topic, *server).stdout
-        assert f"{topic}-0: elected" in out
+        wait_until(lambda: f"{topic}-0: elected" in moldau("cluster", "elect-leaders", "--topic", topic,
+                                                            *server).stdout, 30, "the preferred election")
         assert cluster.leader_of(topic, 0) == new_broker
         failed = moldau("topic", "reassign", topic, "-p", "0", "--cancel", *server, check=False)
         assert failed.returncode == 1 and "NO_REASSIGNMENT_IN_PROGRESS" in failed.stderr
