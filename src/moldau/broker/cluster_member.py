@@ -198,7 +198,8 @@ class ClusterMember:
 
     async def _delete_stray_logs(self) -> None:
         """Logs of partitions this broker is not a replica of (it was down when a reassignment moved them
-        away): deleted, as KRaft's stray-replica detection does at startup (KAFKA-14616)."""
+        away): deleted, as the moved-away replica would have been had the broker been up (Kafka calls
+        these stray replicas)."""
         image = self.store.image
         stray = [(lg.topic, lg.partition) for lg in self.broker.replica_manager.log_manager.all_logs()
                  if (lg.topic, lg.partition) in image.partitions
