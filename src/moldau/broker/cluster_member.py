@@ -117,7 +117,10 @@ class ClusterMember:
                  registered.epoch)
         self.controller = ClusterController(
             self.store, self.node_id, session_timeout_ms=timeout_ms,
-            unclean_leader_election_enable=bool(self.config["unclean.leader.election.enable"]))
+            unclean_leader_election_enable=bool(self.config["unclean.leader.election.enable"]),
+            auto_leader_rebalance_enable=bool(self.config["auto.leader.rebalance.enable"]),
+            leader_imbalance_check_interval_s=float(self.config["leader.imbalance.check.interval.seconds"]),
+            leader_imbalance_per_broker_percentage=int(self.config["leader.imbalance.per.broker.percentage"]))
         self.controller.start()
         self._task = asyncio.get_running_loop().create_task(self._follow(), name="cluster-member")
 
@@ -162,6 +165,7 @@ class ClusterMember:
             await self._topic_deleted(name)
         for (topic, index), state in sorted(image.partitions.items()):
             await self._partition_changed(topic, index, state)
+        await self._delete_stray_logs()
         await self._notify()
 
     async def _apply(self, event: ClusterEvent) -> None:
@@ -193,6 +197,34 @@ class ClusterMember:
                                                                              self.store.image.brokers)
         if topic in (OFFSETS_TOPIC, TRANSACTION_TOPIC):
             self._move_coordinator(topic, index, transition)
+        if transition is Transition.REMOVED:
+            await self._delete_replica(topic, index)
+
+    async def _delete_replica(self, topic: str, index: int) -> None:
+        """A reassignment moved this replica away: delete its log, in a worker thread (Kafka's StopReplica
+        with deletePartition=true; in KRaft the broker's applyDelta for a replica it no longer hosts)."""
+        try:
+            await asyncio.to_thread(self.broker.replica_manager.log_manager.delete_log, topic, index)
+        except Exception as exc:  # noqa: BLE001 - a leftover directory: the next start removes it (stray)
+            log.error("deleting the removed replica %s-%d failed: %s", topic, index, exc)
+            return
+        log.info("partition.deleted topic_partition=%s-%d: moved away by a reassignment", topic, index)
+
+    async def _delete_stray_logs(self) -> None:
+        """Logs of partitions this broker is not a replica of (it was down when a reassignment moved them
+        away): deleted, as the moved-away replica would have been had the broker been up (Kafka calls
+        these stray replicas)."""
+        image = self.store.image
+        stray = [(lg.topic, lg.partition) for lg in self.broker.replica_manager.log_manager.all_logs()
+                 if (lg.topic, lg.partition) in image.partitions
+                 and self.node_id not in image.partitions[(lg.topic, lg.partition)].replicas]
+        for topic, index in stray:
+            partition = self.broker.replica_manager.topics[topic].partitions[index] \
+                if topic in self.broker.replica_manager.topics else None
+            if partition is not None and partition.log is not None:
+                continue  # hosted after all (a newer state)
+            log.info("partition.stray topic_partition=%s-%d: not a replica here any more", topic, index)
+            await self._delete_replica(topic, index)
 
     def _move_coordinator(self, topic: str, index: int, transition: Transition) -> None:
         """The coordinators follow the leadership of their internal topic's partitions (Kafka's

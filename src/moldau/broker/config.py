@@ -192,6 +192,22 @@ BROKER_CONFIGS: dict[str, ConfigDef] = _defs(
     ConfigDef("replica.fetch.response.max.bytes", int, 10485760, "Bytes per follower Fetch response", 1),
     ConfigDef("replica.fetch.backoff.ms", int, 1000, "Pause after a follower's fetch fails", 0),
     ConfigDef("replica.socket.timeout.ms", int, 30000, "Timeout of a follower's requests to its leader", 1),
+    # Leadership balance (Kafka's KafkaConfig: the controller's preferred-leader rebalance, KIP-183's automatic twin).
+    ConfigDef("auto.leader.rebalance.enable", bool, True, "The controller moves leaderships back to preferred "
+              "replicas when a broker's imbalance exceeds leader.imbalance.per.broker.percentage"),
+    ConfigDef("leader.imbalance.check.interval.seconds", int, 300, "How often the controller checks the "
+              "leadership balance", 1),
+    ConfigDef("leader.imbalance.per.broker.percentage", int, 10, "The share of a broker's preferred "
+              "partitions it may not lead before the controller rebalances them", 0),
+    # Replication throttles (KIP-73, used by reassignments): bytes/s for the replicas the topics'
+    # leader/follower.replication.throttled.replicas name; dynamic per broker (AlterConfigs).
+    ConfigDef("leader.replication.throttled.rate", int, LONG_MAX, "Bytes/s a leader sends to throttled "
+              "replicas that are not in the ISR", 1),
+    ConfigDef("follower.replication.throttled.rate", int, LONG_MAX, "Bytes/s a follower fetches for its "
+              "throttled replicas that are not in the ISR", 1),
+    ConfigDef("replication.quota.window.num", int, 11, "Samples kept to measure replication throttle rates", 1),
+    ConfigDef("replication.quota.window.size.seconds", int, 1, "Length of each replication throttle sample",
+              1),
     ConfigDef("log.cleaner.enable", bool, True, "Run the log cleaner for compacted topics"),
     ConfigDef("log.cleaner.threads", int, 1, "Log cleaner threads", 0),
     ConfigDef("log.cleaner.backoff.ms", int, 15000, "Sleep when there is no log to clean", 0),

@@ -52,6 +52,7 @@ ConfigChange = Callable[[Mapping[str, str]], dict[str, str]]
 DYNAMIC_BROKER_CONFIGS = frozenset(TOPIC_CONFIG_OF_SYNONYM) | {
     "message.max.bytes", "log.cleaner.threads", "log.cleaner.backoff.ms", "log.cleaner.dedupe.buffer.size",
     "num.io.threads", "num.network.threads",
+    "leader.replication.throttled.rate", "follower.replication.throttled.rate",
 }
 
 

@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from moldau.broker.replication_quota import FOLLOWER_REPLICAS, ReplicationQuota, is_throttled
 from moldau.protocol import api, messages
 from moldau.protocol.errors import ErrorCode
 from moldau.protocol.records import read_batch_header
@@ -105,11 +106,14 @@ class ReplicaFetcherManager:
     def __init__(self, manager: ReplicaManager) -> None:
         self.manager = manager
         self.fetchers: dict[int, ReplicaFetcher] = {}
+        # KIP-73: one follower-side quota for every fetcher of this broker (Kafka's ReplicationQuotaManager).
+        self.quota = manager.quotas.follower
 
     def add_partition(self, partition: Partition, leader_id: int) -> None:
         fetcher = self.fetchers.get(leader_id)
         if fetcher is None:
             fetcher = self.fetchers[leader_id] = ReplicaFetcher(self.manager, leader_id)
+            fetcher.quota = self.quota
             fetcher.start()
         fetcher.add(partition)
 
@@ -140,6 +144,7 @@ class ReplicaFetcher:
     def __init__(self, manager: ReplicaManager, leader_id: int) -> None:
         self.manager = manager
         self.leader_id = leader_id
+        self.quota: ReplicationQuota | None = None  # the manager's, set by add_partition
         config = manager.config
         self.node_id = manager.node_id
         self.wait_max_ms = int(config["replica.fetch.wait.max.ms"])
@@ -318,10 +323,16 @@ class ReplicaFetcher:
         if not states:
             return False
         by_topic: dict[str, list[Any]] = {}
+        throttled: set[tuple[str, int]] = set()
+        quota_exceeded = self.quota is not None and self.quota.exceeded()
         for state in states:
             partition_log = state.partition.log
             if partition_log is None:
                 continue
+            if self._throttled(state.partition):
+                if quota_exceeded:
+                    continue  # Kafka's shouldFollowerThrottle: left out of this fetch
+                throttled.add((state.partition.topic, state.partition.index))
             by_topic.setdefault(state.partition.topic, []).append(messages.FetchRequest.FetchPartition(
                 partition=state.partition.index, current_leader_epoch=state.leader_epoch,
                 fetch_offset=state.fetch_offset, last_fetched_epoch=-1,
@@ -331,16 +342,29 @@ class ReplicaFetcher:
             max_bytes=self.response_max_bytes, isolation_level=0, session_id=0, session_epoch=-1,
             topics=[messages.FetchRequest.FetchTopic(topic=t, partitions=p) for t, p in by_topic.items()],
             forgotten_topics_data=[], rack_id="")
+        if not by_topic:
+            return False  # every ready partition is throttled: back off (Kafka's fetchBackOffMs)
         response = await connection.send(FETCH, FETCH_VERSION, request, extra_timeout_s=self.wait_max_ms / 1000)
         if response.error_code != ErrorCode.NONE:
             raise LeaderUnavailable(f"Fetch failed with {ErrorCode(response.error_code).name}")
         for topic in response.responses:
             for data in topic.partitions:
+                if self.quota is not None and (topic.topic, data.partition_index) in throttled \
+                        and data.records is not None:
+                    self.quota.record(len(data.records))
                 fetched = self.partitions.get((topic.topic, data.partition_index))
                 if fetched is None or fetched.truncating:
                     continue  # removed or re-added while the fetch was in flight
                 await self._process(connection, fetched, data)
         return True
+
+    def _throttled(self, partition: Partition) -> bool:
+        """A replica outside the ISR that its topic's follower.replication.throttled.replicas names."""
+        if partition.state is None or self.node_id in partition.state.isr:
+            return False
+        topic = self.manager.topics.get(partition.topic)
+        return topic is not None and is_throttled(topic.metadata.configs, FOLLOWER_REPLICAS, partition.index,
+                                                  self.node_id)
 
     async def _process(self, connection: LeaderConnection, state: FetchState, data: Any) -> None:
         error = ErrorCode(data.error_code)

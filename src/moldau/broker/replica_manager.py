@@ -21,6 +21,7 @@ from moldau.broker.config import BrokerConfig
 from moldau.broker.errors import ApiError, as_api_error
 from moldau.broker.partition import Partition, Transition
 from moldau.broker.replica_fetcher import ReplicaFetcherManager
+from moldau.broker.replication_quota import ReplicationQuotas
 from moldau.broker.topic_config import topic_log_config
 from moldau.cluster.metadata_store import MetadataStore, TopicMetadata
 from moldau.cluster.state import NO_LEADER, BrokerRegistration, PartitionState
@@ -73,6 +74,7 @@ class ReplicaManager:
         # Injected by whoever owns the metadata store; without it the ISR never changes.
         self.alter_partition: AlterPartition | None = alter_partition
         self.replica_lag_time_max_ms: int = int(config["replica.lag.time.max.ms"])
+        self.quotas = ReplicationQuotas(config)  # KIP-73 replication throttles (broker/replication_quota.py)
         self.fetchers = ReplicaFetcherManager(self)
         self._isr_task: asyncio.Task[None] | None = None
         self._alter_tasks: set[asyncio.Task[None]] = set()

@@ -108,6 +108,12 @@ TOPIC_CONFIGS: dict[str, TopicConfigDef] = {
              doc="Accepted for compatibility; segments are never preallocated."),
         _def("unclean.leader.election.enable", "bool", None, synonyms=("unclean.leader.election.enable",),
              doc="Whether a replica outside the ISR may become leader."),
+        # KIP-73: which replicas of the topic the brokers' replication.throttled.rate applies to:
+        # "partition:broker,..." or "*" (kafka-reassign-partitions sets them for the moving replicas).
+        _def("leader.replication.throttled.replicas", "list", None, synonyms=(), broker_value=lambda b: [],
+             doc="Replicas (partition:broker or *) whose leader-side replication is throttled."),
+        _def("follower.replication.throttled.replicas", "list", None, synonyms=(), broker_value=lambda b: [],
+             doc="Replicas (partition:broker or *) whose follower-side replication is throttled."),
     )
 }
 

@@ -96,3 +96,27 @@ def status(bootstrap_server: Bootstrap = DEFAULT_BOOTSTRAP, command_config: Comm
                 t.add_row(r["topic"], str(r["partition"]), str(r["leader"]), str(r["replicas"]), str(r["isr"]),
                           str(r["offline_replicas"]))
             console.print(t)
+
+
+@app.command("elect-leaders")
+def elect_leaders(
+    topic: Annotated[str | None, typer.Option("--topic", help="default: every partition")] = None,
+    partition: Annotated[list[int] | None, typer.Option("--partition", "-p", help="default: all of --topic")]
+    = None,
+    election_type: Annotated[str, typer.Option("--election-type", help="preferred or unclean")] = "preferred",
+    bootstrap_server: Bootstrap = DEFAULT_BOOTSTRAP, command_config: CommandConfig = None,
+) -> None:
+    """Elect leaders (ElectLeaders, KIP-183/460): the preferred replica, or a live replica of an offline
+    partition (unclean: may lose data)."""
+    kinds = {"preferred": 0, "unclean": 1}
+    if election_type not in kinds:
+        fail("--election-type is preferred or unclean")
+    with connect(bootstrap_server, command_config) as client:
+        wanted = None
+        if topic is not None:
+            wanted = {topic: partition or client.partitions_of(topic)}
+        results = client.elect_leaders(wanted, kinds[election_type])
+    for (name, index), code in sorted(results.items()):
+        typer.echo(f"{name}-{index}: {'elected' if code == 0 else code.name}")
+    if not results:
+        typer.echo("No election was needed.")

@@ -49,25 +49,72 @@ def describe(name: str, bootstrap_server: Bootstrap = DEFAULT_BOOTSTRAP, command
 
             typer.echo(f"error: topic {name}: {ErrorCode(entry.error_code).name}", err=True)
             raise typer.Exit(1)
+        moving = _reassignments(client, name, [p.partition_index for p in entry.partitions])
         rows = []
         for p in sorted(entry.partitions, key=lambda p: p.partition_index):
+            ongoing = moving.get((name, p.partition_index))
             rows.append({
                 "partition": p.partition_index,
                 "leader": p.leader_id,
                 "replicas": list(p.replica_nodes),
                 "isr": list(p.isr_nodes),
-                "log_start_offset": client.list_offset(name, p.partition_index, EARLIEST),
-                "high_watermark": client.list_offset(name, p.partition_index, LATEST),
+                "offline": list(p.offline_replicas),
+                "adding": list(ongoing.adding_replicas) if ongoing is not None else [],
+                "removing": list(ongoing.removing_replicas) if ongoing is not None else [],
+                "log_start_offset": _offset(client, name, p.partition_index, EARLIEST),
+                "high_watermark": _offset(client, name, p.partition_index, LATEST),
             })
     if as_json:
         typer.echo(json.dumps({"topic": name, "topic_id": str(entry.topic_id), "partitions": rows}))
         return
     table = Table(title=f"{name} ({entry.topic_id})")
-    for column in ("partition", "leader", "replicas", "isr", "log_start_offset", "high_watermark"):
+    for column in ("partition", "leader", "replicas", "isr", "offline", "adding", "removing", "log_start_offset",
+                   "high_watermark"):
         table.add_column(column, justify="right")
     for row in rows:
         table.add_row(*(str(v) for v in row.values()))
     Console().print(table)
+
+
+def _offset(client, topic: str, partition: int, timestamp: int) -> int | None:
+    """The offset, when the broker asked leads the partition (in a cluster it may not: shown as null)."""
+    from moldau.client.client import ClientError
+
+    try:
+        return int(client.list_offset(topic, partition, timestamp))
+    except ClientError:
+        return None
+
+
+def _reassignments(client, topic: str, partitions: list[int]) -> dict:
+    from moldau.client.client import ClientError
+
+    try:
+        return client.list_partition_reassignments({topic: partitions})
+    except ClientError:
+        return {}
+
+
+@app.command()
+def reassign(
+    name: str,
+    partition: Annotated[int, typer.Option("--partition", "-p")],
+    replicas: Annotated[str | None, typer.Option("--replicas", help="target broker ids, e.g. 2,3")] = None,
+    cancel: Annotated[bool, typer.Option("--cancel", help="cancel the ongoing reassignment")] = False,
+    bootstrap_server: Bootstrap = DEFAULT_BOOTSTRAP, command_config: CommandConfig = None,
+) -> None:
+    """Move a partition's replicas to --replicas (AlterPartitionReassignments, KIP-455), or --cancel."""
+    if cancel == (replicas is not None):
+        typer.echo("error: give either --replicas or --cancel", err=True)
+        raise typer.Exit(2)
+    target = None if cancel else [int(r) for r in replicas.split(",") if r.strip()]  # type: ignore[union-attr]
+    with connect(bootstrap_server, command_config) as client:
+        code, message = client.alter_partition_reassignments({(name, partition): target})[(name, partition)]
+    if code:
+        typer.echo(f"error: {name}-{partition}: {code.name}" + (f": {message}" if message else ""), err=True)
+        raise typer.Exit(1)
+    typer.echo(f"{'Cancelled the reassignment of' if cancel else 'Reassigning'} {name}-{partition}"
+               + ("" if cancel else f" to {target}") + ".")
 
 
 @app.command()

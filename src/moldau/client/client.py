@@ -257,6 +257,48 @@ class Client:
             low_watermarks[result.partition_index] = result.low_watermark
         return low_watermarks
 
+    # -- admin: leadership and reassignments (KIP-183/460, KIP-455) ----------------------------------
+
+    def elect_leaders(self, partitions: dict[str, list[int]] | None, election_type: int = 0) -> dict[tuple[str, int],
+                                                                                                   ErrorCode]:
+        """ElectLeaders (0 preferred, 1 unclean) of `partitions` (None: every partition) -> error per partition."""
+        request_type = messages.ElectLeadersRequest
+        request = request_type(election_type=election_type, timeout_ms=30000, topic_partitions=None if partitions
+                               is None else [request_type.TopicPartitions(topic=t, partitions=p)
+                                             for t, p in partitions.items()])
+        response = self.send(43, request)
+        if response.error_code:
+            raise ClientError(response.error_code, "ElectLeaders")
+        return {(r.topic, p.partition_id): ErrorCode(p.error_code)
+                for r in response.replica_election_results for p in r.partition_result}
+
+    def alter_partition_reassignments(self, reassignments: dict[tuple[str, int], list[int] | None]
+                                      ) -> dict[tuple[str, int], tuple[ErrorCode, str | None]]:
+        """AlterPartitionReassignments: {(topic, partition): target replicas, or None to cancel}."""
+        request_type = messages.AlterPartitionReassignmentsRequest
+        by_topic: dict[str, list[Any]] = {}
+        for (topic, index), replicas in reassignments.items():
+            by_topic.setdefault(topic, []).append(
+                request_type.ReassignablePartition(partition_index=index, replicas=replicas))
+        request = request_type(timeout_ms=30000, topics=[
+            request_type.ReassignableTopic(name=t, partitions=p) for t, p in by_topic.items()])
+        response = self.send(45, request)
+        if response.error_code:
+            raise ClientError(response.error_code, "AlterPartitionReassignments", response.error_message)
+        return {(t.name, p.partition_index): (ErrorCode(p.error_code), p.error_message)
+                for t in response.responses for p in t.partitions}
+
+    def list_partition_reassignments(self, topics: dict[str, list[int]] | None = None) -> dict[tuple[str, int],
+                                                                                               Any]:
+        """ListPartitionReassignments -> {(topic, partition): entry with replicas, adding/removing_replicas}."""
+        request_type = messages.ListPartitionReassignmentsRequest
+        request = request_type(timeout_ms=30000, topics=None if topics is None else [
+            request_type.ListPartitionReassignmentsTopics(name=t, partition_indexes=p) for t, p in topics.items()])
+        response = self.send(46, request)
+        if response.error_code:
+            raise ClientError(response.error_code, "ListPartitionReassignments", response.error_message)
+        return {(t.name, p.partition_index): p for t in response.topics for p in t.partitions}
+
     def describe_log_dirs(self) -> Any:
         request_type = messages.DescribeLogDirsRequest
         return self.send(35, request_type(topics=None)).results

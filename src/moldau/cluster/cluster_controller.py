@@ -23,7 +23,8 @@ import logging
 import math
 from collections.abc import Iterable
 
-from moldau.cluster.election import ElectionType, elect, reconcile, unclean_enabled
+from moldau.cluster import reassignment
+from moldau.cluster.election import ElectionType, elect, imbalanced_partitions, reconcile, unclean_enabled
 from moldau.cluster.etcd_store import ControllerSession, EtcdClusterStore
 from moldau.cluster.image import (
     BrokerChanged,
@@ -34,6 +35,7 @@ from moldau.cluster.image import (
     Resynced,
     TopicChanged,
 )
+from moldau.errors import ApiError
 from moldau.protocol.errors import ErrorCode
 
 log = logging.getLogger(__name__)
@@ -44,7 +46,9 @@ MAX_CONCURRENT_WRITES = 32
 
 class ClusterController:
     def __init__(self, store: EtcdClusterStore, broker_id: int, *, session_timeout_ms: int = 1000,
-                 unclean_leader_election_enable: bool = False) -> None:
+                 unclean_leader_election_enable: bool = False, auto_leader_rebalance_enable: bool = True,
+                 leader_imbalance_check_interval_s: float = 300.0,
+                 leader_imbalance_per_broker_percentage: int = 10) -> None:
         self.store = store
         self.broker_id = broker_id
         self.ttl = max(1, math.ceil(session_timeout_ms / 1000))
@@ -54,6 +58,10 @@ class ClusterController:
         self._task: asyncio.Task[None] | None = None
         self._events: asyncio.Queue[ClusterEvent] | None = None
         self._writes = asyncio.Semaphore(MAX_CONCURRENT_WRITES)
+        # Kafka's auto.leader.rebalance.enable / leader.imbalance.* (ZooKeeper-mode KafkaController).
+        self.auto_leader_rebalance_enable = auto_leader_rebalance_enable
+        self.leader_imbalance_check_interval_s = leader_imbalance_check_interval_s
+        self.leader_imbalance_per_broker_percentage = leader_imbalance_per_broker_percentage
 
     @property
     def is_active(self) -> bool:
@@ -114,6 +122,8 @@ class ClusterController:
         assert self._events is not None
         await self._reconcile(session, list(self.store.image.partitions))
         lost = asyncio.ensure_future(session.lease.lost.wait())
+        rebalance = asyncio.ensure_future(self._rebalance_loop(session)) \
+            if self.auto_leader_rebalance_enable else None
         try:
             while not session.lease.lost.is_set():
                 next_event = asyncio.ensure_future(self._events.get())
@@ -124,6 +134,8 @@ class ClusterController:
                 await self._reconcile(session, self._affected(next_event.result()))
         finally:
             lost.cancel()
+            if rebalance is not None:
+                rebalance.cancel()
 
     def _affected(self, event: ClusterEvent) -> list[TopicPartition]:
         image = self.store.image
@@ -153,7 +165,14 @@ class ClusterController:
         state = image.partitions.get(tp)
         if state is None or session.lease.lost.is_set():
             return
-        new = reconcile(state, image.brokers.keys(), unclean=self._unclean(tp[0]))
+        live = image.brokers.keys()
+        new = reconcile(state, live, unclean=self._unclean(tp[0]))
+        # KIP-455: a reassignment whose target replicas are all in the ISR completes (KRaft completes it
+        # on the AlterPartition that made it so; here the controller sees that change and writes this).
+        completed = reassignment.maybe_complete(new or state, live)
+        if completed is not None:  # one successor of `state`, whatever the steps that led to it
+            new = state.with_changes(replicas=completed.replicas, isr=completed.isr, leader=completed.leader,
+                                     adding=(), removing=())
         if new is None:
             return
         async with self._writes:
@@ -194,3 +213,64 @@ class ClusterController:
             else:
                 results[tp] = ErrorCode.UNKNOWN_SERVER_ERROR
         return results
+
+    # -- preferred-leader rebalance (auto.leader.rebalance.enable) ---------------------------------------
+
+    async def _rebalance_loop(self, session: ControllerSession) -> None:
+        """Kafka's auto-leader-rebalance task: every leader.imbalance.check.interval.seconds, the brokers
+        whose share of preferred partitions they don't lead exceeds leader.imbalance.per.broker.percentage
+        get those leaderships back (a preferred election, where the preferred replica is alive and in sync)."""
+        while not session.lease.lost.is_set():
+            await asyncio.sleep(self.leader_imbalance_check_interval_s)
+            try:
+                await self.rebalance_leaders(session)
+            except Exception:  # etcd unreachable: the next check tries again
+                log.exception("controller: leader rebalance failed")
+
+    async def rebalance_leaders(self, session: ControllerSession | None = None) -> list[TopicPartition]:
+        image = self.store.image
+        if any(reassignment.in_progress(s) for s in image.partitions.values()):
+            return []  # as Kafka's controller: no automatic elections while partitions are being reassigned
+        partitions = imbalanced_partitions(image.partitions, image.brokers.keys(),
+                                           self.leader_imbalance_per_broker_percentage)
+        moved = []
+        for tp in partitions:
+            state = self.store.image.partitions.get(tp)
+            if state is None:
+                continue
+            _, new = elect(state, self.store.image.brokers.keys(), ElectionType.PREFERRED)
+            if new is not None and await self.store.compare_and_set_partition(
+                    tp[0], tp[1], new, state.partition_epoch, controller=session):
+                moved.append(tp)
+        if moved:
+            log.info("controller: preferred leaders restored for %s", moved)
+        return moved
+
+    # -- reassignments (KIP-455) ---------------------------------------------------------------------
+
+    async def alter_reassignment(self, tp: TopicPartition, target: list[int] | None, *,
+                                 allow_replication_factor_change: bool = True) -> None:
+        """Starts, replaces (target) or cancels (None) the reassignment of one partition; raises ApiError
+        with Kafka's codes. Any broker may run it: the write is compare-and-set on the partition epoch, and
+        the controller completes the reassignment once the target is in sync (cluster/reassignment.py)."""
+        for _ in range(10):  # a concurrent change (an ISR change by the leader): start from the newer state
+            state = self.store.image.partitions.get(tp)
+            if state is None:  # KRaft's messages (ReplicationControlManager.alterPartitionReassignment)
+                if tp[0] not in self.store.image.topics:
+                    raise ApiError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"Unable to find a topic named {tp[0]}.")
+                raise ApiError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"Unable to find partition {tp[0]}:{tp[1]}.")
+            live = self.store.image.brokers.keys()
+            if target is None:
+                new = reassignment.cancel(state, live, unclean_enabled=self._unclean(tp[0]),
+                                          name=f"{tp[0]}:{tp[1]}")
+            else:
+                reassignment.validate_target(target, reassignment.target_replicas(state), live,
+                                             allow_replication_factor_change)
+                new = reassignment.start(state, target, live)
+            if await self.store.compare_and_set_partition(tp[0], tp[1], new, state.partition_epoch):
+                log.info("reassignment of %s-%d %s: replicas %s adding %s removing %s", tp[0], tp[1],
+                         "cancelled" if target is None else f"to {target}", list(new.replicas), list(new.adding),
+                         list(new.removing))
+                return
+            await asyncio.sleep(0.01)
+        raise ApiError(ErrorCode.REQUEST_TIMED_OUT, f"{tp[0]}-{tp[1]} kept changing; try again.")

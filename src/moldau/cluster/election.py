@@ -17,7 +17,7 @@ broker is fenced (its session ended) or unfenced (registered again):
 from __future__ import annotations
 
 import enum
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from moldau.cluster.state import NO_LEADER, PartitionState
 from moldau.protocol.errors import ErrorCode
@@ -111,3 +111,21 @@ def unclean_enabled(topic_configs: dict[str, str], default: bool) -> bool:
     """The topic's `unclean.leader.election.enable`, else the broker/cluster default."""
     value = topic_configs.get("unclean.leader.election.enable")
     return default if value is None else value.strip().lower() == "true"
+
+
+def imbalanced_partitions(partitions: Mapping[tuple[str, int], PartitionState], live: Collection[int],
+                          percentage: int) -> list[tuple[str, int]]:
+    """Kafka's checkAndTriggerAutoLeaderRebalance (ZooKeeper-mode KafkaController): group partitions by their
+    preferred replica; for each broker whose ratio of preferred partitions led by someone else exceeds
+    `percentage` / 100, the partitions it could lead now (alive and in the ISR)."""
+    by_preferred: dict[int, list[tuple[tuple[str, int], PartitionState]]] = {}
+    for tp, state in partitions.items():
+        if state.replicas:
+            by_preferred.setdefault(state.replicas[0], []).append((tp, state))
+    result: list[tuple[str, int]] = []
+    for broker, owned in sorted(by_preferred.items()):
+        not_led = [(tp, s) for tp, s in owned if s.leader != broker]
+        if not owned or len(not_led) / len(owned) <= percentage / 100:
+            continue
+        result.extend(tp for tp, s in not_led if broker in live and broker in s.isr)
+    return sorted(result)

@@ -25,6 +25,7 @@ from moldau.broker.fetch_session import (
     PartitionKey,
 )
 from moldau.broker.partition import Partition
+from moldau.broker.replication_quota import leader_throttled
 from moldau.protocol import messages
 from moldau.protocol.errors import ErrorCode
 from moldau.security.acl import AclOperation, ResourceType
@@ -107,7 +108,7 @@ async def handle(conn, header, request: messages.FetchRequest) -> Response:
     deadline = broker.loop.time() + max(request.max_wait_ms, 0) / 1000
     while True:
         reads, total, has_error = _read_all(broker, wanted, by_id, request.max_bytes, isolation, denied,
-                                            replica_id >= 0)
+                                            replica_id >= 0, replica_id)
         remaining = deadline - broker.loop.time()
         if total >= request.min_bytes or has_error or remaining <= 0 or not reads:
             break
@@ -187,11 +188,13 @@ def _unreadable(conn, wanted, by_id: bool) -> set[PartitionKey]:
 
 
 def _read_all(broker, wanted, by_id: bool, max_bytes: int, isolation: int, denied: set[PartitionKey],
-              from_follower: bool = False):
+              from_follower: bool = False, replica_id: int = -1):
     manager = broker.replica_manager
     reads: list[PartitionRead] = []
     total = 0
     has_error = False
+    leader_quota = manager.quotas.leader
+    quota_exceeded: bool | None = None  # computed once, at the first throttled replica
     for key, cached in wanted.items():
         data = Response.PartitionData(partition_index=key[1], error_code=ErrorCode.NONE, high_watermark=-1,
                                       last_stable_offset=-1, log_start_offset=-1, records=EMPTY)
@@ -219,13 +222,23 @@ def _read_all(broker, wanted, by_id: bool, max_bytes: int, isolation: int, denie
             if isolation == READ_COMMITTED:
                 data.aborted_transactions = []
             limit = min(cached.max_bytes, max_bytes - total)
-            if limit > 0 or not total:
+            throttled = from_follower and partition.state is not None and leader_throttled(
+                _topic_configs(manager, partition.topic), partition.index, manager.node_id, partition.state.isr,
+                replica_id)
+            if throttled:
+                if quota_exceeded is None:
+                    quota_exceeded = leader_quota.exceeded()
+                if quota_exceeded:
+                    limit = -1  # KIP-73 leader side: nothing for this replica until the rate drops
+            if (limit > 0 or not total) and limit >= 0:
                 info = log.read(cached.fetch_offset, max(limit, 0), max_offset=bound,
                                 min_one_message=total == 0)
                 if info.records is not None and info.records.size:
                     data.records = info.records
                     size = info.records.size
                     total += size
+                    if throttled:
+                        leader_quota.record(size)
                     if isolation == READ_COMMITTED:
                         data.aborted_transactions = [
                             Response.AbortedTransaction(producer_id=t.producer_id, first_offset=t.first_offset)
@@ -243,3 +256,8 @@ def _read_all(broker, wanted, by_id: bool, max_bytes: int, isolation: int, denie
         reads.append(PartitionRead(key, data, size, partition))
     return reads, total, has_error
 
+
+
+def _topic_configs(manager, name: str) -> dict[str, str]:
+    topic = manager.topics.get(name)
+    return topic.metadata.configs if topic is not None else {}
