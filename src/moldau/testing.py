@@ -269,3 +269,13 @@ async def _add_scram_users(broker: Broker, users: dict[str, str]) -> None:
     await broker.scram_credentials.apply(
         [(name, mechanism, new_credential(mechanism, password)) for name, password in users.items()
          for mechanism in MECHANISMS], [])
+
+
+def __getattr__(name: str) -> Any:
+    """`running_cluster` (etcd + broker processes, with fault injection) lives in moldau.testing_cluster; it is
+    offered here too, imported on first use so that a single embedded broker does not load etcd's client."""
+    if name in ("running_cluster", "RunningCluster"):
+        from moldau import testing_cluster
+
+        return getattr(testing_cluster, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
