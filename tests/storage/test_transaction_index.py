@@ -90,3 +90,25 @@ def test_index_file_round_trip_and_truncation(tmp_path):
     assert index.collect_aborted(6, 8) == [AbortedTxn(2, 3, 9, 10)]
     index.truncate_to(9)
     assert TransactionIndex(index.path).entries == [AbortedTxn(1, 0, 5, 6)]
+
+
+def test_a_follower_replays_markers_so_it_can_lead_read_committed_readers(open_log):
+    """A follower copies the leader's batches, markers included: it must end the transactions they end and
+    index the aborted ones, or after becoming leader its LSO would stay at a finished transaction and its
+    read_committed readers would see aborted records (found by killing brokers under a transactional copy)."""
+    leader = open_log()
+    append(leader, txn(1, 0, 2))     # 0-1 producer 1: aborted below
+    append(leader, txn(2, 0))        # 2 producer 2: committed below
+    end(leader, 1, committed=False)  # 3
+    end(leader, 2, committed=True)   # 4
+    append(leader, txn(3, 0))        # 5 producer 3: still open
+    settle(leader)
+    leader.flush()
+    copied = b"".join(path.read_bytes() for path in sorted(leader.dir.glob("*.log")))  # markers may roll
+
+    follower = open_log("copy-0")
+    follower.append_as_follower(copied, now_ms=NOW)
+    settle(follower)
+    assert follower.last_stable_offset == leader.last_stable_offset == 5
+    assert follower.collect_aborted_transactions(0, 6) == leader.collect_aborted_transactions(0, 6) == \
+        [AbortedTxn(1, 0, 3, 2)]

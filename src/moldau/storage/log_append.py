@@ -126,10 +126,20 @@ def append_as_follower(
         # Markers too (Kafka's appendAsFollower → updateProducers / completeTxn / updateTxnIndex): a follower
         # that becomes leader must know which transactions ended and index the aborted ones, or its
         # read_committed readers would see aborted records and stop at a transaction that long ended.
-        _, completed = p.producer_state.load_from_data(data, first)  # type: ignore[arg-type]
+        for pos, header in headers:  # batch by batch, so each aborted txn is indexed with the LSO of its time
+            if header.producer_id < 0:
+                continue
+            if not header.is_control:
+                p.producer_state.load_from_batches([header])
+                continue
+            marker = control_marker(data, pos)
+            if marker is not None:
+                completed = p.producer_state.apply_marker(header.producer_id, header.producer_epoch, marker[0],
+                                                          marker[1], header.base_offset, header.max_timestamp,
+                                                          AppendOrigin.REPLICATION)
+                if completed is not None:
+                    log_producer_state.record_completed(p.producer_state, p.local.segment_view, [completed])
         p.producer_state.update_map_end_offset(last + 1)
-        if completed:
-            log_producer_state.record_completed(p.producer_state, p.local.segment_view, completed)
         return AppendInfo(
             first_offset=first,
             last_offset=last,
