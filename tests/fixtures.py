@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
@@ -324,3 +325,51 @@ def run_until(workers: list[Worker], done: Callable[[], bool], timeout: float = 
         assert time.monotonic() < deadline, "timed out"
         for w in workers:
             w.step()
+
+
+class AckedProducer:
+    """confluent-kafka with idempotence and acks=all, producing numbered records ("v0", "v1", ...) from a thread
+    until stopped, and keeping what was acknowledged: (partition, offset) -> value. For fault tests: whatever
+    happens to the brokers meanwhile, every acknowledged record must be found at its offset afterwards."""
+
+    def __init__(self, bootstrap: str, topic: str, partition: int | None = None) -> None:
+        self.topic, self.partition = topic, partition
+        self.producer = Producer({
+            "bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all", "linger.ms": 5,
+            "message.timeout.ms": 120000, "retry.backoff.ms": 50, "retry.backoff.max.ms": 500,
+            "topic.metadata.refresh.interval.ms": 1000})
+        self.acked: dict[tuple[int, int], bytes] = {}
+        self.errors: list[str] = []
+        self.fatal: list[str] = []
+        self.sent = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="acked-producer", daemon=True)
+
+    def _delivered(self, err: Any, msg: Any) -> None:
+        if err is not None:
+            (self.fatal if err.fatal() else self.errors).append(str(err))
+        else:
+            self.acked[(msg.partition(), msg.offset())] = msg.value()
+
+    def _run(self) -> None:
+        where = {} if self.partition is None else {"partition": self.partition}
+        while not self._stop.is_set():
+            try:
+                self.producer.produce(self.topic, value=f"v{self.sent}".encode(), on_delivery=self._delivered,
+                                      **where)
+                self.sent += 1
+            except BufferError:
+                self.producer.poll(0.05)
+            self.producer.poll(0)
+            if self.sent % 50 == 0:
+                time.sleep(0.01)  # a steady stream, not a flood: fault tests are about failover, not throughput
+
+    def start(self) -> AckedProducer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(30)
+        remaining = self.producer.flush(120)
+        assert remaining == 0, f"{remaining} records never acknowledged nor failed"

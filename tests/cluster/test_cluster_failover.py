@@ -8,7 +8,6 @@ acknowledged record exactly once, at its acknowledged offset, in order, and the 
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import defaultdict
 
@@ -18,7 +17,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from moldau.cluster.etcd_server import find_etcd
 from moldau.testing_cluster import RunningCluster, running_cluster
-from tests.fixtures import wait_until
+from tests.fixtures import AckedProducer, wait_until
 
 pytestmark = pytest.mark.skipif(find_etcd() is None, reason="etcd is not installed (apt-get install etcd-server)")
 
@@ -33,49 +32,6 @@ def create_topic(cluster: RunningCluster, name: str, partitions: int, replicatio
                                             config={"min.insync.replicas": "2"})])
     futures[name].result(30)
     cluster.wait_for_isr(name, replication_factor)
-
-
-class AckedProducer:
-    """Produces numbered records until stopped, keeping what was acknowledged: (partition, offset) -> value."""
-
-    def __init__(self, bootstrap: str) -> None:
-        self.producer = confluent_kafka.Producer({
-            "bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all", "linger.ms": 5,
-            "message.timeout.ms": 120000, "retry.backoff.ms": 50, "retry.backoff.max.ms": 500,
-            "topic.metadata.refresh.interval.ms": 1000})
-        self.acked: dict[tuple[int, int], bytes] = {}
-        self.errors: list[str] = []
-        self.fatal: list[str] = []
-        self.sent = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="acked-producer", daemon=True)
-
-    def _delivered(self, err, msg) -> None:
-        if err is not None:
-            (self.fatal if err.fatal() else self.errors).append(str(err))
-        else:
-            self.acked[(msg.partition(), msg.offset())] = msg.value()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.producer.produce(TOPIC, value=f"v{self.sent}".encode(), on_delivery=self._delivered)
-                self.sent += 1
-            except BufferError:
-                self.producer.poll(0.05)
-            self.producer.poll(0)
-            if self.sent % 50 == 0:
-                time.sleep(0.01)  # a steady stream, not a flood: the test is about failover, not throughput
-
-    def start(self) -> AckedProducer:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(30)
-        remaining = self.producer.flush(120)
-        assert remaining == 0, f"{remaining} records never acknowledged nor failed"
 
 
 def read_everything(cluster: RunningCluster) -> dict[int, list[tuple[int, bytes]]]:
@@ -116,7 +72,7 @@ def assert_exactly_once(acked: dict[tuple[int, int], bytes], stored: dict[int, l
 def test_leader_kills_and_a_paused_broker_lose_no_acknowledged_record(tmp_path):
     with running_cluster(3, data_dir=tmp_path, default_replication_factor=3, min_insync_replicas=2) as cluster:
         create_topic(cluster, TOPIC, PARTITIONS, 3)
-        producer = AckedProducer(cluster.bootstrap_servers).start()
+        producer = AckedProducer(cluster.bootstrap_servers, TOPIC).start()
         try:
             wait_until(lambda: len(producer.acked) >= 200, 60, "the first acknowledgements")
             for i in range(KILLS):

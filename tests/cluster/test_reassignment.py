@@ -9,7 +9,6 @@ deletes its log directory; the follower.replication.throttled.* configs slow the
 from __future__ import annotations
 
 import json
-import threading
 import time
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from moldau.client.client import Client
 from moldau.cluster.etcd_server import find_etcd
 from moldau.protocol.errors import ErrorCode
 from moldau.testing_cluster import RunningCluster, running_cluster
-from tests.fixtures import wait_until
+from tests.fixtures import AckedProducer, wait_until
 
 pytestmark = pytest.mark.skipif(find_etcd() is None, reason="etcd is not installed (apt-get install etcd-server)")
 
@@ -52,47 +51,6 @@ def wait_for_replicas(cluster: RunningCluster, topic: str, replicas: list[int], 
         return entry is not None and (current == replicas if ordered else sorted(current) == sorted(replicas)) and \
             sorted(entry.isr_nodes) == sorted(replicas) and entry.leader_id in replicas
     wait_until(moved, timeout, f"{topic}-0 on {replicas}, all in sync")
-
-
-class AckedProducer:
-    """Produces numbered records to partition 0 until stopped; keeps what was acknowledged."""
-
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        self.topic = topic
-        self.producer = confluent_kafka.Producer({
-            "bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all", "linger.ms": 5,
-            "message.timeout.ms": 120000, "topic.metadata.refresh.interval.ms": 1000})
-        self.acked: dict[int, bytes] = {}
-        self.errors: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _delivered(self, err, msg) -> None:
-        if err is not None:
-            self.errors.append(str(err))
-        else:
-            self.acked[msg.offset()] = msg.value()
-
-    def _run(self) -> None:
-        sent = 0
-        while not self._stop.is_set():
-            try:
-                self.producer.produce(self.topic, value=f"v{sent}".encode(), partition=0, on_delivery=self._delivered)
-                sent += 1
-            except BufferError:
-                self.producer.poll(0.05)
-            self.producer.poll(0)
-            if sent % 50 == 0:
-                time.sleep(0.01)
-
-    def start(self) -> AckedProducer:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(30)
-        assert self.producer.flush(120) == 0
 
 
 def read_all(bootstrap: str, topic: str) -> dict[int, bytes]:
@@ -127,7 +85,7 @@ def test_move_a_partition_under_produce_load(tmp_path):
         old = create_topic(cluster, topic)  # e.g. [1, 2]
         new_broker = next(b for b in cluster.brokers if b not in old)
         target = [old[1], new_broker]  # e.g. [2, 3]: one replica stays, one moves
-        producer = AckedProducer(cluster.bootstrap_servers, topic).start()
+        producer = AckedProducer(cluster.bootstrap_servers, topic, partition=0).start()
         admin = kafka_python_admin(cluster)
         try:
             wait_until(lambda: len(producer.acked) >= 300, 60, "the first acknowledgements")
@@ -146,12 +104,12 @@ def test_move_a_partition_under_produce_load(tmp_path):
         # Every acknowledged record is on each new replica: read it from one leader, then from the other.
         cluster.wait_for_isr(topic, 2)
         first = cluster.leader_of(topic, 0)
-        assert_has_every_acked(producer.acked, read_all(cluster.bootstrap_servers, topic), f"broker {first}")
+        assert_has_every_acked({o: v for (_, o), v in producer.acked.items()}, read_all(cluster.bootstrap_servers, topic), f"broker {first}")
         cluster.kill(first)
         wait_until(lambda: cluster.leader_of(topic, 0) != first, 30, "the other new replica leading")
         second = cluster.leader_of(topic, 0)
         assert second in target and second != first
-        assert_has_every_acked(producer.acked, read_all(cluster.bootstrap_servers, topic), f"broker {second}")
+        assert_has_every_acked({o: v for (_, o), v in producer.acked.items()}, read_all(cluster.bootstrap_servers, topic), f"broker {second}")
     assert len(producer.acked) > 500
 
 
