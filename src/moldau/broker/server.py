@@ -91,7 +91,11 @@ class Broker:
         if config["metadata.store"] != "local":
             from moldau.broker.cluster_admin import ClusterTopicController
             from moldau.broker.cluster_member import ClusterMember
+            from moldau.broker.inter_broker import InterBrokerSecurity
 
+            # Followers and the marker channel reach other brokers on the inter-broker listener, with TLS and
+            # SASL as it asks; a config that cannot log in is refused now (SecurityConfigError), as Kafka does.
+            self.replica_manager.inter_broker = InterBrokerSecurity.from_config(config)
             self.controller = ClusterTopicController(config, self.store, self.replica_manager)
             self.cluster = ClusterMember(self)
         else:

@@ -34,7 +34,7 @@ SECURITY_CONFIGS: tuple[tuple[Any, ...], ...] = (
     ("ssl.protocol", str, "TLSv1.3", "Accepted for compatibility; ssl.enabled.protocols decides"),
     ("ssl.cipher.suites", list, [], "TLS 1.2 cipher suites (IANA or OpenSSL names); empty means the defaults"),
     ("ssl.principal.mapping.rules", str, "DEFAULT", "Rules mapping a certificate's DN to a user name"),
-    ("ssl.endpoint.identification.algorithm", str, "https", "Client-side setting; accepted and ignored"),
+    ("ssl.endpoint.identification.algorithm", str, "https", "Inter-broker TLS host name check; empty: off"),
     # SASL.
     ("sasl.enabled.mechanisms", list, ["GSSAPI"], "SASL mechanisms the broker offers"),
     ("sasl.mechanism.inter.broker.protocol", str, "GSSAPI", "SASL mechanism between brokers"),
