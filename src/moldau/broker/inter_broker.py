@@ -114,7 +114,7 @@ class BrokerConnection:
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._correlation_id = 0
-        self._refused: str | None = None  # the last authentication failure, logged once
+        self._refused: str | None = None  # the first authentication failure since the last success, logged
 
     async def send(self, api_key: int, version: int, body: Any, extra_timeout_s: float = 0.0) -> Any:
         if self._writer is None:
@@ -157,7 +157,7 @@ class BrokerConnection:
             self._authentication_failed(f"SASL {security.mechanism} as {security.username}: {exc}")
 
     def _authentication_failed(self, reason: str) -> None:
-        if reason != self._refused:
+        if self._refused is None:
             log.error("inter_broker.authentication_failed broker=%d listener=%s at %s:%d: %s; retrying quietly "
                       "(check this broker's inter-broker credentials and certificates)", self.broker_id,
                       self.security.listener, self.host, self.port, reason)

@@ -80,6 +80,16 @@ def masked(configs: Mapping[str, Any]) -> dict[str, Any]:
     return {key: "[hidden]" if is_sensitive(key) else value for key, value in configs.items()}
 
 
+def is_listener_config(name: str) -> bool:
+    """`listener.name.<l>.<security config>` or `listener.name.<l>.<mechanism>.sasl.jaas.config`: read by
+    ListenerConfig, so known although not in the broker's config table."""
+    match = _LISTENER_KEY.fullmatch(name)
+    if match is None:
+        return False
+    key = match.group(2)
+    return key in _TYPES or re.fullmatch(r"[a-z0-9-]+\.sasl\.jaas\.config", key) is not None
+
+
 def listener_keystore_config(name: str) -> str | None:
     """The listener (lower-case) a `listener.name.<l>.ssl.keystore.*` config names, else None."""
     match = _LISTENER_KEY.fullmatch(name)

@@ -67,5 +67,7 @@ class SaslClientExchange:
         response = yield (SASL_AUTHENTICATE, SASL_AUTHENTICATE_VERSION,
                           messages.SaslAuthenticateRequest(auth_bytes=token))
         if response.error_code:
-            raise SaslAuthenticationError(f"Authentication failed: {response.error_message}")
+            message = response.error_message or "SASL_AUTHENTICATION_FAILED"
+            raise SaslAuthenticationError(message if message.startswith("Authentication failed")
+                                          else f"Authentication failed: {message}")
         return bytes(response.auth_bytes)
