@@ -19,8 +19,13 @@ from pathlib import Path
 import confluent_kafka
 import pytest
 from confluent_kafka.admin import (
+    AclBinding,
+    AclOperation,
+    AclPermissionType,
     AdminClient,
     NewTopic,
+    ResourcePatternType,
+    ResourceType,
     ScramCredentialInfo,
     ScramMechanism,
     UserScramCredentialUpsertion,
@@ -52,6 +57,7 @@ def client_config(certs: Certificates) -> dict[str, str]:
 
 def sasl_ssl_settings(certs: Certificates, inter_broker_password: str, **extra: object) -> dict[str, object]:
     return {
+        "super.users": "User:admin;User:broker",  # the broker principal needs CLUSTER_ACTION (docs/security.md)
         "listeners": "SASL_SSL://127.0.0.1:{port}",
         "security.inter.broker.protocol": "SASL_SSL",
         "ssl.keystore.location": str(certs.server_keystore),
@@ -64,7 +70,6 @@ def sasl_ssl_settings(certs: Certificates, inter_broker_password: str, **extra: 
             'org.apache.kafka.common.security.scram.ScramLoginModule required '
             f'username="broker" password="{inter_broker_password}";',
         "authorizer.class.name": STANDARD_AUTHORIZER,
-        "super.users": "User:admin;User:broker",  # the broker principal needs CLUSTER_ACTION (docs/security.md)
         "transaction.state.log.replication.factor": 3,
         "transaction.state.log.num.partitions": 3,
         **extra,
@@ -176,3 +181,29 @@ def test_a_wrong_inter_broker_password_keeps_followers_out_of_the_isr(tmp_path: 
             named = [int(m.group(1)) for line in lines if (m := re.search(r"broker=(\d+)", line))]
             assert sorted(named) == sorted(followed[broker_id]), lines
             assert all("SCRAM-SHA-512 as broker" in line for line in lines), lines
+
+
+def test_followers_need_cluster_action_then_rejoin_the_isr(tmp_path: Path, certs: Certificates) -> None:
+    """Kafka's rule for follower fetches: CLUSTER_ACTION on the cluster, from super.users or an ACL."""
+    settings = {"super.users": "User:admin", "replica.lag.time.max.ms": 2000, "replica.fetch.backoff.ms": 200}
+    with secured_cluster(tmp_path, certs, BROKER_PASSWORD, **settings) as cluster:
+        add_broker_user(cluster, certs)
+        create_topic(cluster, certs, "orders", min_insync_replicas=1)
+
+        def denied_lines() -> dict[int, list[str]]:
+            return {i: [line for line in b.log_text().splitlines() if "replica_fetcher.not_authorized" in line]
+                    for i, b in cluster.brokers.items()}
+
+        wait_until(lambda: all(denied_lines().values()), 60, "every follower to log that it is not authorized")
+        wait_until(lambda: all(len(p.isr_nodes) == 1 for p in cluster.describe("orders").values()), 60,
+                   "the ISR to shrink to the leaders: an unauthorized fetch does not count")
+        client = admin(cluster, certs)
+        futures = client.create_acls([AclBinding(
+            ResourceType.BROKER, "kafka-cluster", ResourcePatternType.LITERAL, "User:broker", "*",
+            AclOperation.CLUSTER_ACTION, AclPermissionType.ALLOW)])
+        for future in futures.values():
+            future.result(30)
+        cluster.wait_for_isr("orders", 3)
+        # Logged once per leader followed, not once per retry.
+        assert all(len(lines) <= 2 for lines in denied_lines().values()), denied_lines()
+        assert auth_failures(cluster) == {1: [], 2: [], 3: []}
