@@ -334,6 +334,7 @@ class ReplicaFetcher:
         if error != ErrorCode.NONE:
             self._on_partition_error(state, error, "Fetch")
             return
+        self._denied = False  # authorized again (CLUSTER_ACTION is all or nothing): a later denial is news
         records = data.records
         if records is not None and len(records):
             try:

@@ -35,6 +35,7 @@ from moldau.security.config import ListenerConfig, listener_keystore_config
 from moldau.security.listener_security import ListenerSecurity
 from moldau.security.listeners import SecurityConfigError, inter_broker_listener, listener_protocols
 from moldau.security.scram_store import ScramCredentialStore
+from moldau.security.ssl_context import reload_keystore
 from moldau.storage.errors import StorageError
 from moldau.storage.log_cleaner import CleanerConfig, LogCleaner
 from moldau.storage.log_manager import LogManager
@@ -235,6 +236,10 @@ class Broker:
                 raise SecurityConfigError(f"{', '.join(values)}: this broker has no listener {name}")
             security.reload_keystore(values, validate_only)
             if not validate_only:
+                inter_broker = self.replica_manager.inter_broker
+                if name == inter_broker.listener and inter_broker.ssl_context is not None:
+                    # Kafka reloads the inter-broker client side too: new connections to brokers present it.
+                    reload_keystore(inter_broker.ssl_context, security.config)
                 log.info("listener %s: reloaded its keystore (%s)", name, ", ".join(sorted(values)))
 
     def _load_dynamic_keystores(self) -> None:
