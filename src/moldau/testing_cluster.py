@@ -28,7 +28,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -148,9 +148,12 @@ class ClusterBroker:
 
 
 class RunningCluster:
-    def __init__(self, etcd: EtcdServer, brokers: dict[int, ClusterBroker]) -> None:
+    def __init__(self, etcd: EtcdServer, brokers: dict[int, ClusterBroker],
+                 client_config: Mapping[str, str] | None = None) -> None:
         self.etcd = etcd
         self.brokers = brokers
+        # Kafka client properties (security.protocol, ssl.ca.location, sasl.*) for a secured `{port}` listener.
+        self.client_config = dict(client_config or {})
 
     @property
     def bootstrap_servers(self) -> str:
@@ -206,12 +209,14 @@ class RunningCluster:
         """Partition index -> Metadata partition entry (leader_id, leader_epoch, replica_nodes, isr_nodes), asked
         of the first live broker that answers."""
         from moldau.client.client import Client
+        from moldau.client.security import ClientSecurity
 
+        security = ClientSecurity.from_properties(self.client_config) if self.client_config else None
         for broker in self.brokers.values():
             if not broker.running or broker.paused:
                 continue
             try:
-                with Client(broker.bootstrap_servers) as client:
+                with Client(broker.bootstrap_servers, security=security) as client:
                     response = client.metadata([topic])
             except OSError:
                 continue
@@ -243,19 +248,21 @@ class RunningCluster:
 
 @contextmanager
 def running_cluster(brokers: int = 3, *, data_dir: str | Path | None = None,
-                    **overrides: Any) -> Iterator[RunningCluster]:
+                    client_config: Mapping[str, str] | None = None, **overrides: Any) -> Iterator[RunningCluster]:
     """One etcd and `brokers` broker processes (ids 1..n) on free loopback ports; stopped on exit.
 
     `overrides` are broker configs with `_` for `.` (e.g. `min_insync_replicas=2`); pass names with dots in
     `**{...}`. In a value, `{port}` and `{sasl_port}` are each broker's own ports, e.g. `listeners=
-    "PLAINTEXT://127.0.0.1:{port},SASL_PLAINTEXT://127.0.0.1:{sasl_port}"`."""
+    "PLAINTEXT://127.0.0.1:{port},SASL_PLAINTEXT://127.0.0.1:{sasl_port}"`. When the `{port}` listener is
+    secured, `client_config` holds the Kafka client properties (`security.protocol`, `ssl.ca.location`,
+    `sasl.mechanism`, `sasl.username`, ...) that `describe`, `leader_of` and `wait_for_isr` connect with."""
     settings = {k if "." in k else k.replace("_", "."): v for k, v in overrides.items()}
     with ExitStack() as stack:
         root = Path(data_dir) if data_dir is not None else Path(stack.enter_context(
             tempfile.TemporaryDirectory(prefix="moldau-cluster-")))
         etcd = stack.enter_context(EtcdServer(root / "etcd"))
         members = {i: ClusterBroker(i, root / f"broker-{i}", str(etcd.url), settings) for i in range(1, brokers + 1)}
-        cluster = RunningCluster(etcd, members)
+        cluster = RunningCluster(etcd, members, client_config)
         for member in members.values():
             stack.callback(member.stop)
         for member in members.values():

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from moldau.errors import MoldauError
-from moldau.security.config import SECURITY_CONFIGS
+from moldau.security.config import SECURITY_CONFIGS, is_listener_config
 
 log = logging.getLogger(__name__)
 
@@ -277,7 +277,9 @@ class BrokerConfig:
         definition = BROKER_CONFIGS.get(key)
         if definition is None:
             # Kafka logs unknown configs and carries on; so do we, keeping them for DescribeConfigs.
-            warn_unknown_config(key)
+            # Listener-prefixed security configs are known: ListenerConfig reads them from `originals`.
+            if not is_listener_config(key):
+                warn_unknown_config(key)
             self.originals[key] = str(raw)
             return
         value = definition.parse(raw)

@@ -1,7 +1,7 @@
 """Followers fetch from their leaders (Kafka's `ReplicaFetcherManager` / `ReplicaFetcherThread`).
 
-One fetcher task per source broker, on the broker's event loop, over one asyncio connection speaking our
-generated codec. A partition added to a fetcher first *truncates* (KIP-101/279): OffsetsForLeaderEpoch for
+One fetcher task per source broker, on the broker's event loop, over one connection to it on the
+inter-broker listener (broker/inter_broker.py: TLS and SASL as that listener asks). A partition added to a fetcher first *truncates* (KIP-101/279): OffsetsForLeaderEpoch for
 its latest epoch tells where its log diverges from the leader's, and it truncates to
 min(leader's end offset for that epoch, its log end offset); with no epoch known it truncates to its high
 watermark. Then it *fetches*: Fetch with this broker's replica id, long-polling, appending what comes with
@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import struct
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from moldau.broker.inter_broker import BrokerConnection, BrokerUnavailable, InterBrokerAuthenticationError
 from moldau.broker.replication_quota import FOLLOWER_REPLICAS, ReplicationQuota, is_throttled
-from moldau.protocol import api, messages
+from moldau.protocol import messages
 from moldau.protocol.errors import ErrorCode
 from moldau.protocol.records import read_batch_header
 from moldau.storage.errors import StorageError, UnexpectedAppendOffsetError
@@ -40,15 +40,10 @@ FETCH_VERSION = 12  # flexible, ReplicaId in the body, topics by name
 LIST_OFFSETS_VERSION = 7
 OFFSET_FOR_LEADER_EPOCH_VERSION = 4
 EARLIEST, LATEST = -2, -1
-_SIZE = struct.Struct(">i")
 
 # Errors after which the partition waits a backoff and tries again (the leader may learn its epoch soon).
 _RETRIABLE = {ErrorCode.NOT_LEADER_OR_FOLLOWER, ErrorCode.UNKNOWN_LEADER_EPOCH, ErrorCode.LEADER_NOT_AVAILABLE,
               ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, ErrorCode.KAFKA_STORAGE_ERROR, ErrorCode.REQUEST_TIMED_OUT}
-
-
-class LeaderUnavailable(Exception):
-    """The leader can't be reached (no registration, connection refused or lost)."""
 
 
 @dataclass(slots=True, eq=False)
@@ -60,44 +55,6 @@ class FetchState:
     truncating: bool = True
     fetch_offset: int = 0
     delayed_until: float = 0.0
-
-
-class LeaderConnection:
-    """One request at a time to the leader, over asyncio streams with our codec."""
-
-    def __init__(self, host: str, port: int, client_id: str, timeout_s: float) -> None:
-        self.host, self.port, self.client_id, self.timeout_s = host, port, client_id, timeout_s
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
-        self._correlation_id = 0
-
-    async def send(self, api_key: int, version: int, body: Any, extra_timeout_s: float = 0.0) -> Any:
-        try:
-            if self._writer is None or self._reader is None:
-                reader, writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port),
-                                                        self.timeout_s)
-                self._reader, self._writer = reader, writer
-            else:
-                reader, writer = self._reader, self._writer
-            self._correlation_id += 1
-            writer.write(api.encode_request(api_key, version, self._correlation_id, self.client_id, body))
-            await writer.drain()
-            size_bytes = await asyncio.wait_for(reader.readexactly(4), self.timeout_s + extra_timeout_s)
-            frame = await asyncio.wait_for(reader.readexactly(_SIZE.unpack(size_bytes)[0]), self.timeout_s)
-        except (OSError, asyncio.IncompleteReadError, TimeoutError) as exc:
-            self.close()
-            raise LeaderUnavailable(f"{self.host}:{self.port}: {exc!r}") from None
-        correlation_id, response = api.decode_response(api_key, version, frame)
-        if correlation_id != self._correlation_id:
-            self.close()
-            raise LeaderUnavailable(f"{self.host}:{self.port}: response {correlation_id} to request "
-                                    f"{self._correlation_id}")
-        return response
-
-    def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-        self._reader = self._writer = None
 
 
 class ReplicaFetcherManager:
@@ -153,12 +110,11 @@ class ReplicaFetcher:
         self.response_max_bytes = int(config["replica.fetch.response.max.bytes"])
         self.backoff_s = int(config["replica.fetch.backoff.ms"]) / 1000
         self.timeout_s = int(config["replica.socket.timeout.ms"]) / 1000
-        self.listener = (config["inter.broker.listener.name"]
-                         or (config["security.inter.broker.protocol"] or "PLAINTEXT")).upper()
         self.partitions: dict[tuple[str, int], FetchState] = {}
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._connection: LeaderConnection | None = None
+        self._connection: BrokerConnection | None = None
+        self._denied = False  # a not-authorized answer was logged
 
     # -- partitions ------------------------------------------------------------------------------
 
@@ -193,19 +149,16 @@ class ReplicaFetcher:
     # -- the loop --------------------------------------------------------------------------------
 
     def _leader_address(self) -> tuple[str, int] | None:
-        registration = self.manager.brokers.get(self.leader_id)
-        if registration is None or not registration.endpoints:
-            return None
-        endpoint = registration.endpoint(self.listener) or registration.endpoints[0]
-        return endpoint.host, endpoint.port
+        return self.manager.inter_broker.address(self.manager.brokers.get(self.leader_id))
 
-    def _connect(self) -> LeaderConnection:
+    def _connect(self) -> BrokerConnection:
         address = self._leader_address()
         if address is None:
-            raise LeaderUnavailable(f"broker {self.leader_id} is not registered")
+            raise BrokerUnavailable(f"broker {self.leader_id} is not registered")
         if self._connection is None:
-            self._connection = LeaderConnection(address[0], address[1], f"replica-fetcher-{self.node_id}",
-                                                self.timeout_s)
+            self._connection = BrokerConnection(self.leader_id, address[0], address[1],
+                                                f"replica-fetcher-{self.node_id}", self.timeout_s,
+                                                self.manager.inter_broker)
         return self._connection
 
     async def _run(self) -> None:
@@ -223,7 +176,11 @@ class ReplicaFetcher:
                         await asyncio.wait_for(self._changed.wait(), self.backoff_s)
                     except TimeoutError:
                         pass
-            except LeaderUnavailable as exc:
+            except InterBrokerAuthenticationError as exc:
+                # The connection logged it once (inter_broker.py); Kafka's fetcher backs off and retries.
+                log.debug("replica_fetcher.authentication_failed leader=%d: %s", self.leader_id, exc)
+                await asyncio.sleep(self.backoff_s)
+            except BrokerUnavailable as exc:
                 log.info("replica_fetcher.leader_unavailable leader=%d: %s; retrying in %.1f s", self.leader_id,
                          exc, self.backoff_s)
                 await asyncio.sleep(self.backoff_s)
@@ -244,7 +201,7 @@ class ReplicaFetcher:
 
     # -- truncation (KIP-101/279) ------------------------------------------------------------------
 
-    async def _truncate(self, connection: LeaderConnection) -> None:
+    async def _truncate(self, connection: BrokerConnection) -> None:
         states = self._ready(truncating=True)
         if not states:
             return
@@ -317,7 +274,7 @@ class ReplicaFetcher:
 
     # -- fetch ------------------------------------------------------------------------------------
 
-    async def _fetch(self, connection: LeaderConnection) -> bool:
+    async def _fetch(self, connection: BrokerConnection) -> bool:
         """One Fetch for every partition ready to fetch; False when none was."""
         states = self._ready(truncating=False)
         if not states:
@@ -346,7 +303,7 @@ class ReplicaFetcher:
             return False  # every ready partition is throttled: back off (Kafka's fetchBackOffMs)
         response = await connection.send(FETCH, FETCH_VERSION, request, extra_timeout_s=self.wait_max_ms / 1000)
         if response.error_code != ErrorCode.NONE:
-            raise LeaderUnavailable(f"Fetch failed with {ErrorCode(response.error_code).name}")
+            raise BrokerUnavailable(f"Fetch failed with {ErrorCode(response.error_code).name}")
         for topic in response.responses:
             for data in topic.partitions:
                 if self.quota is not None and (topic.topic, data.partition_index) in throttled \
@@ -366,7 +323,7 @@ class ReplicaFetcher:
         return topic is not None and is_throttled(topic.metadata.configs, FOLLOWER_REPLICAS, partition.index,
                                                   self.node_id)
 
-    async def _process(self, connection: LeaderConnection, state: FetchState, data: Any) -> None:
+    async def _process(self, connection: BrokerConnection, state: FetchState, data: Any) -> None:
         error = ErrorCode(data.error_code)
         partition_log = state.partition.log
         if partition_log is None:
@@ -377,6 +334,7 @@ class ReplicaFetcher:
         if error != ErrorCode.NONE:
             self._on_partition_error(state, error, "Fetch")
             return
+        self._denied = False  # authorized again (CLUSTER_ACTION is all or nothing): a later denial is news
         records = data.records
         if records is not None and len(records):
             try:
@@ -407,7 +365,7 @@ class ReplicaFetcher:
             partition_log.maybe_increment_log_start_offset(
                 min(data.log_start_offset, partition_log.high_watermark))
 
-    async def _handle_out_of_range(self, connection: LeaderConnection, state: FetchState) -> None:
+    async def _handle_out_of_range(self, connection: BrokerConnection, state: FetchState) -> None:
         """Kafka's `handleOutOfRangeError`: behind the leader's log start, start over there; past its end
         (an unclean election), truncate to it."""
         partition = state.partition
@@ -428,7 +386,7 @@ class ReplicaFetcher:
                 partition_log.truncate_fully_and_start_at(leader_start)
         state.fetch_offset = partition_log.log_end_offset
 
-    async def _leader_offset(self, connection: LeaderConnection, state: FetchState, timestamp: int) -> int | None:
+    async def _leader_offset(self, connection: BrokerConnection, state: FetchState, timestamp: int) -> int | None:
         request = messages.ListOffsetsRequest(replica_id=self.node_id, isolation_level=0, topics=[
             messages.ListOffsetsRequest.ListOffsetsTopic(name=state.partition.topic, partitions=[
                 messages.ListOffsetsRequest.ListOffsetsPartition(
@@ -448,6 +406,15 @@ class ReplicaFetcher:
             log.info("replica_fetcher.fenced topic_partition=%s-%d leader_epoch=%d by leader %d (%s)",
                      partition.topic, partition.index, state.leader_epoch, self.leader_id, what)
             self.remove(partition)
+            return
+        if error in (ErrorCode.TOPIC_AUTHORIZATION_FAILED, ErrorCode.CLUSTER_AUTHORIZATION_FAILED):
+            # Kafka's leader answers a follower without CLUSTER_ACTION so; said once per fetcher, not per backoff.
+            level = logging.DEBUG if self._denied else logging.ERROR
+            self._denied = True
+            log.log(level, "replica_fetcher.not_authorized leader=%d %s: %s; this broker's principal needs "
+                    "CLUSTER_ACTION on the cluster (super.users or an ACL, see docs/security.md)", self.leader_id,
+                    what, error.name)
+            self._delay(state)
             return
         level = logging.DEBUG if error in _RETRIABLE else logging.WARNING
         log.log(level, "replica_fetcher.partition_error topic_partition=%s-%d leader=%d %s: %s; backing off",

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from moldau.broker.config import BrokerConfig
 from moldau.broker.errors import ApiError, as_api_error
+from moldau.broker.inter_broker import InterBrokerSecurity, inter_broker_listener_name
 from moldau.broker.partition import Partition, Transition
 from moldau.broker.replica_fetcher import ReplicaFetcherManager
 from moldau.broker.replication_quota import ReplicationQuotas
@@ -75,6 +76,8 @@ class ReplicaManager:
         self.alter_partition: AlterPartition | None = alter_partition
         self.replica_lag_time_max_ms: int = int(config["replica.lag.time.max.ms"])
         self.quotas = ReplicationQuotas(config)  # KIP-73 replication throttles (broker/replication_quota.py)
+        # How followers reach their leaders; a cluster broker replaces it with the full one (TLS, SASL) at start.
+        self.inter_broker = InterBrokerSecurity(inter_broker_listener_name(config))
         self.fetchers = ReplicaFetcherManager(self)
         self._isr_task: asyncio.Task[None] | None = None
         self._alter_tasks: set[asyncio.Task[None]] = set()

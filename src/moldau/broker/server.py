@@ -35,6 +35,7 @@ from moldau.security.config import ListenerConfig, listener_keystore_config
 from moldau.security.listener_security import ListenerSecurity
 from moldau.security.listeners import SecurityConfigError, inter_broker_listener, listener_protocols
 from moldau.security.scram_store import ScramCredentialStore
+from moldau.security.ssl_context import reload_keystore
 from moldau.storage.errors import StorageError
 from moldau.storage.log_cleaner import CleanerConfig, LogCleaner
 from moldau.storage.log_manager import LogManager
@@ -91,7 +92,11 @@ class Broker:
         if config["metadata.store"] != "local":
             from moldau.broker.cluster_admin import ClusterTopicController
             from moldau.broker.cluster_member import ClusterMember
+            from moldau.broker.inter_broker import InterBrokerSecurity
 
+            # Followers and the marker channel reach other brokers on the inter-broker listener, with TLS and
+            # SASL as it asks; a config that cannot log in is refused now (SecurityConfigError), as Kafka does.
+            self.replica_manager.inter_broker = InterBrokerSecurity.from_config(config)
             self.controller = ClusterTopicController(config, self.store, self.replica_manager)
             self.cluster = ClusterMember(self)
         else:
@@ -231,6 +236,10 @@ class Broker:
                 raise SecurityConfigError(f"{', '.join(values)}: this broker has no listener {name}")
             security.reload_keystore(values, validate_only)
             if not validate_only:
+                inter_broker = self.replica_manager.inter_broker
+                if name == inter_broker.listener and inter_broker.ssl_context is not None:
+                    # Kafka reloads the inter-broker client side too: new connections to brokers present it.
+                    reload_keystore(inter_broker.ssl_context, security.config)
                 log.info("listener %s: reloaded its keystore (%s)", name, ", ".join(sorted(values)))
 
     def _load_dynamic_keystores(self) -> None:

@@ -1,7 +1,7 @@
 """Transaction markers for partitions led by other brokers (Kafka's `TransactionMarkerChannelManager`).
 
 In a cluster the transaction coordinator's EndTxn reaches partitions whose leaders are elsewhere: their
-markers go in one WriteTxnMarkers request per leader, over the inter-broker listener. A leader that
+markers go in one WriteTxnMarkers request per leader, over the inter-broker listener (broker/inter_broker.py). A leader that
 moved or is down is looked up again and retried with a backoff until `MARKER_DEADLINE_S`, as Kafka's
 channel retries until the markers are written; after that the coordinator keeps the transaction in
 Prepare* and its expiry loop tries again.
@@ -15,7 +15,7 @@ from collections import defaultdict
 from typing import TYPE_CHECKING
 
 from moldau.broker.errors import ApiError
-from moldau.broker.replica_fetcher import LeaderConnection, LeaderUnavailable
+from moldau.broker.inter_broker import BrokerConnection, BrokerUnavailable, InterBrokerAuthenticationError
 from moldau.protocol import messages
 from moldau.protocol.errors import ErrorCode
 
@@ -37,7 +37,7 @@ _RETRIABLE = {ErrorCode.NOT_LEADER_OR_FOLLOWER, ErrorCode.LEADER_NOT_AVAILABLE, 
 class ClusterMarkerChannel:
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
-        self._connections: dict[int, tuple[tuple[str, int], LeaderConnection, asyncio.Lock]] = {}
+        self._connections: dict[int, tuple[tuple[str, int], BrokerConnection, asyncio.Lock]] = {}
 
     def _leader(self, topic: str, partition: int) -> int:
         try:
@@ -96,7 +96,10 @@ class ClusterMarkerChannel:
         try:
             async with lock:
                 response = await client.send(WRITE_TXN_MARKERS, WRITE_TXN_MARKERS_VERSION, request)
-        except LeaderUnavailable as exc:
+        except InterBrokerAuthenticationError as exc:  # logged once by the connection
+            log.debug("txn_marker.authentication_failed broker=%d: %s", leader, exc)
+            return dict.fromkeys(partitions, ErrorCode.LEADER_NOT_AVAILABLE)
+        except BrokerUnavailable as exc:
             log.info("txn_marker.leader_unavailable broker=%d: %s", leader, exc)
             return dict.fromkeys(partitions, ErrorCode.LEADER_NOT_AVAILABLE)
         errors = {tp: ErrorCode.LEADER_NOT_AVAILABLE for tp in partitions}  # anything left unanswered
@@ -106,20 +109,18 @@ class ClusterMarkerChannel:
                     errors[(topic.name, p.partition_index)] = ErrorCode(p.error_code)
         return errors
 
-    def _connection(self, broker_id: int) -> tuple[tuple[str, int], LeaderConnection, asyncio.Lock] | None:
-        registration = self.broker.replica_manager.brokers.get(broker_id)
-        if registration is None or not registration.endpoints:
+    def _connection(self, broker_id: int) -> tuple[tuple[str, int], BrokerConnection, asyncio.Lock] | None:
+        security = self.broker.replica_manager.inter_broker
+        address = security.address(self.broker.replica_manager.brokers.get(broker_id))
+        if address is None:
             return None
-        listener = self.broker.config["inter.broker.listener.name"] or "PLAINTEXT"
-        endpoint = registration.endpoint(listener.upper()) or registration.endpoints[0]
-        address = (endpoint.host, endpoint.port)
         cached = self._connections.get(broker_id)
         if cached is None or cached[0] != address:
             if cached is not None:
                 cached[1].close()
-            cached = (address, LeaderConnection(endpoint.host, endpoint.port,
-                                                f"moldau-txn-markers-{self.broker.node_id}", REQUEST_TIMEOUT_S),
-                      asyncio.Lock())
+            cached = (address, BrokerConnection(broker_id, address[0], address[1],
+                                                f"moldau-txn-markers-{self.broker.node_id}", REQUEST_TIMEOUT_S,
+                                                security), asyncio.Lock())
             self._connections[broker_id] = cached
         return cached
 

@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from moldau.errors import MoldauError
+from moldau.security.sasl import SaslAuthenticationError
+from moldau.security.sasl.client import SaslClientExchange
 from moldau.security.sasl.jaas import parse_jaas_options
-from moldau.security.sasl.scram import MECHANISMS, ScramClient
+from moldau.security.sasl.scram import MECHANISMS
 
 
 class ClientSecurityError(MoldauError):
@@ -71,26 +73,18 @@ class ClientSecurity:
         return self.ssl_context.wrap_socket(sock, server_hostname=host)
 
     def authenticate(self, send: Callable[[int, Any, int], Any]) -> None:
-        """SaslHandshake v1 then SaslAuthenticate round trips; `send(api_key, body, version)` -> response."""
+        """Drive the sans-I/O SASL exchange (security/sasl/client.py) over `send(api_key, body, version)`."""
         if self.mechanism is None:
             return
-        from moldau.protocol import messages
-
-        handshake = send(17, messages.SaslHandshakeRequest(mechanism=self.mechanism), 1)
-        if handshake.error_code:
-            raise ClientSecurityError(f"The broker does not offer {self.mechanism} (it offers "
-                                      f"{', '.join(handshake.mechanisms)})")
-
-        def step(token: bytes) -> bytes:
-            response = send(36, messages.SaslAuthenticateRequest(auth_bytes=token), 2)
-            if response.error_code:
-                raise ClientSecurityError(f"Authentication failed: {response.error_message}")
-            return bytes(response.auth_bytes)
-
         assert self.username is not None and self.password is not None
-        if self.mechanism == "PLAIN":
-            step(f"\0{self.username}\0{self.password}".encode())
-            return
-        scram = ScramClient(self.mechanism, self.username, self.password)
-        server_first = step(scram.first_message())
-        scram.verify_server_final(step(scram.final_message(server_first)))
+        steps = SaslClientExchange(self.mechanism, self.username, self.password).steps()
+        try:
+            api_key, version, body = next(steps)
+            while True:
+                response = send(api_key, body, version)
+                try:
+                    api_key, version, body = steps.send(response)
+                except StopIteration:
+                    return
+        except SaslAuthenticationError as exc:
+            raise ClientSecurityError(str(exc)) from None

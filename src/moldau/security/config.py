@@ -34,7 +34,7 @@ SECURITY_CONFIGS: tuple[tuple[Any, ...], ...] = (
     ("ssl.protocol", str, "TLSv1.3", "Accepted for compatibility; ssl.enabled.protocols decides"),
     ("ssl.cipher.suites", list, [], "TLS 1.2 cipher suites (IANA or OpenSSL names); empty means the defaults"),
     ("ssl.principal.mapping.rules", str, "DEFAULT", "Rules mapping a certificate's DN to a user name"),
-    ("ssl.endpoint.identification.algorithm", str, "https", "Client-side setting; accepted and ignored"),
+    ("ssl.endpoint.identification.algorithm", str, "https", "Inter-broker TLS host name check; empty: off"),
     # SASL.
     ("sasl.enabled.mechanisms", list, ["GSSAPI"], "SASL mechanisms the broker offers"),
     ("sasl.mechanism.inter.broker.protocol", str, "GSSAPI", "SASL mechanism between brokers"),
@@ -78,6 +78,16 @@ def is_sensitive(name: str) -> bool:
 
 def masked(configs: Mapping[str, Any]) -> dict[str, Any]:
     return {key: "[hidden]" if is_sensitive(key) else value for key, value in configs.items()}
+
+
+def is_listener_config(name: str) -> bool:
+    """`listener.name.<l>.<security config>` or `listener.name.<l>.<mechanism>.sasl.jaas.config`: read by
+    ListenerConfig, so known although not in the broker's config table."""
+    match = _LISTENER_KEY.fullmatch(name)
+    if match is None:
+        return False
+    key = match.group(2)
+    return key in _TYPES or re.fullmatch(r"[a-z0-9-]+\.sasl\.jaas\.config", key) is not None
 
 
 def listener_keystore_config(name: str) -> str | None:

@@ -1,4 +1,4 @@
-"""A server `ssl.SSLContext` from Kafka's `ssl.*` configs (PEM keystores and truststores, KIP-651).
+"""Server (and inter-broker client) `ssl.SSLContext`s from Kafka's `ssl.*` configs (PEM keystores and truststores, KIP-651).
 
 A keystore is either one PEM file at `ssl.keystore.location` holding the PKCS#8 private key and the
 certificate chain, or the PEM text itself in `ssl.keystore.key` and `ssl.keystore.certificate.chain`.
@@ -31,7 +31,11 @@ def server_context(config: Any) -> ssl.SSLContext:
     if client_auth not in CLIENT_AUTH:
         raise SecurityConfigError(f"Invalid ssl.client.auth {client_auth!r}: expected none, requested or required")
     context.verify_mode = CLIENT_AUTH[client_auth]
-    suites = config["ssl.cipher.suites"]
+    _set_ciphers(context, config["ssl.cipher.suites"])
+    return context
+
+
+def _set_ciphers(context: ssl.SSLContext, suites: list[str]) -> None:
     if suites:
         names = [openssl_cipher_name(s) for s in suites if not _is_tls13_suite(s)]
         if names:
@@ -39,6 +43,23 @@ def server_context(config: Any) -> ssl.SSLContext:
                 context.set_ciphers(":".join(names))
             except ssl.SSLError:
                 raise SecurityConfigError(f"None of ssl.cipher.suites {suites} is available in OpenSSL") from None
+
+
+def client_context(config: Any) -> ssl.SSLContext:
+    """The context a broker connects to another broker's listener with (Kafka's inter-broker channel uses the
+    listener's own `ssl.*` configs in client mode): the truststore verifies the peer, and the keystore, when
+    set, answers a listener that requires client certificates (`ssl.client.auth=required`)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    _set_protocols(context, config["ssl.enabled.protocols"])
+    if config["ssl.truststore.certificates"] or config["ssl.truststore.location"]:
+        _load_truststore(context, config)
+    else:
+        context.load_default_certs()
+    if config["ssl.keystore.location"] or config["ssl.keystore.key"]:
+        _load_keystore(context, config)
+    # Kafka's ssl.endpoint.identification.algorithm: "https" (the default) checks the host name, "" does not.
+    context.check_hostname = bool(config["ssl.endpoint.identification.algorithm"])
+    _set_ciphers(context, config["ssl.cipher.suites"])
     return context
 
 

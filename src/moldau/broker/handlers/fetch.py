@@ -28,7 +28,7 @@ from moldau.broker.partition import Partition
 from moldau.broker.replication_quota import leader_throttled
 from moldau.protocol import messages
 from moldau.protocol.errors import ErrorCode
-from moldau.security.acl import AclOperation, ResourceType
+from moldau.security.acl import CLUSTER_NAME, AclOperation, ResourceType
 from moldau.storage.errors import StorageError
 
 API_KEY = 1
@@ -102,9 +102,15 @@ async def handle(conn, header, request: messages.FetchRequest) -> Response:
 
     isolation = request.isolation_level if version >= 4 else 0
     replica_id = request.replica_state.replica_id if version >= 15 else request.replica_id
-    denied = _unreadable(conn, wanted, by_id)
     if replica_id >= 0:
-        _record_follower_fetch(broker, wanted, by_id, replica_id)
+        # Kafka's handleFetchRequest: a follower needs CLUSTER_ACTION on the cluster (and no topic READ);
+        # without it every partition answers TOPIC_AUTHORIZATION_FAILED and its position is not recorded.
+        denied = set() if conn.session.allowed(AclOperation.CLUSTER_ACTION, ResourceType.CLUSTER, CLUSTER_NAME) \
+            else set(wanted)
+        if not denied:
+            _record_follower_fetch(broker, wanted, by_id, replica_id)
+    else:
+        denied = _unreadable(conn, wanted, by_id)
     deadline = broker.loop.time() + max(request.max_wait_ms, 0) / 1000
     while True:
         reads, total, has_error = _read_all(broker, wanted, by_id, request.max_bytes, isolation, denied,
