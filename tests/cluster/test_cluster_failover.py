@@ -99,3 +99,39 @@ def test_leader_kills_and_a_paused_broker_lose_no_acknowledged_record(tmp_path):
         stored = read_everything(cluster)
     assert len(producer.acked) > 1000
     assert_exactly_once(producer.acked, stored)
+
+
+@pytest.mark.timeout(300)
+def test_kafka_python_idempotent_producer_survives_leader_kills(tmp_path):
+    """The same promise with a second client library (kafka-python): its own metadata refresh, retries and
+    idempotence against NOT_LEADER_OR_FOLLOWER and leader moves."""
+    from kafka import KafkaProducer
+
+    with running_cluster(3, data_dir=tmp_path, default_replication_factor=3, min_insync_replicas=2) as cluster:
+        create_topic(cluster, TOPIC, PARTITIONS, 3)
+        producer = KafkaProducer(bootstrap_servers=cluster.bootstrap_servers.split(","), acks="all",
+                                 enable_idempotence=True, linger_ms=5, request_timeout_ms=30000,
+                                 retry_backoff_ms=50, metadata_max_age_ms=1000, delivery_timeout_ms=120000)
+        acked: dict[tuple[int, int], bytes] = {}
+        futures = []
+        try:
+            for kill in range(5):
+                futures += [(producer.send(TOPIC, f"k{kill}-{i}".encode()), f"k{kill}-{i}".encode())
+                            for i in range(300)]
+                victim = cluster.leader_of(TOPIC, kill % PARTITIONS)
+                cluster.kill(victim)
+                wait_until(lambda victim=victim, kill=kill: cluster.leader_of(TOPIC, kill % PARTITIONS) != victim,
+                           30, "a new leader")
+                futures += [(producer.send(TOPIC, f"a{kill}-{i}".encode()), f"a{kill}-{i}".encode())
+                            for i in range(300)]
+                cluster.restart(victim)
+                cluster.wait_for_isr(TOPIC, 3)
+            producer.flush(120)
+            for future, value in futures:
+                metadata = future.get(timeout=60)  # raises if it was not acknowledged
+                acked[(metadata.partition, metadata.offset)] = value
+        finally:
+            producer.close(30)
+        stored = read_everything(cluster)
+    assert len(acked) == 3000
+    assert_exactly_once(acked, stored)

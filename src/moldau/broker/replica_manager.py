@@ -340,8 +340,8 @@ class ReplicaManager:
         if entry is None or not 0 <= index < len(entry.partitions):
             return None
         state = entry.partitions[index].state
-        if state is None or state.leader == NO_LEADER:
-            return None
+        if state is None or state.leader == NO_LEADER or (self.brokers and state.leader not in self.brokers):
+            return None  # no hint toward a broker that is gone (its node endpoint could not be given either)
         return state.leader, state.leader_epoch
 
     # -- produce ---------------------------------------------------------------------------------

@@ -31,10 +31,13 @@ def partition_entry(p: Partition, live: frozenset[int]) -> Response.MetadataResp
         return Response.MetadataResponsePartition(
             error_code=ErrorCode.NONE, partition_index=p.index, leader_id=p.node_id, leader_epoch=p.leader_epoch,
             replica_nodes=[p.node_id], isr_nodes=[p.node_id], offline_replicas=[])
+    # Kafka: LEADER_NOT_AVAILABLE while no ISR member is alive to lead, and also while the leader's broker is
+    # gone but the controller has not moved its partitions yet: clients must never be told of a leader that is
+    # not in the brokers list (kafka-python fails every send to such a partition until metadata changes).
+    leader = state.leader if state.online and (not live or state.leader in live) else -1
     return Response.MetadataResponsePartition(
-        # Kafka: LEADER_NOT_AVAILABLE while no ISR member is alive to lead.
-        error_code=ErrorCode.NONE if state.online else ErrorCode.LEADER_NOT_AVAILABLE,
-        partition_index=p.index, leader_id=state.leader, leader_epoch=state.leader_epoch,
+        error_code=ErrorCode.NONE if leader >= 0 else ErrorCode.LEADER_NOT_AVAILABLE,
+        partition_index=p.index, leader_id=leader, leader_epoch=state.leader_epoch,
         replica_nodes=list(state.replicas), isr_nodes=list(state.isr), offline_replicas=p.offline_replicas(live))
 
 
