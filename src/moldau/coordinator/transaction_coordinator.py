@@ -16,13 +16,12 @@ import logging
 from collections.abc import Iterable
 from typing import Protocol
 
+from moldau.clock import Clock, SystemClock
 from moldau.coordinator.config import TransactionCoordinatorConfig
 from moldau.coordinator.runtime import (
-    Clock,
     CoordinatorError,
     CoordinatorLoader,
     PartitionWriter,
-    SystemClock,
 )
 from moldau.coordinator.service import Coordinator
 from moldau.coordinator.transaction_marker_writer import TransactionMarkerWriter
