@@ -13,7 +13,8 @@ import pytest
 
 from moldau.cluster.etcd_metadata import EtcdMetadataStore
 from moldau.cluster.etcd_server import EtcdServer, find_etcd
-from moldau.cluster.etcd_store import DuplicateBrokerRegistrationError, EtcdClusterStore, parse_url
+from moldau.cluster.etcd_store import DuplicateBrokerRegistrationError, EtcdClusterStore
+from moldau.cluster.etcd_url import parse_url
 from moldau.cluster.image import BrokerChanged, Resynced, TopicChanged
 from moldau.cluster.metadata_store import TopicExistsError, TopicMetadata, UnknownTopicError
 from moldau.cluster.state import PartitionState

@@ -12,8 +12,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from moldau.clock import ManualClock
 from moldau.coordinator.config import GroupCoordinatorConfig, TransactionCoordinatorConfig
-from moldau.coordinator.runtime import CoordinatorError, KeyValue, ManualClock
+from moldau.coordinator.runtime import CoordinatorError, KeyValue
 from moldau.coordinator.service import Coordinator
 from moldau.coordinator.transaction_coordinator import TransactionCoordinator
 from moldau.protocol.errors import ErrorCode

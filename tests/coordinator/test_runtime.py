@@ -12,6 +12,7 @@ import sys
 
 import pytest
 
+from moldau.clock import ManualClock
 from moldau.coordinator.classic_group import GroupState
 from moldau.coordinator.consumer_group_coordinator import HeartbeatRequest
 from moldau.coordinator.group_coordinator import JoinRequest
@@ -21,7 +22,6 @@ from moldau.coordinator.runtime import (
     CoordinatorError,
     CoordinatorResult,
     CoordinatorRuntime,
-    ManualClock,
     TopicSpec,
 )
 from moldau.coordinator.transaction_metadata import TRANSACTION_STATE_TOPIC

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from moldau.clock import ManualClock
 from moldau.protocol.records import (
     COMPRESSION_GZIP,
     COMPRESSION_LZ4,
@@ -39,14 +40,6 @@ from tests.storage.conftest import NOW
 
 COMPACT = {"cleanup_policy": "compact", "segment_bytes": 2048, "file_delete_delay_ms": 0,
            "min_cleanable_dirty_ratio": 0.0}
-
-
-class Clock:
-    def __init__(self, now: int = NOW) -> None:
-        self.now = now
-
-    def __call__(self) -> int:
-        return self.now
 
 
 def append(log: Log, records: list[tuple[bytes | None, bytes | None]], *, compression: int = COMPRESSION_NONE,
@@ -90,8 +83,8 @@ def latest_by_key(records: list[Record]) -> dict[bytes, bytes | None]:
     return latest
 
 
-def cleaner_for(log: Log, clock: Clock, **config: object) -> LogCleaner:
-    return LogCleaner(CleanerConfig(**config), [log.dir.parent], lambda: [log], time_ms=clock)  # type: ignore[arg-type]
+def cleaner_for(log: Log, clock: ManualClock, **config: object) -> LogCleaner:
+    return LogCleaner(CleanerConfig(**config), [log.dir.parent], lambda: [log], time_ms=clock.time_ms)
 
 
 def fill(log: Log, rounds: int, keys: int, *, compression: int = COMPRESSION_NONE) -> dict[bytes, bytes | None]:
@@ -105,8 +98,8 @@ def fill(log: Log, rounds: int, keys: int, *, compression: int = COMPRESSION_NON
 
 
 def test_clean_keeps_the_latest_record_of_each_key_and_preserves_offsets(open_log) -> None:
-    clock = Clock()
-    log = open_log("users-0", clock=clock, **COMPACT)
+    clock = ManualClock(NOW)
+    log = open_log("users-0", clock=clock.time_ms, **COMPACT)
     expected = fill(log, 60, 13)
     before = read_records(log)
     size_before = log.size_in_bytes
@@ -127,8 +120,8 @@ def test_clean_keeps_the_latest_record_of_each_key_and_preserves_offsets(open_lo
 
 @pytest.mark.parametrize("codec", [COMPRESSION_GZIP, COMPRESSION_SNAPPY, COMPRESSION_LZ4, COMPRESSION_ZSTD])
 def test_rewritten_batches_keep_codec_producer_fields_epoch_and_headers(open_log, codec: int) -> None:
-    clock = Clock()
-    log = open_log("users-0", clock=clock, **COMPACT)
+    clock = ManualClock(NOW)
+    log = open_log("users-0", clock=clock.time_ms, **COMPACT)
     for i in range(30):
         append(log, [(b"a", f"a{i}".encode()), (f"b{i % 3}".encode(), b"b")], compression=codec,
                producer_id=42, producer_epoch=5, base_sequence=2 * i)
@@ -146,8 +139,8 @@ def test_rewritten_batches_keep_codec_producer_fields_epoch_and_headers(open_log
 
 
 def test_tombstones_get_a_delete_horizon_and_go_after_delete_retention_ms(open_log) -> None:
-    clock = Clock()
-    log = open_log("users-0", clock=clock, delete_retention_ms=1000, **COMPACT)
+    clock = ManualClock(NOW)
+    log = open_log("users-0", clock=clock.time_ms, delete_retention_ms=1000, **COMPACT)
     append(log, [(b"a", b"1"), (b"b", b"1"), (b"c", b"1")])
     append(log, [(b"a", None), (b"b", b"2")])
     log.roll()
@@ -162,20 +155,20 @@ def test_tombstones_get_a_delete_horizon_and_go_after_delete_retention_ms(open_l
 
     append(log, [(b"d", b"1")])  # new dirty data so that the log is picked again
     log.roll()
-    clock.now = NOW + 999
+    clock.now_ms = NOW + 999
     cleaner.clean_once()
     assert b"a" in latest_by_key(read_records(log))
 
     append(log, [(b"e", b"1")])
     log.roll()
-    clock.now = NOW + 1000
+    clock.now_ms = NOW + 1000
     cleaner.clean_once()
     assert latest_by_key(read_records(log)) == {b"b": b"2", b"c": b"1", b"d": b"1", b"e": b"1"}
 
 
 def test_the_cleaner_checkpoint_is_kafkas_file_and_the_next_clean_starts_there(open_log) -> None:
-    clock = Clock()
-    log = open_log("users-0", clock=clock, **COMPACT)
+    clock = ManualClock(NOW)
+    log = open_log("users-0", clock=clock.time_ms, **COMPACT)
     fill(log, 40, 5)
     cleaner = cleaner_for(log, clock)
     cleaner.clean_once()
@@ -190,8 +183,8 @@ def test_the_cleaner_checkpoint_is_kafkas_file_and_the_next_clean_starts_there(o
 
 
 def test_a_log_below_min_cleanable_dirty_ratio_is_not_cleaned(open_log) -> None:
-    clock = Clock()
-    log = open_log("users-0", clock=clock, **{**COMPACT, "min_cleanable_dirty_ratio": 0.99})
+    clock = ManualClock(NOW)
+    log = open_log("users-0", clock=clock.time_ms, **{**COMPACT, "min_cleanable_dirty_ratio": 0.99})
     fill(log, 40, 5)
     cleaner = cleaner_for(log, clock)
     cleaner.clean_once()  # all dirty: ratio 1.0
@@ -200,31 +193,31 @@ def test_a_log_below_min_cleanable_dirty_ratio_is_not_cleaned(open_log) -> None:
 
 
 def test_max_compaction_lag_forces_a_clean_below_the_ratio(open_log) -> None:
-    clock = Clock()
-    log = open_log("users-0", clock=clock, max_compaction_lag_ms=5000,
+    clock = ManualClock(NOW)
+    log = open_log("users-0", clock=clock.time_ms, max_compaction_lag_ms=5000,
                    **{**COMPACT, "min_cleanable_dirty_ratio": 0.99})
     fill(log, 40, 5)
     cleaner = cleaner_for(log, clock)
     cleaner.clean_once()
     fill(log, 2, 5)
     assert cleaner.clean_once() is None
-    clock.now = NOW + 10_000
+    clock.now_ms = NOW + 10_000
     assert cleaner.clean_once() is not None
 
 
 def test_min_compaction_lag_keeps_young_segments_dirty(open_log) -> None:
-    clock = Clock()
-    log = open_log("users-0", clock=clock, min_compaction_lag_ms=60_000, **COMPACT)
+    clock = ManualClock(NOW)
+    log = open_log("users-0", clock=clock.time_ms, min_compaction_lag_ms=60_000, **COMPACT)
     fill(log, 40, 5)
     cleaner = cleaner_for(log, clock)
     assert cleaner.clean_once() is None  # every record is younger than the lag
-    clock.now = NOW + 61_000
+    clock.now_ms = NOW + 61_000
     assert cleaner.clean_once() is not None
 
 
 def test_keyless_records_are_dropped_and_refused_at_produce(open_log) -> None:
-    clock = Clock()
-    log = open_log("users-0", clock=clock, **COMPACT)
+    clock = ManualClock(NOW)
+    log = open_log("users-0", clock=clock.time_ms, **COMPACT)
     with pytest.raises(InvalidRecordError) as refused_append:  # the leader's validator refuses it
         append(log, [(None, b"x"), (b"a", b"1")])
     assert refused_append.value.error_code.name == "INVALID_RECORD" and log.log_end_offset == 0
@@ -245,8 +238,8 @@ def test_keyless_records_are_dropped_and_refused_at_produce(open_log) -> None:
 
 
 def test_control_batches_stay_and_a_producers_last_batch_stays_empty(open_log) -> None:
-    clock = Clock()
-    log = open_log("users-0", clock=clock, **COMPACT)
+    clock = ManualClock(NOW)
+    log = open_log("users-0", clock=clock.time_ms, **COMPACT)
     append(log, [(b"a", b"1")], producer_id=7, producer_epoch=0, base_sequence=0)
     marker = build_batch([Record(0, NOW, b"\x00\x00\x00\x01", b"\x00\x00\x00\x00\x00\x00")],
                          base_offset=log.log_end_offset, is_control=True, is_transactional=True,
@@ -267,8 +260,8 @@ def test_control_batches_stay_and_a_producers_last_batch_stays_empty(open_log) -
 
 
 def test_a_small_offset_map_cleans_in_several_passes(open_log) -> None:
-    clock = Clock()
-    log = open_log("users-0", clock=clock, **COMPACT)
+    clock = ManualClock(NOW)
+    log = open_log("users-0", clock=clock.time_ms, **COMPACT)
     expected = fill(log, 80, 40)
     cleaner = cleaner_for(log, clock, dedupe_buffer_size=24 * 12)  # 10 keys per pass
     passes = 0
@@ -280,8 +273,8 @@ def test_a_small_offset_map_cleans_in_several_passes(open_log) -> None:
 
 
 def test_segments_are_grouped_up_to_segment_bytes(open_log) -> None:
-    clock = Clock()
-    log = open_log("users-0", clock=clock, **COMPACT)
+    clock = ManualClock(NOW)
+    log = open_log("users-0", clock=clock.time_ms, **COMPACT)
     fill(log, 60, 1000)
     sizes = [s.size for s in log.segments[:-1]]
     groups = group_segments_by_size(list(log.segments[:-1]), 2 * max(sizes), 1 << 20, log.log_end_offset)
@@ -291,18 +284,18 @@ def test_segments_are_grouped_up_to_segment_bytes(open_log) -> None:
 
 
 def test_cleaned_log_survives_reopen(open_log, tmp_path: Path) -> None:
-    clock = Clock()
-    log = open_log("users-0", clock=clock, **COMPACT)
+    clock = ManualClock(NOW)
+    log = open_log("users-0", clock=clock.time_ms, **COMPACT)
     expected = fill(log, 60, 13)
     cleaner_for(log, clock).clean_once()
     log.close()
-    reopened = open_log("users-0", clock=clock, **COMPACT)
+    reopened = open_log("users-0", clock=clock.time_ms, **COMPACT)
     assert latest_by_key(read_records(reopened)) == expected
 
 
 def test_leftover_cleaned_files_are_deleted_and_a_swap_is_completed_on_open(open_log, tmp_path: Path) -> None:
-    clock = Clock()
-    log = open_log("users-0", clock=clock, **{**COMPACT, "segment_bytes": 4096})
+    clock = ManualClock(NOW)
+    log = open_log("users-0", clock=clock.time_ms, **{**COMPACT, "segment_bytes": 4096})
     expected = fill(log, 60, 13)
     log.flush()
     shutil.copytree(log.dir, tmp_path / "crashed-0")  # the log as it was before the clean
@@ -316,16 +309,16 @@ def test_leftover_cleaned_files_are_deleted_and_a_swap_is_completed_on_open(open
     for suffix in (".log", ".index", ".timeindex"):
         shutil.copy(log.dir / f"{first.base_offset:020d}{suffix}", crashed / f"{first.base_offset:020d}{suffix}.swap")
     (crashed / f"{log.segments[1].base_offset:020d}.log.cleaned").write_bytes(b"half written")
-    reopened = open_log("crashed-0", clock=clock, **{**COMPACT, "segment_bytes": 4096})
+    reopened = open_log("crashed-0", clock=clock.time_ms, **{**COMPACT, "segment_bytes": 4096})
     assert latest_by_key(read_records(reopened)) == expected
     assert reopened.segments[0].size == first.size  # the swap went in
     assert not [p for p in reopened.dir.iterdir() if p.name.endswith((".cleaned", ".swap"))]
 
 
 def test_appends_and_reads_go_on_while_a_clean_runs(open_log) -> None:
-    clock = Clock()
+    clock = ManualClock(NOW)
     # Replaced segments stay open for file.delete.delay.ms: reads that took the old segment list go on.
-    log = open_log("users-0", clock=clock, **{**COMPACT, "file_delete_delay_ms": 60_000})
+    log = open_log("users-0", clock=clock.time_ms, **{**COMPACT, "file_delete_delay_ms": 60_000})
     expected = fill(log, 200, 17)
     done = threading.Event()
 
@@ -348,8 +341,8 @@ def test_appends_and_reads_go_on_while_a_clean_runs(open_log) -> None:
 
 
 def test_a_segment_deleted_under_the_cleaner_aborts_the_clean(open_log) -> None:
-    clock = Clock()
-    log = open_log("users-0", clock=clock, **COMPACT)
+    clock = ManualClock(NOW)
+    log = open_log("users-0", clock=clock.time_ms, **COMPACT)
     fill(log, 60, 13)
     to_clean = LogToClean(("users", 0), log, 0, log.active_segment.base_offset)
     dirty_segments = len(log.segments) - 1
@@ -362,7 +355,7 @@ def test_a_segment_deleted_under_the_cleaner_aborts_the_clean(open_log) -> None:
             log.maybe_increment_log_start_offset(log.segments[1].base_offset)
             log.delete_old_segments(NOW)
 
-    cleaner = Cleaner(SkimpyOffsetMap(1 << 20), time_ms=clock, check_done=retention_strikes)
+    cleaner = Cleaner(SkimpyOffsetMap(1 << 20), time_ms=clock.time_ms, check_done=retention_strikes)
     with pytest.raises(CleaningAbortedError, match="went away while it was being cleaned"):
         cleaner.clean(to_clean)
     assert not [p for p in log.dir.iterdir() if p.name.endswith((".cleaned", ".swap"))]
@@ -382,8 +375,8 @@ def test_build_retained_batch_round_trips_a_delete_horizon() -> None:
 
 
 def test_a_corrupt_batch_makes_the_log_uncleanable_without_touching_it(open_log) -> None:
-    clock = Clock()
-    log = open_log("users-0", clock=clock, **COMPACT)
+    clock = ManualClock(NOW)
+    log = open_log("users-0", clock=clock.time_ms, **COMPACT)
     fill(log, 60, 13)
     segment = log.segments[1]
     with open(segment.log_path, "r+b") as f:
@@ -400,8 +393,8 @@ def test_a_corrupt_batch_makes_the_log_uncleanable_without_touching_it(open_log)
 
 
 def test_the_cleaner_thread_cleans_in_the_background_and_stops(open_log) -> None:
-    clock = Clock()
-    log = open_log("users-0", clock=clock, **COMPACT)
+    clock = ManualClock(NOW)
+    log = open_log("users-0", clock=clock.time_ms, **COMPACT)
     expected = fill(log, 60, 13)
     cleaner = cleaner_for(log, clock, backoff_ms=10)
     cleaned = threading.Event()

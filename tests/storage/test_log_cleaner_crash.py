@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from moldau.clock import ManualClock
 from moldau.protocol.records import COMPRESSION_GZIP, Record, build_batch
 from moldau.storage import Log, LogConfig
 from tests.storage.conftest import NOW
-from tests.storage.test_log_cleaner import Clock, cleaner_for, latest_by_key, read_records
+from tests.storage.test_log_cleaner import cleaner_for, latest_by_key, read_records
 
 CONFIG = {"cleanup_policy": "compact", "segment_bytes": 64 * 1024, "file_delete_delay_ms": 0,
           "min_cleanable_dirty_ratio": 0.0}
@@ -84,8 +85,8 @@ def run_and_kill(root: Path, kill_at: str, delay_s: float) -> None:
 
 
 def check_complete(root: Path, expected: dict[bytes, bytes | None]) -> None:
-    clock = Clock()
-    log = Log.open(root / "crash-0", LogConfig(**CONFIG), now_ms=clock)  # type: ignore[arg-type]
+    clock = ManualClock(NOW)
+    log = Log.open(root / "crash-0", LogConfig(**CONFIG), now_ms=clock.time_ms)  # type: ignore[arg-type]
     try:
         assert not [p.name for p in log.dir.iterdir() if p.name.endswith((".cleaned", ".swap"))]
         records = read_records(log)

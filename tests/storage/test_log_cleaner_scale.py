@@ -8,10 +8,11 @@ import itertools
 
 import pytest
 
+from moldau.clock import ManualClock
 from moldau.protocol.records import COMPRESSION_GZIP, COMPRESSION_ZSTD, Record, build_batch
 from moldau.storage import Log
 from tests.storage.conftest import NOW
-from tests.storage.test_log_cleaner import Clock, cleaner_for, read_records
+from tests.storage.test_log_cleaner import cleaner_for, read_records
 
 RECORDS = 1_000_000
 KEYS = 10_000
@@ -45,8 +46,8 @@ def write(log: Log) -> dict[bytes, bytes | None]:
 
 @pytest.mark.timeout(300)
 def test_one_million_records_over_ten_thousand_keys(open_log) -> None:
-    clock = Clock()
-    log = open_log("scale-0", clock=clock, cleanup_policy="compact", segment_bytes=1 << 20,
+    clock = ManualClock(NOW)
+    log = open_log("scale-0", clock=clock.time_ms, cleanup_policy="compact", segment_bytes=1 << 20,
                    file_delete_delay_ms=0, delete_retention_ms=DELETE_RETENTION_MS, min_cleanable_dirty_ratio=0.0)
     expected = write(log)
     assert len(log.segments) > 5
@@ -61,8 +62,8 @@ def test_one_million_records_over_ten_thousand_keys(open_log) -> None:
     assert len(after) == KEYS
     assert {r.key: r.value for r in after} == expected  # tombstones still there: horizon not reached
 
-    clock.now = NOW + DELETE_RETENTION_MS
-    log.append_as_leader(build_batch([Record(0, clock.now, b"late", b"1")]), leader_epoch=0, now_ms=clock.now)
+    clock.now_ms = NOW + DELETE_RETENTION_MS
+    log.append_as_leader(build_batch([Record(0, clock.now_ms, b"late", b"1")]), leader_epoch=0, now_ms=clock.now_ms)
     log.roll()
     log.update_high_watermark(log.log_end_offset)
     assert cleaner.clean_once() is not None

@@ -17,8 +17,9 @@ from moldau.broker.controller import Controller
 from moldau.broker.errors import ApiError
 from moldau.broker.producer_id_manager import ProducerIdManager
 from moldau.broker.replica_manager import ReplicaManager
+from moldau.clock import Clock
 from moldau.coordinator.config import GroupCoordinatorConfig, TransactionCoordinatorConfig
-from moldau.coordinator.runtime import Clock, CoordinatorError, KeyValue
+from moldau.coordinator.runtime import CoordinatorError, KeyValue
 from moldau.protocol.records import Record, RecordBatchHeader, build_batch, iter_batches
 
 if TYPE_CHECKING:

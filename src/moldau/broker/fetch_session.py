@@ -13,6 +13,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
+from moldau.clock import SYSTEM_CLOCK, Clock
 from moldau.protocol.errors import ErrorCode
 
 INITIAL_EPOCH = 0
@@ -61,7 +62,8 @@ class FetchSessionError(Exception):
 class FetchSessionCache:
     """Kafka's `max.incremental.fetch.session.cache.slots` (1000) sessions, least recently used evicted."""
 
-    def __init__(self, max_sessions: int = 1000, eviction_ms: int = 120_000) -> None:
+    def __init__(self, max_sessions: int = 1000, eviction_ms: int = 120_000, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.clock = clock
         self.max_sessions = max_sessions
         self.eviction_s = eviction_ms / 1000
         self.sessions: OrderedDict[int, FetchSession] = OrderedDict()
@@ -73,7 +75,7 @@ class FetchSessionCache:
                 return session_id
 
     def create(self) -> FetchSession | None:
-        now = time.monotonic()
+        now = self.clock.monotonic()
         while self.sessions:
             oldest_id, oldest = next(iter(self.sessions.items()))
             if len(self.sessions) < self.max_sessions and now - oldest.last_used < self.eviction_s:
@@ -92,7 +94,7 @@ class FetchSessionCache:
         if session.epoch != epoch:
             raise FetchSessionError(ErrorCode.INVALID_FETCH_SESSION_EPOCH)
         session.epoch += 1
-        session.last_used = time.monotonic()
+        session.last_used = self.clock.monotonic()
         self.sessions.move_to_end(session_id)
         return session
 

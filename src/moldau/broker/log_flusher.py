@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 from moldau.broker.config import LONG_MAX, BrokerConfig
+from moldau.clock import SYSTEM_CLOCK, Clock
 from moldau.storage.log_manager import LogManager
 
 log = logging.getLogger(__name__)
@@ -30,8 +30,9 @@ DEFAULT_FLUSH_CHECK_MS = 500  # when log.flush.scheduler.interval.ms is Kafka's 
 
 
 class LogFlusher:
-    def __init__(self, config: BrokerConfig, log_manager: LogManager) -> None:
+    def __init__(self, config: BrokerConfig, log_manager: LogManager, clock: Clock = SYSTEM_CLOCK) -> None:
         self.config = config
+        self.clock = clock
         self.log_manager = log_manager
 
     def flush_check_interval_ms(self) -> int:
@@ -43,7 +44,7 @@ class LogFlusher:
         manager = self.log_manager
         return [
             _every("kafka-log-flusher", self.flush_check_interval_ms(),
-                   lambda: manager.flush_dirty_logs(time.time_ns() // 1_000_000)),
+                   lambda: manager.flush_dirty_logs(self.clock.time_ms())),
             _every("kafka-recovery-point-checkpoint", int(self.config["log.flush.offset.checkpoint.interval.ms"]),
                    manager.checkpoint_recovery_offsets_and_high_watermarks),
             _every("kafka-log-start-offset-checkpoint",

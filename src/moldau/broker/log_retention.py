@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 
 from moldau.broker.config import BrokerConfig
+from moldau.clock import SYSTEM_CLOCK, Clock
 from moldau.storage.log_manager import LogManager
 
 log = logging.getLogger(__name__)
@@ -23,8 +23,9 @@ INITIAL_TASK_DELAY_MS = 30_000
 
 
 class LogRetention:
-    def __init__(self, config: BrokerConfig, log_manager: LogManager) -> None:
+    def __init__(self, config: BrokerConfig, log_manager: LogManager, clock: Clock = SYSTEM_CLOCK) -> None:
         self.config = config
+        self.clock = clock
         self.log_manager = log_manager
         self.checks = 0
         self.deleted_segments = 0
@@ -35,7 +36,7 @@ class LogRetention:
 
     async def run_once(self, now_ms: int | None = None) -> int:
         """Apply retention to every log now; returns the number of segments deleted."""
-        now = int(time.time() * 1000) if now_ms is None else now_ms
+        now = self.clock.time_ms() if now_ms is None else now_ms
         self._inflight = asyncio.ensure_future(asyncio.to_thread(self.log_manager.cleanup_logs, now))
         # Shielded: a cancelled task must not leave the thread deleting while the broker shuts the logs.
         deleted = await asyncio.shield(self._inflight)

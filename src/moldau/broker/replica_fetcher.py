@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -193,11 +192,11 @@ class ReplicaFetcher:
         return self.partitions.get((state.partition.topic, state.partition.index)) is state
 
     def _ready(self, truncating: bool) -> list[FetchState]:
-        now = time.monotonic()
+        now = self.manager.clock.monotonic()
         return [s for s in self.partitions.values() if s.truncating == truncating and s.delayed_until <= now]
 
     def _delay(self, state: FetchState) -> None:
-        state.delayed_until = time.monotonic() + self.backoff_s
+        state.delayed_until = self.manager.clock.monotonic() + self.backoff_s
 
     # -- truncation (KIP-101/279) ------------------------------------------------------------------
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -24,6 +23,7 @@ from moldau.broker.partition import Partition, Transition
 from moldau.broker.replica_fetcher import ReplicaFetcherManager
 from moldau.broker.replication_quota import ReplicationQuotas
 from moldau.broker.topic_config import topic_log_config
+from moldau.clock import SYSTEM_CLOCK, Clock
 from moldau.cluster.metadata_store import MetadataStore, TopicMetadata
 from moldau.cluster.state import NO_LEADER, BrokerRegistration, PartitionState
 from moldau.protocol.errors import ErrorCode
@@ -62,8 +62,9 @@ class Topic:
 
 class ReplicaManager:
     def __init__(self, config: BrokerConfig, log_manager: LogManager, store: MetadataStore,
-                 alter_partition: AlterPartition | None = None) -> None:
+                 alter_partition: AlterPartition | None = None, clock: Clock | None = None) -> None:
         self.config = config
+        self.clock: Clock = clock or SYSTEM_CLOCK
         self.node_id = config.node_id
         self.log_manager = log_manager
         self.store = store
@@ -215,7 +216,7 @@ class ReplicaManager:
 
     def _make_leader(self, partition: Partition, current: PartitionState | None,
                      state: PartitionState) -> Transition:
-        now_ms = _now_ms()
+        now_ms = self.clock.time_ms()
         if current is not None and current.leader == self.node_id and current.leader_epoch == state.leader_epoch:
             partition.update_committed_state(state)  # an ISR change (ours, committed) or a reassignment
             partition.maybe_increment_high_watermark(now_ms)
@@ -264,7 +265,7 @@ class ReplicaManager:
     def record_follower_fetch(self, partition: Partition, replica_id: int, fetch_offset: int) -> None:
         """Kafka's `updateFollowerFetchState`: what a follower has, then ISR expansion and the high watermark."""
         partition.leader_log()
-        now_ms = _now_ms()
+        now_ms = self.clock.time_ms()
         partition.record_follower_fetch(replica_id, fetch_offset, now_ms)
         expanded = partition.isr_expansion()
         if expanded is not None:
@@ -314,7 +315,7 @@ class ReplicaManager:
                 log.exception("ISR check failed; retrying")
 
     def maybe_shrink_isr(self) -> None:
-        now_ms = _now_ms()
+        now_ms = self.clock.time_ms()
         for topic in list(self.topics.values()):
             for partition in topic.partitions:
                 if partition.state is None or not partition.is_leader:
@@ -377,7 +378,7 @@ class ReplicaManager:
         with _append_errors_as_api_errors():
             # Validation, compacted keys and recompression happen once, in storage's LogValidator.
             info = partition_log.append_as_leader(
-                records, leader_epoch=partition.leader_epoch, now_ms=int(time.time() * 1000), in_place=in_place,
+                records, leader_epoch=partition.leader_epoch, now_ms=self.clock.time_ms(), in_place=in_place,
                 compression_type=compression_type,
             )
             await self._after_append(partition)
@@ -433,7 +434,7 @@ class ReplicaManager:
         partition_log = partition.leader_log()
         with _append_errors_as_api_errors():
             info = partition_log.append_as_coordinator(batch, leader_epoch=partition.leader_epoch,
-                                                       now_ms=int(time.time() * 1000))
+                                                       now_ms=self.clock.time_ms())
             await self._after_append(partition)
         return info
 
@@ -444,7 +445,7 @@ class ReplicaManager:
         if partition.state is None:
             partition_log.update_high_watermark(partition_log.log_end_offset)
         else:
-            partition.maybe_increment_high_watermark(_now_ms())  # the ISR may be this broker alone
+            partition.maybe_increment_high_watermark(self.clock.time_ms())  # the ISR may be this broker alone
         partition.notify_waiters()
 
     async def flush(self, partition: Partition) -> None:
@@ -474,10 +475,6 @@ class ReplicaManager:
         finally:
             for partition in watched:
                 partition.waiters.discard(waiter)
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 @contextmanager

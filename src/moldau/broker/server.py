@@ -27,6 +27,7 @@ from moldau.broker.producer_id_manager import ProducerIdManager
 from moldau.broker.replica_manager import ReplicaManager
 from moldau.broker.throttling import QuotaEnforcer
 from moldau.broker.topic_config import broker_default_log_config
+from moldau.clock import SYSTEM_CLOCK, Clock
 from moldau.cluster.config_store import ConfigStore, EtcdConfigStore, LocalConfigStore
 from moldau.cluster.metadata_store import LocalMetadataStore
 from moldau.errors import MoldauError
@@ -62,14 +63,16 @@ def new_cluster_id() -> str:
 class Broker:
     """A single Kafka-compatible broker. `await start()`, then `await stop()`."""
 
-    def __init__(self, config: BrokerConfig) -> None:
+    def __init__(self, config: BrokerConfig, clock: Clock | None = None) -> None:
         self.config = config
+        # Kafka's Time: every wall-clock and monotonic reading of the broker goes through it (moldau/clock.py).
+        self.clock: Clock = clock or SYSTEM_CLOCK
         self.node_id = config.node_id
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self.connections: set[KafkaConnection] = set()
         self.handlers = HANDLERS
         self.supported_versions = supported_versions()
-        self.fetch_sessions = FetchSessionCache()
+        self.fetch_sessions = FetchSessionCache(clock=self.clock)
         self.servers: list[asyncio.base_events.Server] = []
         self.bound: dict[str, tuple[str, int]] = {}
         self._background: list[asyncio.Task[None]] = []
@@ -83,9 +86,9 @@ class Broker:
             else EtcdConfigStore()
         self.scram_credentials = ScramCredentialStore(self.config_store)
         self.authorizer = new_authorizer(config, self.config_store)
-        self.quotas = QuotaEnforcer(config, self.config_store)
-        self.log_manager = LogManager(log_dirs, broker_default_log_config(config))
-        self.replica_manager = ReplicaManager(config, self.log_manager, self.store)
+        self.quotas = QuotaEnforcer(config, self.config_store, self.clock)
+        self.log_manager = LogManager(log_dirs, broker_default_log_config(config), now_ms=self.clock.time_ms)
+        self.replica_manager = ReplicaManager(config, self.log_manager, self.store, clock=self.clock)
         # `metadata.store=etcd://...`: one broker of a cluster (broker/cluster_member.py); else a single broker.
         self.cluster: ClusterMember | None = None
         self.controller: Controller
@@ -111,14 +114,17 @@ class Broker:
             ),
             log_dirs,
             self.log_manager.all_logs,
+            time_ms=self.clock.time_ms,
         )
         self.config_manager = ConfigManager(config, self.replica_manager, self.config_store)
         self.config_manager.keystore_hook = self._keystore_changed
-        self.log_retention = LogRetention(config, self.log_manager)
-        self.log_flusher = LogFlusher(config, self.log_manager)
-        self.group_coordinator = build_group_coordinator(config, self.replica_manager, self.controller)
+        self.log_retention = LogRetention(config, self.log_manager, self.clock)
+        self.log_flusher = LogFlusher(config, self.log_manager, self.clock)
+        self.group_coordinator = build_group_coordinator(config, self.replica_manager, self.controller,
+                                                         clock=self.clock)
         self.transaction_coordinator = build_transaction_coordinator(
-            config, self.replica_manager, self.controller, self.producer_id_manager, self.group_coordinator)
+            config, self.replica_manager, self.controller, self.producer_id_manager, self.group_coordinator,
+            clock=self.clock)
 
     @property
     def cluster_id(self) -> str:
@@ -288,7 +294,7 @@ class Broker:
         """Kafka's PeriodicProducerExpirationCheck: forget producers idle for `producer.id.expiration.ms`."""
         while True:
             await asyncio.sleep(self.config["producer.id.expiration.check.interval.ms"] / 1000)
-            now_ms = int(time.time() * 1000)
+            now_ms = self.clock.time_ms()
             expiration_ms = self.config["producer.id.expiration.ms"]
             for partition_log in self.log_manager.all_logs():
                 expired = partition_log.remove_expired_producers(now_ms, expiration_ms)

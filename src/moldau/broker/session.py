@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import struct
-import time
 from typing import TYPE_CHECKING, Any
 
 from moldau.security import acl_table
@@ -30,10 +29,6 @@ INIT_PRODUCER_ID = 22
 CONFIG_RESOURCE_TOPIC, CONFIG_RESOURCE_GROUP = 2, 32  # ConfigResource.Type; BROKER (4) and others: the cluster
 
 
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 class Session:
     def __init__(self, broker: Broker, listener_name: str) -> None:
         self.quotas = broker.quotas
@@ -49,7 +44,7 @@ class Session:
         self.admitted = False
         self.mute_until = 0.0  # loop time until which the channel is muted (quota throttling, KIP-219)
         if self.listener.protocol.uses_sasl:
-            self.sasl = self.listener.new_authenticator(broker.scram_credentials.lookup, now_ms)
+            self.sasl = self.listener.new_authenticator(broker.scram_credentials.lookup, broker.clock.time_ms)
 
     def connected(self, transport: Any, peer: str, now: float) -> bool:
         """Admit the connection (KIP-612) and take the principal from the TLS peer; False closes it."""

@@ -11,10 +11,10 @@ and per IP (`connection_creation_rate` quotas, which refuse it), and `max.connec
 from __future__ import annotations
 
 import logging
-import time
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
+from moldau.clock import SYSTEM_CLOCK, Clock
 from moldau.security.quota_config import IP, QuotaConfigs
 from moldau.security.quota_manager import ClientQuotaManager, Rate
 from moldau.security.rate_limited_log import RateLimitedLog
@@ -33,13 +33,14 @@ REQUEST_QUOTA_EXEMPT = {FETCH, 17, 18, 36}
 
 
 class QuotaEnforcer:
-    def __init__(self, config: BrokerConfig, store: SecurityMetadata) -> None:
+    def __init__(self, config: BrokerConfig, store: SecurityMetadata, clock: Clock = SYSTEM_CLOCK) -> None:
         self.config = config
+        self.clock = clock
         self.configs = QuotaConfigs(store)
         samples, window = config["quota.window.num"], config["quota.window.size.seconds"]
-        self.produce = ClientQuotaManager("producer_byte_rate", self.configs, samples, window, time.monotonic)
-        self.fetch = ClientQuotaManager("consumer_byte_rate", self.configs, samples, window, time.monotonic)
-        self.request = ClientQuotaManager("request_percentage", self.configs, samples, window, time.monotonic)
+        self.produce = ClientQuotaManager("producer_byte_rate", self.configs, samples, window, clock.monotonic)
+        self.fetch = ClientQuotaManager("consumer_byte_rate", self.configs, samples, window, clock.monotonic)
+        self.request = ClientQuotaManager("request_percentage", self.configs, samples, window, clock.monotonic)
         self._samples, self._window = samples, window
         self._listener_rates: dict[str, Rate] = {}
         self._ip_rates: dict[str, Rate] = {}
@@ -78,7 +79,7 @@ class QuotaEnforcer:
             refusals.warning(("ip", ip), "refusing a connection from %s: max.connections.per.ip (%d) reached", ip,
                              self.config["max.connections.per.ip"])
             return False, 0.0
-        now = time.monotonic()
+        now = self.clock.monotonic()
         ip_limit = self.configs.value(((IP, ip),), "connection_creation_rate")
         if ip_limit is None:
             ip_limit = self.configs.value(((IP, None),), "connection_creation_rate")

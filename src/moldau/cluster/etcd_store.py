@@ -27,6 +27,7 @@ import aetcd  # type: ignore[import-untyped]
 from aetcd.utils import prefix_range_end  # type: ignore[import-untyped]
 
 from moldau.cluster import image as keys
+from moldau.cluster.etcd_url import parse_url
 from moldau.cluster.image import (
     BrokerChanged,
     ClusterEvent,
@@ -46,7 +47,6 @@ log = logging.getLogger(__name__)
 
 PRODUCER_ID_BLOCK = "producer_ids/next_block"
 
-DEFAULT_PREFIX = "/moldau"
 RPC_TIMEOUT_S = 5  # every etcd call is bounded: a dead etcd is an error, not a hang
 WRITE_VISIBLE_TIMEOUT_S = 5.0
 
@@ -56,22 +56,6 @@ class DuplicateBrokerRegistrationError(ApiError):
         super().__init__(ErrorCode.DUPLICATE_BROKER_REGISTRATION,
                          f"Another broker is registered with broker.id {broker_id} and its session is alive; "
                          f"give each broker a unique broker.id")
-
-
-def parse_url(url: str) -> tuple[list[tuple[str, int]], str]:
-    """`etcd://host:port[,host:port][/prefix]` -> ([(host, port)], prefix)."""
-    if not url.startswith("etcd://"):
-        raise MoldauError(f"metadata.store {url!r} is not an etcd URL: expected etcd://host:port[,host:port][/prefix]")
-    rest = url[len("etcd://"):]
-    hosts, slash, prefix = rest.partition("/")
-    endpoints = []
-    for hostport in hosts.split(","):
-        host, _, port = hostport.rpartition(":")
-        if not host or not port.isdigit():
-            raise MoldauError(f"metadata.store {url!r}: {hostport!r} is not host:port")
-        endpoints.append((host, int(port)))
-    prefix = "/" + prefix.strip("/") if slash and prefix.strip("/") else DEFAULT_PREFIX
-    return endpoints, prefix
 
 
 @dataclass(frozen=True, slots=True)

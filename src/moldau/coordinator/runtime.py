@@ -22,11 +22,11 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-import time
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
+from moldau.clock import Clock, SystemClock
 from moldau.coordinator.append_errors import coordinator_append_error
 from moldau.coordinator.records import partition_for
 from moldau.errors import ApiError
@@ -79,30 +79,6 @@ class CoordinatorLoader(Protocol):
     def read_batches(self, topic: str, partition: int) -> Iterator[tuple[bytes, int, RecordBatchHeader]]: ...
 
     def log_start_offset(self, topic: str, partition: int) -> int: ...
-
-
-class Clock(Protocol):
-    """Kafka's ``Time``: wall-clock milliseconds, injectable so that tests run on a fake clock."""
-
-    def time_ms(self) -> int: ...
-
-
-class SystemClock:
-    def time_ms(self) -> int:
-        return int(time.time() * 1000)
-
-
-@dataclass(slots=True)
-class ManualClock:
-    """A clock that moves only when told to (tests)."""
-
-    now_ms: int = 1_700_000_000_000
-
-    def time_ms(self) -> int:
-        return self.now_ms
-
-    def advance(self, ms: int) -> None:
-        self.now_ms += ms
 
 
 # -- results and snapshots -------------------------------------------------------------------------

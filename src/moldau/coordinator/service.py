@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Collection
 from functools import partial
 
+from moldau.clock import Clock
 from moldau.coordinator.classic_group import ClassicGroup, GroupState, snapshot_classic
 from moldau.coordinator.config import GroupCoordinatorConfig
 from moldau.coordinator.consumer_group import ConsumerGroup
@@ -22,7 +23,6 @@ from moldau.coordinator.group_coordinator import ClassicGroupCoordinator
 from moldau.coordinator.offsets import OffsetAndMetadata, OffsetStore, TopicPartition
 from moldau.coordinator.records import GroupMetadataKey, encode_key
 from moldau.coordinator.runtime import (
-    Clock,
     CoordinatorLoader,
     CoordinatorResult,
     CoordinatorRuntime,

@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from moldau.clock import Clock, SystemClock
 from moldau.coordinator import consumer_group_records as cgr
 from moldau.coordinator.classic_group import (
     ClassicGroup,
@@ -44,7 +45,6 @@ from moldau.coordinator.records import (
     encode_value,
 )
 from moldau.coordinator.runtime import (
-    Clock,
     CoordinatorError,
     CoordinatorLoader,
     CoordinatorResult,
@@ -52,7 +52,6 @@ from moldau.coordinator.runtime import (
     KeyValue,
     PartitionWriter,
     SnapshotRegistry,
-    SystemClock,
     TopicSpec,
 )
 from moldau.coordinator.transaction_offsets import OffsetsBatchReplayer, PendingTxnOffsets

@@ -16,13 +16,12 @@ import logging
 from collections.abc import Iterable
 from typing import Protocol
 
+from moldau.clock import Clock, SystemClock
 from moldau.coordinator.config import TransactionCoordinatorConfig
 from moldau.coordinator.runtime import (
-    Clock,
     CoordinatorError,
     CoordinatorLoader,
     PartitionWriter,
-    SystemClock,
 )
 from moldau.coordinator.service import Coordinator
 from moldau.coordinator.transaction_marker_writer import TransactionMarkerWriter
@@ -56,7 +55,7 @@ class TransactionCoordinator:
         self.abort_interval_ms = config.transaction_abort_timed_out_transaction_cleanup_interval_ms
         self.id_expiration_ms = config.transactional_id_expiration_ms
         self.remove_interval_ms = config.transaction_remove_expired_transaction_cleanup_interval_ms
-        self.markers = TransactionMarkerWriter(writer, self._on_offsets_marker)
+        self.markers = TransactionMarkerWriter(writer, self._on_offsets_marker, self.clock)
         self._locks: dict[str, asyncio.Lock] = {}
 
     @property

@@ -11,10 +11,10 @@ coordinator epoch), flagged transactional and control, with the producer's id an
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
+from moldau.clock import SYSTEM_CLOCK, Clock, wall_clock_ms
 from moldau.coordinator.records import OFFSETS_TOPIC
 from moldau.coordinator.runtime import PartitionWriter
 from moldau.errors import ApiError
@@ -29,9 +29,12 @@ TopicPartition = tuple[str, int]
 OffsetsMarkerHook = Callable[[int, int, bool], None]
 
 
-def marker_batch(producer_id: int, producer_epoch: int, coordinator_epoch: int, committed: bool) -> bytes:
+def marker_batch(producer_id: int, producer_epoch: int, coordinator_epoch: int, committed: bool,
+                 timestamp_ms: int | None = None) -> bytes:
+    """A control batch of one COMMIT/ABORT marker, stamped now (``timestamp_ms``, else the wall clock)."""
     key, value = encode_marker(CONTROL_TYPE_COMMIT if committed else CONTROL_TYPE_ABORT, coordinator_epoch)
-    return build_batch([Record(0, int(time.time() * 1000), key, value)], producer_id=producer_id,
+    timestamp = wall_clock_ms() if timestamp_ms is None else timestamp_ms
+    return build_batch([Record(0, timestamp, key, value)], producer_id=producer_id,
                        producer_epoch=producer_epoch, is_transactional=True, is_control=True)
 
 
@@ -45,8 +48,10 @@ class RemoteMarkers(Protocol):
 
 
 class TransactionMarkerWriter:
-    def __init__(self, writer: PartitionWriter, on_offsets_marker: OffsetsMarkerHook) -> None:
+    def __init__(self, writer: PartitionWriter, on_offsets_marker: OffsetsMarkerHook,
+                 clock: Clock = SYSTEM_CLOCK) -> None:
         self.writer = writer
+        self.clock = clock
         self.on_offsets_marker = on_offsets_marker
         self.remote: RemoteMarkers | None = None  # set by a broker in a cluster
 
@@ -54,7 +59,7 @@ class TransactionMarkerWriter:
                     partitions: Iterable[TopicPartition]) -> dict[TopicPartition, ErrorCode]:
         """Append the marker to every partition; a partition that no longer exists is skipped (as Kafka
         does for deleted topics), other failures are returned for the caller to retry."""
-        batch = marker_batch(producer_id, producer_epoch, coordinator_epoch, committed)
+        batch = marker_batch(producer_id, producer_epoch, coordinator_epoch, committed, self.clock.time_ms())
         errors: dict[TopicPartition, ErrorCode] = {}
         wanted = sorted(partitions)
         if self.remote is not None:

@@ -10,9 +10,9 @@ a transactional batch are held per producer until the producer's marker says com
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 
+from moldau.clock import wall_clock_ms
 from moldau.coordinator.records import OffsetCommitKey, decode_key
 from moldau.coordinator.runtime import KeyValue
 from moldau.protocol.records import RecordBatchHeader, decode_batch
@@ -51,7 +51,7 @@ class PendingTxnOffsets:
         """Apply (commit) or drop (abort) a producer's pending records; returns how many there were."""
         records = self._pending.pop((offsets_partition, producer_id), [])
         if committed:
-            now = int(time.time() * 1000) if now is None else now
+            now = wall_clock_ms() if now is None else now
             for key, value in records:
                 replay(key, value, now)
         return len(records)

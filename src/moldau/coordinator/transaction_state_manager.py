@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import logging
 
+from moldau.clock import Clock
 from moldau.coordinator.config import TransactionCoordinatorConfig
 from moldau.coordinator.runtime import (
-    Clock,
     CoordinatorLoader,
     CoordinatorResult,
     CoordinatorRuntime,

@@ -26,10 +26,10 @@ from __future__ import annotations
 import logging
 import shutil
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
+from moldau.clock import wall_clock_ms
 from moldau.storage import log_append, log_offset_lookup, log_producer_state, log_retention
 from moldau.storage.append_info import AppendInfo
 from moldau.storage.config import LogConfig
@@ -67,10 +67,6 @@ def parse_topic_partition_name(name: str) -> tuple[str, int]:
     if not sep or not topic or not partition.isdigit():
         raise ValueError(f"directory name {name!r} is not of the form <topic>-<partition>")
     return topic, int(partition)
-
-
-def _wall_clock_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class Log:
@@ -130,7 +126,7 @@ class Log:
         ``failure_channel`` learns of I/O errors, which take the log dir offline for appends. ``scheduler``
         runs the flush of each rolled segment (the process-wide one if None).
         """
-        time_ms = now_ms or _wall_clock_ms
+        time_ms = now_ms or wall_clock_ms
         parse_topic_partition_name(dir.name)  # fail before touching the directory
         dir.mkdir(parents=True, exist_ok=True)
         cache = LeaderEpochFileCache(dir / LEADER_EPOCH_CHECKPOINT_FILENAME)

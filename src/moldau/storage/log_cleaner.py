@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from moldau.clock import wall_clock_ms
 from moldau.protocol.records import InvalidRecordError
 from moldau.storage.cleaner import Cleaner, CleanerStats, CleaningAbortedError
 from moldau.storage.errors import KafkaStorageError
@@ -48,10 +48,6 @@ class CleanerConfig:
     enable_cleaner: bool = True  # log.cleaner.enable
 
 
-def _wall_clock_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 class LogCleaner:
     """Owns the cleaner threads; ``startup()`` / ``shutdown()``, or :meth:`clean_once` to clean inline."""
 
@@ -64,7 +60,7 @@ class LogCleaner:
         time_ms: Callable[[], int] | None = None,
     ) -> None:
         self.config = config
-        self.time_ms = time_ms or _wall_clock_ms
+        self.time_ms = time_ms or wall_clock_ms
         self.manager = LogCleanerManager(log_dirs, logs)
         self._stop = threading.Event()
         self._wakeup = threading.Event()

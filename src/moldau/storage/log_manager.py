@@ -27,11 +27,11 @@ import logging
 import os
 import shutil
 import threading
-import time
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from moldau.clock import wall_clock_ms
 from moldau.storage.checkpoint_file import CheckpointFile, CorruptCheckpointError, fsync_dir
 from moldau.storage.config import LogConfig
 from moldau.storage.errors import KafkaStorageError, StorageError
@@ -83,7 +83,7 @@ class LogManager:
             raise ValueError("log.dirs must name at least one directory")
         self.log_dirs = [Path(d) for d in log_dirs]
         self.default_config = default_config
-        self._now_ms = now_ms or (lambda: time.time_ns() // 1_000_000)
+        self._now_ms = now_ms or wall_clock_ms
         self._logs: dict[TopicPartition, Log] = {}
         self._lock = threading.Lock()
         self._dir_locks: list[LogDirLock] = []

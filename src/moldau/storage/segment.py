@@ -12,28 +12,34 @@ from __future__ import annotations
 import io
 import logging
 import os
-import struct
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
+from moldau.clock import wall_clock_ms
 from moldau.protocol.errors import ErrorCode
 from moldau.protocol.records import (
-    HEADER_SIZE,
-    LOG_OVERHEAD,
-    MAGIC_V2,
     NO_TIMESTAMP,
     TIMESTAMP_LOG_APPEND_TIME,
-    RecordBatchHeader,
-    batch_crc,
     decode_batch,
-    read_batch_header,
 )
 from moldau.storage.config import LogConfig
 from moldau.storage.errors import CorruptIndexError, StorageError
 from moldau.storage.fetch_data_info import FetchDataInfo
+from moldau.storage.file_records import BatchPosition, FileRecords
 from moldau.storage.file_region import FileRegion
+from moldau.storage.log_file_utils import (
+    CLEANED_FILE_SUFFIX,
+    DELETED_FILE_SUFFIX,
+    INDEX_FILE_SUFFIX,
+    LOG_FILE_SUFFIX,
+    SWAP_FILE_SUFFIX,
+    TIME_INDEX_FILE_SUFFIX,
+    log_file,
+    offset_from_file,
+    offset_index_file,
+    time_index_file,
+)
 from moldau.storage.offset_index import OffsetIndex
 from moldau.storage.time_index import TimeIndex
 from moldau.storage.transaction_index import TransactionIndex, txn_index_file
@@ -43,50 +49,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-LOG_FILE_SUFFIX = ".log"
-INDEX_FILE_SUFFIX = ".index"
-TIME_INDEX_FILE_SUFFIX = ".timeindex"
-DELETED_FILE_SUFFIX = ".deleted"
-CLEANED_FILE_SUFFIX = ".cleaned"
-SWAP_FILE_SUFFIX = ".swap"
-
-# Header walks read 8 KiB at a time: many small batches per read, and a big batch costs one small read.
-_SCAN_CHUNK = 8192
-_RECOVER_CHUNK = 4 * 1024 * 1024
-_HEAD = struct.Struct(">qi")  # baseOffset, batchLength
-_LAST_OFFSET_DELTA = struct.Struct(">i")
-
-
-def log_file(dir: Path, offset: int, suffix: str = "") -> Path:
-    return dir / f"{offset:020d}{LOG_FILE_SUFFIX}{suffix}"
-
-
-def offset_index_file(dir: Path, offset: int, suffix: str = "") -> Path:
-    return dir / f"{offset:020d}{INDEX_FILE_SUFFIX}{suffix}"
-
-
-def time_index_file(dir: Path, offset: int, suffix: str = "") -> Path:
-    return dir / f"{offset:020d}{TIME_INDEX_FILE_SUFFIX}{suffix}"
-
-
-def offset_from_file(path: Path) -> int:
-    """The base offset a segment file is named by (``00000000000000000042.log.deleted`` -> 42)."""
-    return int(path.name.split(".", 1)[0])
-
-
 class LogSegmentOffsetOverflowError(StorageError):
     """An offset does not fit the segment's 32-bit relative offsets; the log must roll first."""
 
     error_code = ErrorCode.UNKNOWN_SERVER_ERROR  # Kafka's Errors.forException default
-
-
-class BatchPosition(NamedTuple):
-    """Where a batch is: its offsets, its position in the ``.log`` file and its size in bytes."""
-
-    base_offset: int
-    last_offset: int
-    position: int
-    size: int
 
 
 class LogSegment:
@@ -112,14 +78,10 @@ class LogSegment:
     ) -> None:
         self.dir = dir
         self.base_offset = base_offset
-        self._time_ms = time_ms or _wall_clock_ms
+        self._time_ms = time_ms or wall_clock_ms
         self._index_interval_bytes = config.index_interval_bytes
         self._max_index_size = config.segment_index_bytes
-        self.log_path = log_file(dir, base_offset, suffix)
-        # 'a+' is O_APPEND: every write lands at the end, also after a truncation; reads use pread.
-        self._file = io.FileIO(self.log_path, "a+")
-        self._fd = self._file.fileno()
-        self._size = os.fstat(self._fd).st_size
+        self._records = FileRecords(log_file(dir, base_offset, suffix))
         index_path = offset_index_file(dir, base_offset, suffix)
         time_index_path = time_index_file(dir, base_offset, suffix)
         self.index_files_existed = index_path.exists() and time_index_path.exists()
@@ -133,21 +95,25 @@ class LogSegment:
         self._bytes_since_last_index_entry = 0
         self._max_timestamp_and_offset: tuple[int, int] | None = None  # lazily from the time index
         self._rolling_based_timestamp: int | None = None
-        self._next_offset: int | None = base_offset if self._size == 0 else None
+        self._next_offset: int | None = base_offset if self._records.size == 0 else None
         self._scanned_end = 0  # end of the last whole batch read_next_offset found
 
     def __repr__(self) -> str:
-        return f"LogSegment(base_offset={self.base_offset}, size={self._size}, path={self.log_path})"
+        return f"LogSegment(base_offset={self.base_offset}, size={self._records.size}, path={self.log_path})"
 
     # -- state ---------------------------------------------------------------------------------------------
 
     @property
+    def log_path(self) -> Path:
+        return self._records.path
+
+    @property
     def size(self) -> int:
-        return self._size
+        return self._records.size
 
     @property
     def file(self) -> io.FileIO:
-        return self._file
+        return self._records.file
 
     def read_max_timestamp_and_offset_so_far(self) -> tuple[int, int]:
         if self._max_timestamp_and_offset is None:
@@ -179,7 +145,7 @@ class LogSegment:
             next_offset = self.base_offset
             start = self.offset_index.last_position()
             end = start
-            for batch in self.batches(start):
+            for batch in self._records.batches(start):
                 next_offset = batch.last_offset + 1
                 end = batch.position + batch.size
             self._next_offset = next_offset
@@ -190,7 +156,7 @@ class LogSegment:
     def scanned_end(self) -> int:
         """Where the last whole batch ends; less than :attr:`size` if the file has a partial tail."""
         self.read_next_offset()
-        return self._scanned_end if self._size else 0
+        return self._scanned_end if self._records.size else 0
 
     def can_convert_to_relative_offset(self, offset: int) -> bool:
         return self.offset_index.can_append_offset(offset)
@@ -207,17 +173,16 @@ class LogSegment:
         """Write whole batches at the end; add index entries every ``index.interval.bytes``."""
         if not len(records):
             return
-        position = self._size
+        position = self._records.size
         if position == 0:
             self._rolling_based_timestamp = largest_timestamp
         if not self.can_convert_to_relative_offset(largest_offset):
             raise LogSegmentOffsetOverflowError(
                 f"offset {largest_offset} does not fit segment {self.base_offset} (relative offsets are int32)"
             )
-        self._write(records)
-        self._size = position + len(records)
+        self._records.append(records)
         self._next_offset = largest_offset + 1
-        self._scanned_end = self._size
+        self._scanned_end = self._records.size
         if largest_timestamp > self.max_timestamp_so_far:
             self._max_timestamp_and_offset = (largest_timestamp, offset_of_max_timestamp)
         if self._bytes_since_last_index_entry > self._index_interval_bytes:
@@ -226,63 +191,27 @@ class LogSegment:
             self._bytes_since_last_index_entry = 0
         self._bytes_since_last_index_entry += len(records)
 
-    def _write(self, data: bytes | bytearray | memoryview) -> None:
-        view = memoryview(data)
-        try:
-            while view:
-                written = os.write(self._fd, view)
-                view = view[written:]
-        except OSError:
-            # A partial batch must not stay: the next append would land after it (O_APPEND).
-            try:
-                os.ftruncate(self._fd, self._size)
-            except OSError:
-                pass
-            raise
-
     # -- batch walks -----------------------------------------------------------------------------------------
 
     def batches(self, start: int, end: int | None = None) -> Iterator[BatchPosition]:
         """Complete batches from ``start`` (a batch boundary) up to ``end``; stops at a partial batch."""
-        end = self._size if end is None else end
-        pos = start
-        chunk = b""
-        chunk_start = start
-        while end - pos >= HEADER_SIZE:
-            off = pos - chunk_start
-            if off + HEADER_SIZE > len(chunk):
-                chunk = os.pread(self._fd, min(_SCAN_CHUNK, end - pos), pos)
-                chunk_start = pos
-                off = 0
-                if len(chunk) < HEADER_SIZE:
-                    return
-            base_offset, batch_length = _HEAD.unpack_from(chunk, off)
-            size = batch_length + LOG_OVERHEAD
-            if size < HEADER_SIZE or pos + size > end:
-                return
-            (last_offset_delta,) = _LAST_OFFSET_DELTA.unpack_from(chunk, off + 23)
-            yield BatchPosition(base_offset, base_offset + last_offset_delta, pos, size)
-            pos += size
-
-    def _headers(self, start: int) -> Iterator[tuple[int, RecordBatchHeader]]:
-        for batch in self.batches(start):
-            yield batch.position, read_batch_header(os.pread(self._fd, HEADER_SIZE, batch.position))
+        return self._records.batches(start, end)
 
     def translate_offset(self, offset: int, starting_position: int = 0) -> BatchPosition | None:
         """The first batch whose last offset is >= ``offset`` (Kafka's ``translateOffset``), or None."""
         _, position = self.offset_index.lookup(offset)
-        for batch in self.batches(max(position, starting_position)):
+        for batch in self._records.batches(max(position, starting_position)):
             if batch.last_offset >= offset:
                 return batch
         return None
 
     def _boundary_at_or_before(self, start: int, limit: int) -> int:
         """The end of the last whole batch that starts at or after ``start`` and ends by ``limit``."""
-        if limit >= self._size:
-            return self._size
+        if limit >= self._records.size:
+            return self._records.size
         scan_from = max(start, self.offset_index.floor_position(limit))
         boundary = scan_from
-        for batch in self.batches(scan_from, limit):
+        for batch in self._records.batches(scan_from, limit):
             boundary = batch.position + batch.size
         return boundary
 
@@ -302,14 +231,15 @@ class LogSegment:
         first = self.translate_offset(start_offset)
         if first is None:
             return None
-        limit = self._size if max_position is None else min(max_position, self._size)
+        size = self._records.size
+        limit = size if max_position is None else min(max_position, size)
         adjusted = max(max_size, first.size) if min_one_message else max_size
         if adjusted == 0 or first.position >= limit:
             return FetchDataInfo(start_offset, None, adjusted < first.size)
         end = self._boundary_at_or_before(first.position, min(limit, first.position + adjusted))
         if end <= first.position:
             return FetchDataInfo(start_offset, None, adjusted < first.size)
-        return FetchDataInfo(start_offset, FileRegion(self._file, first.position, end - first.position))
+        return FetchDataInfo(start_offset, FileRegion(self._records.file, first.position, end - first.position))
 
     # -- time ----------------------------------------------------------------------------------------------
 
@@ -318,13 +248,13 @@ class LogSegment:
         offset >= ``starting_offset`` (Kafka's ``findOffsetByTimestamp``); decodes one batch."""
         _, indexed_offset = self.time_index.lookup(timestamp)
         _, position = self.offset_index.lookup(max(indexed_offset, starting_offset))
-        for pos, header in self._headers(position):
+        for pos, header in self._records.headers(position):
             if header.max_timestamp < timestamp or header.last_offset < starting_offset:
                 continue
             epoch = header.partition_leader_epoch if header.partition_leader_epoch >= 0 else -1
             if header.timestamp_type == TIMESTAMP_LOG_APPEND_TIME:
                 return header.max_timestamp, max(header.base_offset, starting_offset), epoch
-            for record in decode_batch(os.pread(self._fd, header.size_in_bytes, pos)):
+            for record in decode_batch(self._records.pread(header.size_in_bytes, pos)):
                 if record.timestamp >= timestamp and record.offset >= starting_offset:
                     return record.timestamp, record.offset, epoch
         return None
@@ -336,13 +266,13 @@ class LogSegment:
         if max_timestamp < 0:
             return None
         _, position = self.offset_index.lookup(offset)
-        for pos, header in self._headers(position):
+        for pos, header in self._records.headers(position):
             if header.max_timestamp != max_timestamp:
                 continue
             epoch = header.partition_leader_epoch if header.partition_leader_epoch >= 0 else -1
             if header.timestamp_type == TIMESTAMP_LOG_APPEND_TIME:
                 return max_timestamp, header.base_offset, epoch
-            for record in decode_batch(os.pread(self._fd, header.size_in_bytes, pos)):
+            for record in decode_batch(self._records.pread(header.size_in_bytes, pos)):
                 if record.timestamp == max_timestamp:
                     return max_timestamp, record.offset, epoch
             return max_timestamp, header.last_offset, epoch
@@ -350,7 +280,7 @@ class LogSegment:
 
     def first_batch_timestamp(self) -> int | None:
         if self._rolling_based_timestamp is None:
-            for _, header in self._headers(0):
+            for _, header in self._records.headers(0):
                 self._rolling_based_timestamp = header.max_timestamp
                 break
         return self._rolling_based_timestamp
@@ -373,7 +303,7 @@ class LogSegment:
         now_ms: int,
     ) -> bool:
         """Kafka's ``LogSegment.shouldRoll``: full, too old, an index full, or an offset that won't fit."""
-        size = self._size
+        size = self._records.size
         return (
             size > max_segment_bytes - messages_size
             or (size > 0 and self.time_waited_for_roll(now_ms, max_timestamp_in_messages) > max_segment_ms)
@@ -390,40 +320,11 @@ class LogSegment:
             raise CorruptIndexError(f"index files of segment {self.log_path} are missing")
         self.offset_index.sanity_check()
         self.time_index.sanity_check()
-        if self.offset_index.entries and self.offset_index.last_position() >= self._size:
+        if self.offset_index.entries and self.offset_index.last_position() >= self._records.size:
             raise CorruptIndexError(
                 f"offset index of {self.log_path} points at position {self.offset_index.last_position()}, "
-                f"beyond the log size {self._size}"
+                f"beyond the log size {self._records.size}"
             )
-
-    def _valid_batches(self) -> Iterator[RecordBatchHeader]:
-        """Batches from the start of the file while each is whole, a v2 batch and matches its CRC-32C,
-        with offsets that increase and fit this segment's index. Stops at the first that is not."""
-        pos = 0
-        chunk = b""
-        chunk_start = 0
-        expected_offset = self.base_offset
-        while self._size - pos >= HEADER_SIZE:
-            off = pos - chunk_start
-            if off + HEADER_SIZE > len(chunk):
-                chunk, chunk_start, off = os.pread(self._fd, _RECOVER_CHUNK, pos), pos, 0
-            header = read_batch_header(chunk, off)
-            size = header.size_in_bytes
-            if size < HEADER_SIZE or header.magic != MAGIC_V2 or pos + size > self._size:
-                return
-            if off + size > len(chunk):
-                chunk, chunk_start, off = os.pread(self._fd, max(size, _RECOVER_CHUNK), pos), pos, 0
-            if batch_crc(chunk, off, off + size) != header.crc:
-                return
-            if (
-                header.base_offset < expected_offset
-                or header.last_offset_delta < 0
-                or not self.can_convert_to_relative_offset(header.last_offset)
-            ):
-                return
-            yield header
-            expected_offset = header.last_offset + 1
-            pos += size
 
     def recover(self, leader_epoch_cache: LeaderEpochFileCache | None = None) -> int:
         """Rebuild both indexes from the log and cut off everything after the last valid batch.
@@ -437,7 +338,7 @@ class LogSegment:
         last_index_entry = 0
         max_timestamp, offset_of_max = NO_TIMESTAMP, self.base_offset
         next_offset = self.base_offset
-        for header in self._valid_batches():
+        for header in self._records.valid_batches(self.base_offset, self.can_convert_to_relative_offset):
             if header.max_timestamp > max_timestamp:
                 max_timestamp, offset_of_max = header.max_timestamp, header.last_offset
             if valid_bytes - last_index_entry > self._index_interval_bytes:
@@ -451,7 +352,7 @@ class LogSegment:
                 latest = leader_epoch_cache.latest_epoch()
                 if latest is None or epoch > latest:
                     leader_epoch_cache.assign(epoch, header.base_offset)
-        truncated = self._size - valid_bytes
+        truncated = self._records.size - valid_bytes
         if truncated > 0:
             log.warning(
                 "segment.recover truncated invalid tail segment=%s valid_bytes=%d truncated_bytes=%d",
@@ -459,7 +360,7 @@ class LogSegment:
                 valid_bytes,
                 truncated,
             )
-            self._truncate_file(valid_bytes)
+            self._records.truncate_to(valid_bytes)
         self._max_timestamp_and_offset = (max_timestamp, offset_of_max)
         self.time_index.maybe_append(max_timestamp, offset_of_max, skip_full_check=True)
         self._bytes_since_last_index_entry = valid_bytes - last_index_entry
@@ -479,9 +380,9 @@ class LogSegment:
         self.time_index.resize(self._max_index_size)
         truncated = 0
         if mapping is not None:
-            truncated = self._size - mapping.position
-            self._truncate_file(mapping.position)
-        if self._size == 0:
+            truncated = self._records.size - mapping.position
+            self._records.truncate_to(mapping.position)
+        if self._records.size == 0:
             self.created_ms = self._time_ms()
             self._rolling_based_timestamp = None
         self._bytes_since_last_index_entry = 0
@@ -492,14 +393,10 @@ class LogSegment:
     def _read_largest_timestamp(self) -> tuple[int, int]:
         timestamp, offset = self.time_index.last_entry()
         _, position = self.offset_index.lookup(offset)
-        for _, header in self._headers(position):
+        for _, header in self._records.headers(position):
             if header.max_timestamp > timestamp:
                 timestamp, offset = header.max_timestamp, header.last_offset
         return timestamp, offset
-
-    def _truncate_file(self, size: int) -> None:
-        os.ftruncate(self._fd, size)
-        self._size = size
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
@@ -522,7 +419,7 @@ class LogSegment:
 
     def flush(self) -> None:
         """fsync the log file and both indexes."""
-        os.fsync(self._fd)
+        self._records.flush()
         self.offset_index.flush()
         self.time_index.flush()
         self.txn_index.flush()
@@ -534,15 +431,13 @@ class LogSegment:
             name = path.name[: len(path.name) - len(old_suffix)] if old_suffix else path.name
             return path.with_name(name + new_suffix)
 
-        new_log_path = renamed(self.log_path)
-        os.replace(self.log_path, new_log_path)
-        self.log_path = new_log_path
+        self._records.rename_to(renamed(self.log_path))
         self.offset_index.rename_to(renamed(self.offset_index.path))
         self.time_index.rename_to(renamed(self.time_index.path))
         self.txn_index.rename_to(renamed(self.txn_index.path))
 
     def close(self) -> None:
-        if self._file.closed:
+        if self._records.closed:
             return
         try:
             if self._max_timestamp_and_offset is not None:
@@ -553,7 +448,7 @@ class LogSegment:
         finally:  # a full disk fails the entry (OSError, raised); the files are closed all the same
             self.offset_index.close()
             self.time_index.close()
-            self._file.close()
+            self._records.close()
 
     def delete(self) -> None:
         """Close and remove the three files."""
@@ -564,11 +459,14 @@ class LogSegment:
         self.txn_index.delete()
 
 
-def _wall_clock_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
+# The file names and BatchPosition are re-exported: the log, loader and cleaner import them from here.
 __all__ = [
+    "CLEANED_FILE_SUFFIX",
+    "DELETED_FILE_SUFFIX",
+    "INDEX_FILE_SUFFIX",
+    "LOG_FILE_SUFFIX",
+    "SWAP_FILE_SUFFIX",
+    "TIME_INDEX_FILE_SUFFIX",
     "BatchPosition",
     "LogSegment",
     "LogSegmentOffsetOverflowError",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 
 from moldau.broker.errors import ApiError
 from moldau.coordinator.append_errors import coordinator_append_error
@@ -25,7 +24,7 @@ async def handle(conn, header, request: messages.OffsetCommitRequest) -> Respons
     version = header.api_version
     by_id = version >= 10
     max_metadata = broker.config["offset.metadata.max.bytes"]
-    now = int(time.time() * 1000)
+    now = broker.clock.time_ms()
     # OffsetCommit v2-v4 carry a retention time; -1 means the broker's offsets.retention.minutes.
     retention = request.retention_time_ms if 2 <= version <= 4 else -1
     entries = [broker.replica_manager.topics_by_id.get(topic.topic_id) if by_id

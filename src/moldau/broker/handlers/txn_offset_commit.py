@@ -8,7 +8,6 @@ producer and stay pending until the transaction's marker reaches that partition 
 from __future__ import annotations
 
 import logging
-import time
 
 from moldau.broker.errors import ApiError
 from moldau.coordinator.offsets import OffsetAndMetadata
@@ -63,7 +62,7 @@ async def handle(conn, header, request: messages.TxnOffsetCommitRequest) -> Resp
     coordinator = broker.group_coordinator
     group_error = _group_error(conn, header, request)
     max_metadata = broker.config["offset.metadata.max.bytes"]
-    now = int(time.time() * 1000)
+    now = broker.clock.time_ms()
     errors: dict[tuple[int, int], ErrorCode] = {}
     records = []
     for ti, topic in enumerate(request.topics):

@@ -25,7 +25,7 @@ async def handle(conn, header, request: messages.WriteTxnMarkersRequest) -> Resp
     results = []
     for marker in request.markers:
         batch = marker_batch(marker.producer_id, marker.producer_epoch, marker.coordinator_epoch,
-                             marker.transaction_result)
+                             marker.transaction_result, broker.clock.time_ms())
         topics = []
         for topic in marker.topics:
             partitions = []
@@ -38,7 +38,7 @@ async def handle(conn, header, request: messages.WriteTxnMarkersRequest) -> Resp
                                                     timeout_s=MARKER_TIMEOUT_S)
                     if topic.name == OFFSETS_TOPIC:
                         group.pending_txn_offsets.complete(index, marker.producer_id, marker.transaction_result,
-                                                           group.replay)
+                                                           group.replay, broker.clock.time_ms())
                 except ApiError as exc:
                     error = exc.error_code
                 partitions.append(Response.WritableTxnMarkerPartitionResult(partition_index=index,
