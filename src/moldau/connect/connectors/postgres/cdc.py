@@ -177,7 +177,7 @@ class ChangeCapture:
 
     @staticmethod
     def _relation_from_catalog(snapshot: Snapshot, table: str) -> Relation:
-        columns = snapshot.columns(table)
+        columns = snapshot.table_columns[table]
         if not columns:
             raise ConnectException(f"Table {table} has no columns to copy")
         key_schema, value_schema = relation_schemas(columns)

@@ -79,6 +79,7 @@ class Snapshot:
         self.index = 0
         self.cursor: Any = None
         self.done = not self.tables
+        self.table_columns: dict[str, list[tuple[str, int, int, bool, str, str]]] = {}  # read in the snapshot
 
     def columns(self, table: str) -> list[tuple[str, int, int, bool, str, str]]:
         with self.conn.cursor() as cur:
@@ -89,7 +90,8 @@ class Snapshot:
         """(table, up to `batch` rows as text, whether that was the table's last batch)."""
         table = self.tables[self.index]
         if self.cursor is None:
-            names = [c[0] for c in self.columns(table)]
+            self.table_columns[table] = self.columns(table)
+            names = [c[0] for c in self.table_columns[table]]
             self.cursor = self.conn.cursor(name=f"moldau_snapshot_{self.index}")
             select = ", ".join(f"{quote(n)}::text" for n in names) or "NULL"
             self.cursor.execute(f"SELECT {select} FROM {quote(table)}")
