@@ -78,3 +78,39 @@ def test_initial_snapshot_then_streaming_without_gap_or_duplicate(broker, postgr
         assert "snapshot" not in offsets[0]["offset"]
     finally:
         herder.stop()
+
+
+def test_a_restart_before_the_snapshot_finished_takes_it_again(postgres):  # noqa: F811
+    import psycopg
+
+    from moldau.connect.connectors.postgres.cdc import ChangeCapture
+
+    table = unique_topic("resnap").replace("-", "_")
+    sql(postgres.url, f"CREATE TABLE {table} (id BIGINT PRIMARY KEY, name TEXT)")
+    sql(postgres.url, f"INSERT INTO {table} VALUES (1, 'a'), (2, 'b'), (3, 'c')")
+    slot, publication, settings = f"s_{table}", f"p_{table}", {"connection.url": postgres.url}
+
+    def capture(offset):
+        return ChangeCapture(psycopg.connect(postgres.url), [table], "x.", slot, publication, True, 100, offset,
+                             settings, "initial")
+
+    first = capture(None)
+    records = first.poll()
+    assert [r.key.get("id") for r in records] == [1, 2, 3] and first.snapshot is None
+    assert [r.source_offset["last_snapshot_record"] for r in records] == [False, False, True]
+    first.conn.close()
+    sql(postgres.url, f"INSERT INTO {table} VALUES (4, 'd')")
+    # The task died before the last snapshot record's offset was committed: the slot is dropped, the snapshot
+    # taken again (now with row 4), and row 4 is not streamed a second time from the new slot.
+    again = capture({"lsn": 0, "snapshot": True, "last_snapshot_record": False})
+    assert [r.key.get("id") for r in again.poll()] == [1, 2, 3, 4]
+    assert again.poll() == []
+    again.conn.close()
+    # After a completed snapshot only streaming remains.
+    done = capture({"lsn": 0, "snapshot": True, "last_snapshot_record": True})
+    sql(postgres.url, f"UPDATE {table} SET name = 'b2' WHERE id = 2")
+    streamed = wait_until(done.poll, 30, "the update streamed")
+    assert [(r.key.get("id"), r.value.get("name")) for r in streamed] == [(2, "b2")]
+    assert streamed[0].source_offset["lsn"] > 0 and "snapshot" not in streamed[0].source_offset
+    done.conn.close()
+    sql(postgres.url, "SELECT pg_drop_replication_slot(%s)", (slot,))
