@@ -11,8 +11,8 @@ Inserts and updates become records whose key is a struct of the replica identity
 whose value is the new row; deletes become tombstones (null value) with the old key. Requires
 `wal_level=logical`. With `snapshot.mode=initial` (the default, as in Debezium) the rows present when the slot
 is created come first, read in the slot's exported snapshot (snapshot.py); their offsets are
-`{"lsn": 0, "snapshot": true, "last_snapshot_record": <bool>}`, and a task that restarts before the last one
-was committed drops the slot and takes the snapshot again (at-least-once, as Debezium re-snapshots).
+`{"lsn": 0, "snapshot": true, "last_snapshot_record": <bool>}`; a task that restarts before the last one was
+committed reads the tables again and then replays the (unadvanced) slot: at least once, converging.
 `snapshot.mode=no_data` (or `never`) streams only. Limitation: unchanged TOASTed values in updates arrive as
 null unless the table has REPLICA IDENTITY FULL.
 """
@@ -107,8 +107,11 @@ class ChangeCapture:
         self._held: SourceRecord | None = None  # the newest snapshot record, until we know whether it is the last
         self._snapshot_relations: dict[str, Relation] = {}
         self.snapshot_batch = max(batch_rows, 1000)
-        snapshot = snapshot_mode == "initial" and (
-            offset is None or bool(offset.get("snapshot")) and not offset.get("last_snapshot_record"))
+        # No offset: a new connector, snapshot when we create the slot (with an existing slot and no offset,
+        # only stream, as before). An unfinished snapshot: read the tables again.
+        self.resnapshot = offset is not None and bool(offset.get("snapshot")) and not offset.get(
+            "last_snapshot_record")
+        snapshot = snapshot_mode == "initial" and (offset is None or self.resnapshot)
         self._setup(autocreate, settings if snapshot else None)
 
     def _setup(self, autocreate: bool, snapshot_settings: dict[str, Any] | None = None) -> None:
@@ -125,11 +128,16 @@ class ChangeCapture:
             cur.execute("SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = %s", (self.slot,))
             row = cur.fetchone()
             if snapshot_settings is not None:
-                if row is not None:  # a snapshot was started but not finished (or nothing was ever committed)
-                    log.info("Dropping replication slot %s to take the initial snapshot again", self.slot)
-                    cur.execute("SELECT pg_drop_replication_slot(%s)", (self.slot,))
-                self._start_snapshot(snapshot_settings)
-                return
+                if row is None:
+                    self._start_snapshot(snapshot_settings)
+                    return
+                if self.resnapshot:
+                    # A snapshot was started but its last record was never committed. The slot was not advanced
+                    # since (nothing streamed yet), so it still holds every change after the first snapshot:
+                    # reading the tables again now and then replaying the slot converges (at least once).
+                    log.info("Initial snapshot of %s was not finished: reading the tables again", self.tables)
+                    self.snapshot = Snapshot(snapshot_settings, None, self.tables, self.snapshot_batch)
+                    self.emitted_lsn = 0
             if row is None:
                 cur.execute("SELECT lsn FROM pg_create_logical_replication_slot(%s, 'pgoutput')", (self.slot,))
                 row = cur.fetchone()

@@ -66,15 +66,16 @@ def create_slot_with_snapshot(settings: dict[str, Any], slot: str) -> tuple[Any,
 class Snapshot:
     """Reads the tables in the exported snapshot, `batch` rows per call, one table after another."""
 
-    def __init__(self, settings: dict[str, Any], snapshot_name: str, tables: list[str], batch: int) -> None:
+    def __init__(self, settings: dict[str, Any], snapshot_name: str | None, tables: list[str], batch: int) -> None:
         import psycopg
         from psycopg import sql
 
         self.conn = psycopg.connect(**connect_kwargs(settings))
         self.conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         self.conn.read_only = True
-        # The first statement of the transaction: afterwards the exporting connection may close.
-        self.conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot_name)))
+        if snapshot_name is not None:  # None: the current state (a repeated snapshot, see cdc.py)
+            # The first statement of the transaction: afterwards the exporting connection may close.
+            self.conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot_name)))
         self.tables, self.batch = list(tables), batch
         self.index = 0
         self.cursor: Any = None
