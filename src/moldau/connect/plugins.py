@@ -50,7 +50,7 @@ BUILTINS: dict[str, dict[str, str]] = {
         f"{_K}.json.JsonConverter": f"{_C}.converters.json:JsonConverter",
         "io.confluent.connect.avro.AvroConverter": f"{_C}.converters.registry:AvroConverter",
         "io.confluent.connect.json.JsonSchemaConverter": f"{_C}.converters.registry:JsonSchemaConverter",
-        "io.confluent.connect.protobuf.ProtobufConverter": f"{_C}.converters.registry:ProtobufConverter",
+        "io.confluent.connect.protobuf.ProtobufConverter": f"{_C}.converters.protobuf:ProtobufConverter",
     },
     "header_converter": {
         f"{_K}.storage.SimpleHeaderConverter": f"{_C}.converters.simple:SimpleHeaderConverter",

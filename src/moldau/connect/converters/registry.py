@@ -33,6 +33,7 @@ from moldau.connect.converters.base import Converter
 
 MAGIC = 0
 _HEADER = struct.Struct(">bI")
+_STRATEGIES = ("TopicNameStrategy", "RecordNameStrategy", "TopicRecordNameStrategy")
 _PRIMITIVE_TO_AVRO = {"int8": "int", "int16": "int", "int32": "int", "int64": "long", "float32": "float",
                       "float64": "double", "boolean": "boolean", "string": "string", "bytes": "bytes"}
 
@@ -53,16 +54,42 @@ class RegistryConverter(Converter):
             settings["basic.auth.user.info"] = str(user_info)
         self.client = SchemaRegistryClient(settings)
         self.auto_register = str(configs.get("auto.register.schemas", "true")).lower() == "true"
+        # use.latest.version: serialize against the subject's latest registered version rather than registering
+        # (Confluent's AbstractKafkaSchemaSerDe; meant for auto.register.schemas=false)
+        self.use_latest = str(configs.get("use.latest.version", "false")).lower() == "true"
+        strategy = str(configs.get(f"{'key' if is_key else 'value'}.subject.name.strategy", "TopicNameStrategy"))
+        self.strategy = strategy.rsplit(".", 1)[-1]
+        if self.strategy not in _STRATEGIES:
+            raise ConnectException(f"Unknown subject name strategy {strategy!r}: expected one of "
+                                   f"{', '.join(_STRATEGIES)}")
         self._ids: dict[tuple[str, str], int] = {}
+        self._latest: dict[str, tuple[int, str]] = {}
         self._schemas: dict[int, tuple[Any, Schema]] = {}
 
-    def subject(self, topic: str) -> str:
-        return f"{topic}-{'key' if self.is_key else 'value'}"
+    def subject(self, topic: str, record_name: str | None = None) -> str:
+        """The subject per Confluent's strategies (io.confluent.kafka.serializers.subject.*)."""
+        if self.strategy == "TopicNameStrategy":
+            return f"{topic}-{'key' if self.is_key else 'value'}"
+        if not record_name:
+            raise DataException(f"{self.strategy} needs a named record schema")
+        return record_name if self.strategy == "RecordNameStrategy" else f"{topic}-{record_name}"
 
-    def schema_id(self, topic: str, schema_text: str) -> int:
+    def latest(self, subject: str) -> tuple[int, str]:
+        """(id, schema text) of the subject's latest version, cached like Confluent's latest-version cache."""
+        if subject not in self._latest:
+            registered = self.client.get_latest_version(subject)
+            if registered.schema_id is None:
+                raise ConnectException(f"Subject {subject} has no latest version")
+            self._latest[subject] = (registered.schema_id, registered.schema.schema_str or "")
+        return self._latest[subject]
+
+    def schema_id(self, topic: str, schema_text: str, record_name: str | None = None) -> int:
         from confluent_kafka.schema_registry import Schema as RegistrySchema
 
-        key = (self.subject(topic), schema_text)
+        subject = self.subject(topic, record_name)
+        if self.use_latest:
+            return self.latest(subject)[0]
+        key = (subject, schema_text)
         if key not in self._ids:
             registry_schema = RegistrySchema(schema_text, self.SCHEMA_TYPE)
             if self.auto_register:
@@ -190,7 +217,7 @@ class AvroConverter(RegistryConverter):
             raise DataException("AvroConverter needs a schema (use JsonConverter for schemaless data)")
         avro = to_avro_schema(schema)
         text = json.dumps(avro, sort_keys=True)
-        schema_id = self.schema_id(topic, text)
+        schema_id = self.schema_id(topic, text, schema.name)
         out = io.BytesIO()
         out.write(_HEADER.pack(MAGIC, schema_id))
         fastavro.schemaless_writer(out, fastavro.parse_schema(avro), _to_avro_value(schema, value))
@@ -269,7 +296,7 @@ class JsonSchemaConverter(RegistryConverter):
             return None
         if schema is None:
             raise DataException("JsonSchemaConverter needs a schema (use JsonConverter for schemaless data)")
-        schema_id = self.schema_id(topic, json.dumps(to_json_schema(schema)))  # property order is field order
+        schema_id = self.schema_id(topic, json.dumps(to_json_schema(schema)), schema.name)  # property order is field order
         payload = json.dumps(value_to_json(schema, value), separators=(",", ":")).encode()
         return _HEADER.pack(MAGIC, schema_id) + payload
 
@@ -284,11 +311,3 @@ class JsonSchemaConverter(RegistryConverter):
             self._schemas[schema_id] = (node, from_json_schema(node))
         _, connect_schema = self._schemas[schema_id]
         return SchemaAndValue(connect_schema, value_from_json(connect_schema, json.loads(body)))
-
-
-class ProtobufConverter(RegistryConverter):
-    SCHEMA_TYPE = "PROTOBUF"
-
-    def configure(self, configs: dict[str, Any], is_key: bool = False) -> None:
-        raise ConnectException("ProtobufConverter is not implemented yet in Moldau Connect; use AvroConverter or "
-                               "JsonSchemaConverter")

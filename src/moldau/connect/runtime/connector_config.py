@@ -19,6 +19,7 @@ from moldau.connect.api.config import (
 from moldau.connect.api.connector import Connector, SinkConnector
 from moldau.connect.api.errors import ConnectException
 from moldau.connect.plugins import Plugins
+from moldau.connect.runtime import topic_creation
 
 COMMON, TRANSFORMS, PREDICATES, ERRORS, EOS = "Common", "Transforms", "Predicates", "Error Handling", "Exactly Once Support"
 
@@ -134,7 +135,11 @@ def validate_connector_config(plugins: Plugins, config: dict[str, str]) -> dict[
     transforms_def, transform_errors = _plugin_defs(plugins, config, "transformation", "transforms", TRANSFORMS)
     predicates_def, predicate_errors = _plugin_defs(plugins, config, "predicate", "predicates", PREDICATES)
     framework = base.merge(transforms_def).merge(predicates_def)
+    if not is_sink(connector):
+        framework = framework.merge(topic_creation.config_def(config))
     results = framework.validate(config)
+    if not is_sink(connector):
+        topic_creation.validate_regexes(config, results)
     for key, value in {**transform_errors, **predicate_errors}.items():
         results[key] = value
     if is_sink(connector):

@@ -17,6 +17,7 @@ from moldau.connect.api.connector import OffsetStorageReader, SourceTask, Source
 from moldau.connect.api.errors import ConnectException, RetriableException
 from moldau.connect.api.records import SourceRecord
 from moldau.connect.runtime.errors import FAILED, Stage
+from moldau.connect.runtime.topic_creation import TopicCreator
 from moldau.connect.runtime.worker_task import ConnectorTaskId, StatusListener, TaskPlumbing, WorkerTask
 from moldau.connect.storage.offsets import OffsetBackingStore, offset_key
 
@@ -38,6 +39,7 @@ class WorkerSourceTask(WorkerTask):
         self.pending_offsets: dict[str, Any] = {}
         self.delivery_error: confluent_kafka.KafkaError | None = None
         self.records_sent = 0
+        self.topic_creator: TopicCreator | None = None  # KIP-158, set by the worker when the connector asks
 
     def initialize_and_start(self) -> None:
         self.producer = self.create_producer()
@@ -102,6 +104,8 @@ class WorkerSourceTask(WorkerTask):
             if converted is not None:
                 topic, transformed, (key, value), headers = converted
                 self.plumbing.track_topic(topic)
+                if self.topic_creator is not None:
+                    self.topic_creator.maybe_create(topic)  # before the first record to it
                 self.produce(topic, transformed, key, value, headers, record)
             else:
                 self.task.commit_record(record, None)

@@ -19,6 +19,7 @@ from moldau.connect.runtime.errors import Reporter, RetryWithToleranceOperator, 
 from moldau.connect.runtime.sink_task import WorkerSinkTask
 from moldau.connect.runtime.source_task import WorkerSourceTask
 from moldau.connect.runtime.status import State, Status, StatusBackingStore, TargetState
+from moldau.connect.runtime.topic_creation import TopicCreation, TopicCreator
 from moldau.connect.runtime.transformation_chain import build_chain
 from moldau.connect.runtime.worker_config import WorkerConfig, librdkafka_settings
 from moldau.connect.runtime.worker_task import ConnectorTaskId, TaskPlumbing, WorkerTask
@@ -215,7 +216,12 @@ class Worker:
         if isinstance(task, SourceTask):
             producer_config = {**self.config.client_config("producer"),
                                **librdkafka_settings(_prefixed(connector_config, "producer.override."))}
-            return self.source_task_factory(task_id, task, plumbing, listener, producer_config, flush_ms, paused)
+            source_task = self.source_task_factory(task_id, task, plumbing, listener, producer_config, flush_ms,
+                                                   paused)
+            creation = TopicCreation.from_config(bool(self.config.get("topic.creation.enable")), connector_config)
+            if creation is not None and isinstance(source_task, WorkerSourceTask):
+                source_task.topic_creator = TopicCreator(creation, self.config.client_config("admin"))
+            return source_task
         if is_sink:
             consumer_config = {**self.config.client_config("consumer"),
                                **librdkafka_settings(_prefixed(connector_config, "consumer.override."))}

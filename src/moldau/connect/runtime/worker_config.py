@@ -45,6 +45,9 @@ def worker_config_def() -> ConfigDef:
                     validator=ValidString.in_("eager", "compatible", "sessioned"))
             .define("exactly.once.source.support", Type.STRING, "disabled", importance=Importance.HIGH,
                     validator=ValidString.in_("disabled", "preparing", "enabled", case_insensitive=True))
+            .define("topic.creation.enable", Type.BOOLEAN, True, importance=Importance.LOW,
+                    documentation="Whether source connectors may create their topics (KIP-158), as their "
+                                  "topic.creation.* configs say.")
             .define("connector.client.config.override.policy", Type.STRING, "All", importance=Importance.MEDIUM)
             .define("plugin.path", Type.LIST, "", importance=Importance.LOW,
                     documentation="Accepted for compatibility; Python plugins are found through entry points."))

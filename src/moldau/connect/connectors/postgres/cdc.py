@@ -9,12 +9,17 @@ commit order, as whole transactions (which is what makes KIP-618 exactly-once po
 
 Inserts and updates become records whose key is a struct of the replica identity (primary key) columns and
 whose value is the new row; deletes become tombstones (null value) with the old key. Requires
-`wal_level=logical`. Limitations: no initial snapshot (rows present before the slot existed are not
-copied), and unchanged TOASTed values in updates arrive as null unless the table has REPLICA IDENTITY FULL.
+`wal_level=logical`. With `snapshot.mode=initial` (the default, as in Debezium) the rows present when the slot
+is created come first, read in the slot's exported snapshot (snapshot.py); their offsets are
+`{"lsn": 0, "snapshot": true, "last_snapshot_record": <bool>}`; a task that restarts before the last one was
+committed reads the tables again and then replays the (unadvanced) slot: at least once, converging.
+`snapshot.mode=no_data` (or `never`) streams only. Limitation: unchanged TOASTed values in updates arrive as
+null unless the table has REPLICA IDENTITY FULL.
 """
 
 from __future__ import annotations
 
+import logging
 import struct
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -29,6 +34,9 @@ from moldau.connect.connectors.postgres.common import (
     split_table,
     text_value,
 )
+from moldau.connect.connectors.postgres.snapshot import Snapshot, create_slot_with_snapshot, relation_schemas
+
+log = logging.getLogger(__name__)
 
 PEEK_LIMIT = 10000  # changes decoded per poll (whole transactions are always returned)
 
@@ -83,7 +91,8 @@ class ChangeCapture:
     PARTITION: ClassVar[dict[str, str]] = {"protocol": "1", "source": "pgoutput"}
 
     def __init__(self, conn: Any, tables: list[str], topic_prefix: str, slot: str, publication: str,
-                 autocreate: bool, batch_rows: int, offset: dict[str, Any] | None) -> None:
+                 autocreate: bool, batch_rows: int, offset: dict[str, Any] | None,
+                 settings: dict[str, Any] | None = None, snapshot_mode: str = "no_data") -> None:
         self.conn = conn
         self.conn.autocommit = True  # slot functions may not run inside a transaction that wrote
         self.tables = tables
@@ -94,9 +103,18 @@ class ChangeCapture:
         self.relations: dict[int, Relation] = {}
         self.emitted_lsn = int((offset or {}).get("lsn", 0))
         self.acknowledged_lsn = 0
-        self._setup(autocreate)
+        self.snapshot: Snapshot | None = None
+        self._held: SourceRecord | None = None  # the newest snapshot record, until we know whether it is the last
+        self._snapshot_relations: dict[str, Relation] = {}
+        self.snapshot_batch = max(batch_rows, 1000)
+        # No offset: a new connector, snapshot when we create the slot (with an existing slot and no offset,
+        # only stream, as before). An unfinished snapshot: read the tables again.
+        self.resnapshot = offset is not None and bool(offset.get("snapshot")) and not offset.get(
+            "last_snapshot_record")
+        snapshot = snapshot_mode == "initial" and (offset is None or self.resnapshot)
+        self._setup(autocreate, settings if snapshot else None)
 
-    def _setup(self, autocreate: bool) -> None:
+    def _setup(self, autocreate: bool, snapshot_settings: dict[str, Any] | None = None) -> None:
         with self.conn.cursor() as cur:
             cur.execute("SHOW wal_level")
             if cur.fetchone()[0] != "logical":
@@ -109,12 +127,70 @@ class ChangeCapture:
                             + ", ".join(quote(t) for t in self.tables))
             cur.execute("SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = %s", (self.slot,))
             row = cur.fetchone()
+            if snapshot_settings is not None:
+                if row is None:
+                    self._start_snapshot(snapshot_settings)
+                    return
+                if self.resnapshot:
+                    # A snapshot was started but its last record was never committed. The slot was not advanced
+                    # since (nothing streamed yet), so it still holds every change after the first snapshot:
+                    # reading the tables again now and then replaying the slot converges (at least once).
+                    log.info("Initial snapshot of %s was not finished: reading the tables again", self.tables)
+                    self.snapshot = Snapshot(snapshot_settings, None, self.tables, self.snapshot_batch)
+                    self.emitted_lsn = 0
             if row is None:
                 cur.execute("SELECT lsn FROM pg_create_logical_replication_slot(%s, 'pgoutput')", (self.slot,))
                 row = cur.fetchone()
             self.acknowledged_lsn = parse_lsn(str(row[0])) if row[0] is not None else 0
         if self.emitted_lsn > self.acknowledged_lsn:
             self.acknowledge()  # offsets were committed but the slot was not advanced before a crash
+
+    def _start_snapshot(self, settings: dict[str, Any]) -> None:
+        repl, consistent_point, snapshot_name = create_slot_with_snapshot(settings, self.slot)
+        try:
+            self.snapshot = Snapshot(settings, snapshot_name, self.tables, self.snapshot_batch)
+        finally:
+            repl.close()  # the snapshot is imported: the exporting connection may go
+        self.acknowledged_lsn = parse_lsn(consistent_point)
+        self.emitted_lsn = 0  # every transaction the slot decodes committed after the snapshot
+        log.info("Initial snapshot of %s at LSN %s (slot %s)", ", ".join(self.tables), consistent_point, self.slot)
+
+    def _poll_snapshot(self, snapshot: Snapshot) -> list[SourceRecord]:
+        records: list[SourceRecord] = []
+        offset = {"lsn": 0, "snapshot": True, "last_snapshot_record": False}
+        while not records and not snapshot.done:  # empty tables give nothing: go on to the next
+            table, rows, _ = snapshot.next_rows()
+            if table not in self._snapshot_relations:
+                self._snapshot_relations[table] = self._relation_from_catalog(snapshot, table)
+            relation = self._snapshot_relations[table]
+            changes = []
+            for values in rows:
+                row = {name: None if text is None else text_value(text, oid)
+                       for (name, oid, _, _), text in zip(relation.columns, values, strict=True)}
+                changes.append(("upsert", relation, row, row))
+            records += self._records(changes, offset)
+        out = ([self._held] if self._held is not None else []) + records
+        self._held = None
+        if snapshot.done:
+            self.snapshot = None
+            if out:
+                last = out[-1]
+                out[-1] = SourceRecord(last.topic, None, last.key_schema, last.key, last.value_schema, last.value,
+                                       source_partition=self.PARTITION,
+                                       source_offset={**offset, "last_snapshot_record": True})
+            log.info("Initial snapshot of %s done: streaming from slot %s", ", ".join(self.tables), self.slot)
+        elif out:
+            self._held = out.pop()
+        return out
+
+    @staticmethod
+    def _relation_from_catalog(snapshot: Snapshot, table: str) -> Relation:
+        columns = snapshot.table_columns[table]
+        if not columns:
+            raise ConnectException(f"Table {table} has no columns to copy")
+        key_schema, value_schema = relation_schemas(columns)
+        return Relation(columns[0][4], columns[0][5], [(c, o, t, k) for c, o, t, k, _, _ in columns], key_schema,
+                        value_schema)
 
     def acknowledge(self) -> None:
         if self.emitted_lsn <= self.acknowledged_lsn or self.conn.closed:
@@ -124,6 +200,8 @@ class ChangeCapture:
         self.acknowledged_lsn = self.emitted_lsn
 
     def poll(self) -> list[SourceRecord]:
+        if self.snapshot is not None:
+            return self._poll_snapshot(self.snapshot)
         with self.conn.cursor() as cur:
             cur.execute("SELECT data FROM pg_logical_slot_peek_binary_changes(%s, NULL, %s, 'proto_version', '1', "
                         "'publication_names', %s)", (self.slot, self.batch_rows, self.publication))
@@ -141,7 +219,7 @@ class ChangeCapture:
             elif kind == "C":
                 _flags, _commit_lsn, end_lsn = reader.unpack(">BQQ")
                 if end_lsn > self.emitted_lsn:
-                    records += self._records(pending, end_lsn)
+                    records += self._records(pending, {"lsn": end_lsn})
                     self.emitted_lsn = end_lsn
                 pending = []
         return records
@@ -188,7 +266,7 @@ class ChangeCapture:
     def _key(relation: Relation, row: dict[str, Any]) -> tuple[Any, ...]:
         return tuple(row.get(f.name) for f in relation.key_schema.fields) if relation.key_schema else ()
 
-    def _records(self, changes: list[tuple[str, Relation, Any, Any]], end_lsn: int) -> list[SourceRecord]:
+    def _records(self, changes: list[tuple[str, Relation, Any, Any]], offset: dict[str, Any]) -> list[SourceRecord]:
         records = []
         for _op, relation, key_row, value_row in changes:
             key = None
@@ -204,5 +282,5 @@ class ChangeCapture:
             # A delete is a true tombstone (no value schema either), so compaction can drop the key.
             value_schema = relation.value_schema if value is not None else None
             records.append(SourceRecord(topic, None, relation.key_schema, key, value_schema, value,
-                                        source_partition=self.PARTITION, source_offset={"lsn": end_lsn}))
+                                        source_partition=self.PARTITION, source_offset=offset))
         return records

@@ -59,7 +59,12 @@ CONFIG_DEF = (connection_config(ConfigDef())
                       documentation="Logical replication slot (mode=cdc); default moldau_<connector>")
               .define("publication.name", Type.STRING, "", importance=Importance.MEDIUM, group="Change data capture")
               .define("publication.autocreate", Type.BOOLEAN, True, importance=Importance.LOW,
-                      group="Change data capture"))
+                      group="Change data capture")
+              .define("snapshot.mode", Type.STRING, "initial",
+                      validator=ValidString.in_("initial", "no_data", "never"), importance=Importance.MEDIUM,
+                      group="Change data capture",
+                      documentation="initial: copy the tables' rows in the slot's snapshot first, then stream "
+                                    "(Debezium's default); no_data (or never): stream changes only"))
 
 
 def _tables(props: dict[str, str]) -> list[str]:
@@ -201,7 +206,8 @@ class PostgresSourceTask(SourceTask):
                 self.conn, self.tables, prefix, self.settings["slot.name"] or f"moldau_{name}".replace("-", "_"),
                 self.settings["publication.name"] or f"moldau_pub_{name}".replace("-", "_"),
                 self.settings["publication.autocreate"], self.settings["batch.max.rows"],
-                self.context.offset_storage_reader.offset(ChangeCapture.PARTITION))
+                self.context.offset_storage_reader.offset(ChangeCapture.PARTITION), self.settings,
+                self.settings["snapshot.mode"])
             self.queriers: list[TableQuerier] = []
         else:
             self.cdc = None
