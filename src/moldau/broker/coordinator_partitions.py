@@ -52,20 +52,17 @@ class ReplicaManagerPartitionWriter:
                      producer_id: int = -1, producer_epoch: int = -1) -> int:
         batch = build_batch([Record(0, timestamp_ms, key, value) for key, value in records], producer_id=producer_id,
                             producer_epoch=producer_epoch, is_transactional=producer_id >= 0)
-        if producer_id >= 0:
-            return await self.append_batch(topic, partition, batch)  # the coordinator's own batch (KIP-98)
-        try:
-            info = await self.replica_manager.append_replicated(
-                self.replica_manager.partition(topic, partition), batch, coordinator=False,
-                timeout_s=self.write_timeout_s)
-        except ApiError as exc:
-            raise CoordinatorError(exc.error_code, exc.message) from exc
-        return info.last_offset
+        # A transactional batch (TxnOffsetCommit, KIP-98) is the coordinator's own, like a marker.
+        return await self._append(topic, partition, batch, coordinator=producer_id >= 0)
 
     async def append_batch(self, topic: str, partition: int, batch: bytes) -> int:
+        return await self._append(topic, partition, batch, coordinator=True)
+
+    async def _append(self, topic: str, partition: int, batch: bytes, *, coordinator: bool) -> int:
+        """acks=-1, waiting for the ISR; storage and replication errors become the coordinator's errors."""
         try:
             info = await self.replica_manager.append_replicated(
-                self.replica_manager.partition(topic, partition), batch, coordinator=True,
+                self.replica_manager.partition(topic, partition), batch, coordinator=coordinator,
                 timeout_s=self.write_timeout_s)
         except ApiError as exc:
             raise CoordinatorError(exc.error_code, exc.message) from exc
