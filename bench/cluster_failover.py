@@ -62,7 +62,8 @@ def main() -> None:
         for round_ in range(args.kills):
             before = metadata(cluster, exclude=-1)
             assert before is not None
-            victim = before.controller_id
+            victim = cluster.controller_id()  # the elected one (clients are told a live broker instead)
+            assert victim is not None
             led = {p.partition_index for t in before.topics for p in t.partitions if p.leader_id == victim}
             started = time.monotonic()
             cluster.kill(victim)
@@ -71,7 +72,7 @@ def main() -> None:
                 now = metadata(cluster, exclude=victim)
                 elapsed = (time.monotonic() - started) * 1000
                 if now is not None:
-                    if controller_done is None and now.controller_id not in (-1, victim):
+                    if controller_done is None and cluster.controller_id() not in (None, victim):
                         controller_done = elapsed
                     partitions = {p.partition_index: p for t in now.topics for p in t.partitions}
                     if leaders_done is None and all(partitions[i].leader_id not in (-1, victim) for i in led):

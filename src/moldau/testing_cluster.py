@@ -20,6 +20,7 @@ see against a cluster on three machines, minus the network.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from moldau.cluster.etcd_server import EtcdServer
+from moldau.cluster.etcd_store import EtcdClusterStore
 
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
@@ -166,6 +168,11 @@ class RunningCluster:
 
     def broker(self, broker_id: int) -> ClusterBroker:
         return self.brokers[broker_id]
+
+    def controller_id(self) -> int | None:
+        """The elected controller (None between one's death and the next election), read from etcd: clients
+        are told a live broker instead, as KRaft brokers do."""
+        return asyncio.run(EtcdClusterStore.active_controller(self.metadata_store))
 
     def kill(self, broker_id: int) -> None:
         self.brokers[broker_id].kill()

@@ -5,6 +5,8 @@ one-replica partition."""
 
 from __future__ import annotations
 
+import json
+
 import confluent_kafka
 import pytest
 from confluent_kafka import ElectionType, KafkaError
@@ -15,6 +17,7 @@ from kafka.admin import KafkaAdminClient
 from moldau.client.client import Client
 from moldau.cluster.etcd_server import find_etcd
 from moldau.testing_cluster import RunningCluster, running_cluster
+from tests.cli.runner import moldau
 from tests.fixtures import wait_until
 
 needs_etcd = pytest.mark.skipif(find_etcd() is None, reason="etcd is not installed (apt-get install etcd-server)")
@@ -131,6 +134,15 @@ def test_unclean_election_of_an_offline_partition(tmp_path):
         wait_until(lambda: list(cluster.describe(topic)[0].isr_nodes) == [leader], 30, "the ISR shrunk to the leader")
         cluster.kill(leader)
         wait_until(lambda: cluster.describe(topic)[0].leader_id == -1, 30, "the partition offline")
+        survivor = next(b for b in cluster.brokers if b not in replicas)
+        # Clients are told the broker they ask is the controller (KRaft names a live broker): never a dead one.
+        with Client(cluster.broker(survivor).bootstrap_servers) as client:
+            assert client.metadata([]).controller_id == survivor
+        # The operator's view: the elected controller (the survivor, the only live broker) and the offline partition.
+        status = json.loads(moldau("cluster", "status", "--json", "-b", cluster.broker(survivor).bootstrap_servers,
+                                   "--metadata-store", cluster.metadata_store).stdout)
+        assert status["controller"] == survivor == cluster.controller_id()
+        assert [(p["topic"], p["partition"], p["leader"]) for p in status["offline"]] == [(topic, 0, -1)]
         assert elect(cluster.bootstrap_servers, ElectionType.UNCLEAN, [(topic, 0)]) == \
             {(topic, 0): KafkaError.ELIGIBLE_LEADERS_NOT_AVAILABLE}
         cluster.restart(follower)

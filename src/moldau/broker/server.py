@@ -132,7 +132,11 @@ class Broker:
 
     @property
     def controller_id(self) -> int:
-        return self.cluster.controller_id if self.cluster is not None else self.node_id
+        """The "controller" Metadata and DescribeCluster name: this broker. Any broker serves the requests
+        clients send to the controller (they are etcd writes), and a KRaft broker names a live broker too
+        (getRandomAliveBrokerId, KIP-590); naming the elected controller sent clients to a dead one until
+        their next metadata refresh. The elected one: `cluster.controller_id` (`moldau cluster status`)."""
+        return self.node_id
 
     def endpoints(self, listener_name: str, local: bool = False) -> list[BrokerEndpoint]:
         """The live brokers of the cluster (or only this one, `local`) as clients on `listener_name` should

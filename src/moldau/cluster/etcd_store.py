@@ -105,6 +105,19 @@ class EtcdClusterStore:
                 await client.close()
         raise MoldauError(f"cannot reach etcd at {url}: {error}")
 
+    @staticmethod
+    async def active_controller(url: str) -> int | None:
+        """The broker id of the active controller (None: none elected), read once from etcd: for operators'
+        tools, since Metadata and DescribeCluster name a live broker instead, as KRaft brokers do."""
+        endpoints, prefix = parse_url(url)
+        host, port = endpoints[0]
+        client = aetcd.Client(host=host, port=port, timeout=RPC_TIMEOUT_S)
+        try:
+            found = await client.get((prefix.rstrip("/") + "/" + keys.CONTROLLER).encode())
+        finally:
+            await client.close()
+        return None if found is None else int(json.loads(found.value)["broker_id"])
+
     async def close(self) -> None:
         """Stops watching and closes the connection; a registered broker's lease is left to expire."""
         self._closed = True
