@@ -206,8 +206,8 @@ def test_reassignment_survives_a_controller_failover(tmp_path):
         with Client(cluster.broker(new_broker).bootstrap_servers) as client:
             assert client.alter_partition_reassignments({(topic, 0): target}) == {(topic, 0): (ErrorCode.NONE, None)}
             assert list(client.list_partition_reassignments()) == [(topic, 0)]
-        controller = cluster.controller_id()
-        assert controller is not None
+            controller = cluster.controller_id()
+            assert controller is not None and client.describe_cluster().controller_id == controller
         cluster.kill(controller)
         survivor = next(b for b in cluster.brokers if b != controller)
         wait_until(lambda: cluster.controller_id() not in (None, controller), 30, "a new controller")

@@ -132,11 +132,20 @@ class Broker:
 
     @property
     def controller_id(self) -> int:
-        """The "controller" Metadata and DescribeCluster name: this broker. Any broker serves the requests
-        clients send to the controller (they are etcd writes), and a KRaft broker names a live broker too
-        (getRandomAliveBrokerId, KIP-590); naming the elected controller sent clients to a dead one until
-        their next metadata refresh. The elected one: `cluster.controller_id` (`moldau cluster status`)."""
+        """The "controller" Metadata names to clients: this broker. Clients route controller requests there,
+        and any broker serves them (they are etcd writes); a KRaft broker names a random live broker too
+        (getRandomAliveBrokerId, KIP-590). Naming the elected controller sent librdkafka's admin client to a
+        broker that had just died, to wait out its request timeout."""
         return self.node_id
+
+    @property
+    def elected_controller_id(self) -> int:
+        """The controller DescribeCluster names (for operators: Java's describeCluster().controller(),
+        `moldau cluster status`): the elected one while it is a live broker, else this broker."""
+        if self.cluster is None:
+            return self.node_id
+        elected = self.cluster.controller_id
+        return elected if elected in self.replica_manager.brokers else self.node_id
 
     def endpoints(self, listener_name: str, local: bool = False) -> list[BrokerEndpoint]:
         """The live brokers of the cluster (or only this one, `local`) as clients on `listener_name` should

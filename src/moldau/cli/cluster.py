@@ -1,13 +1,12 @@
 """`moldau cluster up|status`: a local development cluster, and the health of any cluster.
 
 `up` starts one etcd and N brokers on this machine (data under `--data-dir`, kept across runs), prints the
-bootstrap string and runs until Ctrl-C. `status` asks a broker for the brokers, etcd for the controller (--metadata-store), and the
+bootstrap string and runs until Ctrl-C. `status` asks a broker for the brokers, the controller, and the
 under-replicated (ISR smaller than the replicas) and offline (no leader) partitions.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import signal
 import threading
@@ -57,18 +56,11 @@ def up(brokers: Annotated[int, typer.Option("--brokers", "-n", min=1, help="how 
 
 @app.command()
 def status(bootstrap_server: Bootstrap = DEFAULT_BOOTSTRAP, command_config: CommandConfig = None,
-           as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
-           metadata_store: Annotated[str | None, typer.Option(
-               "--metadata-store", help="the cluster's etcd://... URL, to show the elected controller "
-               "(brokers name themselves as the controller to clients, as KRaft brokers do)")] = None) -> None:
-    """Brokers, the controller (with --metadata-store), and under-replicated and offline partitions."""
+           as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False) -> None:
+    """Brokers, controller, and under-replicated and offline partitions."""
     with connect(bootstrap_server, command_config) as client:
         metadata = client.metadata(None)
-    controller = None
-    if metadata_store is not None:
-        from moldau.cluster.etcd_store import EtcdClusterStore  # aetcd/grpc only for this option
-
-        controller = asyncio.run(EtcdClusterStore.active_controller(metadata_store))
+        controller = client.describe_cluster().controller_id  # Metadata's names the broker asked, as KRaft's do
     brokers = sorted(({"id": b.node_id, "host": b.host, "port": b.port, "rack": b.rack} for b in metadata.brokers),
                      key=lambda b: b["id"])
     under, offline, total = [], [], 0
@@ -88,8 +80,7 @@ def status(bootstrap_server: Bootstrap = DEFAULT_BOOTSTRAP, command_config: Comm
         typer.echo(json.dumps(result))
         return
     console = Console()
-    elected = "" if controller is None else f"controller {controller}, "
-    console.print(f"cluster {metadata.cluster_id}: {len(brokers)} broker(s), {elected}"
+    console.print(f"cluster {metadata.cluster_id}: {len(brokers)} broker(s), controller {controller}, "
                   f"{total} partition(s), {len(under)} under-replicated, {len(offline)} offline")
     table = Table(title="brokers")
     for column in ("id", "host", "port", "rack"):

@@ -126,6 +126,10 @@ class Client:
         wanted = None if topics is None else [request_type.MetadataRequestTopic(name=t) for t in topics]
         return self.send(3, request_type(topics=wanted, allow_auto_topic_creation=auto_create))
 
+    def describe_cluster(self) -> Any:
+        """DescribeCluster: the cluster id, the brokers and the (elected) controller."""
+        return self.send(60, messages.DescribeClusterRequest(include_cluster_authorized_operations=False))
+
     def partitions_of(self, topic: str, auto_create: bool = False) -> list[int]:
         for entry in self.metadata([topic], auto_create=auto_create).topics:
             if entry.error_code:

@@ -1,4 +1,7 @@
-"""DescribeCluster (60): the cluster id, controller and brokers (KIP-700)."""
+"""DescribeCluster (60): the cluster id, controller and brokers (KIP-700).
+
+It names the elected controller (while it is alive), which Metadata does not: clients route controller
+requests by Metadata's controller_id, tools display this one."""
 
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ async def handle(conn, header, request) -> messages.DescribeClusterResponse:
         error_code=ErrorCode.NONE,
         endpoint_type=ENDPOINT_TYPE_BROKERS,
         cluster_id=broker.cluster_id,
-        controller_id=broker.controller_id,
+        controller_id=broker.elected_controller_id,
         brokers=[
             response_type.DescribeClusterBroker(broker_id=e.node_id, host=e.host, port=e.port, rack=e.rack)
             for e in broker.endpoints(conn.listener_name)
