@@ -73,7 +73,8 @@ class ClusterBroker:
                          "log.dirs": str(data_dir), "metadata.store": metadata_store}
         for key, value in overrides.items():
             self.settings[key] = value.replace("{port}", str(self.port)).replace(
-                "{sasl_port}", str(self.sasl_port)) if isinstance(value, str) else value
+                "{sasl_port}", str(self.sasl_port)).replace("{id}", str(broker_id)) if isinstance(value, str) \
+                else value
         self.process: subprocess.Popen[bytes] | None = None
         self.paused = False
 
@@ -212,25 +213,43 @@ class RunningCluster:
             thread.join()
             broker.resume()
 
-    def describe(self, topic: str) -> dict[int, Any]:
-        """Partition index -> Metadata partition entry (leader_id, leader_epoch, replica_nodes, isr_nodes), asked
-        of the first live broker that answers."""
+    def _metadata(self, topics: list[str], broker: ClusterBroker) -> Any:
+        """A Metadata response from `broker`, or None when it does not answer."""
         from moldau.client.client import Client
         from moldau.client.security import ClientSecurity
 
         security = ClientSecurity.from_properties(self.client_config) if self.client_config else None
+        try:
+            with Client(broker.bootstrap_servers, security=security) as client:
+                return client.metadata(topics)
+        except OSError:
+            return None
+
+    def describe(self, topic: str) -> dict[int, Any]:
+        """Partition index -> Metadata partition entry (leader_id, leader_epoch, replica_nodes, isr_nodes), asked
+        of the first live broker that answers."""
         for broker in self.brokers.values():
             if not broker.running or broker.paused:
                 continue
-            try:
-                with Client(broker.bootstrap_servers, security=security) as client:
-                    response = client.metadata([topic])
-            except OSError:
-                continue
-            for entry in response.topics:
+            response = self._metadata([topic], broker)
+            for entry in response.topics if response is not None else ():
                 if entry.name == topic and entry.error_code == 0:
                     return {p.partition_index: p for p in entry.partitions}
         return {}
+
+    def wait_for_brokers(self, timeout: float = START_TIMEOUT_S) -> None:
+        """Until every running broker's Metadata lists every running broker: all have registered in etcd
+        (a broker listens before it registers), so a topic may be given all of them as replicas."""
+        running = {b.broker_id for b in self.brokers.values() if b.running and not b.paused}
+
+        def registered() -> bool:
+            for broker_id in running:
+                response = self._metadata([], self.brokers[broker_id])
+                if response is None or {b.node_id for b in response.brokers} != running:
+                    return False
+            return True
+
+        _wait_until(registered, timeout, f"brokers {sorted(running)} registered")
 
     def leader_of(self, topic: str, partition: int, timeout: float = 30.0) -> int:
         """The live leader of a partition, waiting for one to be elected."""
@@ -261,7 +280,8 @@ def running_cluster(brokers: int = 3, *, data_dir: str | Path | None = None,
     (ids 1..n) on free loopback ports; stopped on exit.
 
     `overrides` are broker configs with `_` for `.` (e.g. `min_insync_replicas=2`); pass names with dots in
-    `**{...}`. In a value, `{port}` and `{sasl_port}` are each broker's own ports, e.g. `listeners=
+    `**{...}`. In a value, `{id}` is each broker's id (`broker_rack="rack-{id}"`), `{port}` and `{sasl_port}` its
+    own ports, e.g. `listeners=
     "PLAINTEXT://127.0.0.1:{port},SASL_PLAINTEXT://127.0.0.1:{sasl_port}"`. When the `{port}` listener is
     secured, `client_config` holds the Kafka client properties (`security.protocol`, `ssl.ca.location`,
     `sasl.mechanism`, `sasl.username`, ...) that `describe`, `leader_of` and `wait_for_isr` connect with."""
@@ -282,4 +302,5 @@ def running_cluster(brokers: int = 3, *, data_dir: str | Path | None = None,
             member.start()
         for member in members.values():
             member.wait_listening()
+        cluster.wait_for_brokers()
         yield cluster

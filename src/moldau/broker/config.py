@@ -46,7 +46,7 @@ class ConfigDef:
             raise ConfigError(
                 f"Invalid value {value} for configuration {self.name}: Value must be at least {self.at_least}"
             )
-        if self.choices is not None and value not in self.choices:
+        if self.choices is not None and value is not None and value not in self.choices:
             raise ConfigError(
                 f"Invalid value {value!r} for configuration {self.name}: String must be one of: "
                 + ", ".join(self.choices)
@@ -192,6 +192,10 @@ BROKER_CONFIGS: dict[str, ConfigDef] = _defs(
     ConfigDef("replica.fetch.response.max.bytes", int, 10485760, "Bytes per follower Fetch response", 1),
     ConfigDef("replica.fetch.backoff.ms", int, 1000, "Pause after a follower's fetch fails", 0),
     ConfigDef("replica.socket.timeout.ms", int, 30000, "Timeout of a follower's requests to its leader", 1),
+    ConfigDef("replica.selector.class", str, None, "KIP-392: with "
+              "org.apache.kafka.common.replica.RackAwareReplicaSelector, consumers that set client.rack read "
+              "from an in-sync replica in their rack; unset, from leaders",
+              choices=("org.apache.kafka.common.replica.RackAwareReplicaSelector",)),
     # Leadership balance (Kafka's KafkaConfig: the controller's preferred-leader rebalance, KIP-183's automatic twin).
     ConfigDef("auto.leader.rebalance.enable", bool, True, "The controller moves leaderships back to preferred "
               "replicas when a broker's imbalance exceeds leader.imbalance.per.broker.percentage"),

@@ -130,6 +130,14 @@ class Partition:
         assert self.log is not None
         return self.log
 
+    def readable_log(self, followers_too: bool) -> Log:
+        """The log a consumer's Fetch reads: the leader's, or, `followers_too` (KIP-392: a Fetch v11+, which
+        may have been sent here as the preferred read replica), a follower's up to its high watermark."""
+        if followers_too and self.is_follower:
+            assert self.log is not None
+            return self.log
+        return self.leader_log()
+
     def check_leader_epoch(self, requested: int) -> None:
         """KIP-320: a client that knows a newer epoch than ours is ahead of us; an older one is fenced."""
         if requested == -1 or requested == self.leader_epoch:

@@ -359,7 +359,10 @@ class ReplicaFetcher:
                 return
             if info.last_offset >= 0:
                 state.fetch_offset = info.last_offset + 1
+        before = partition_log.high_watermark
         partition_log.update_high_watermark(min(data.high_watermark, partition_log.log_end_offset))
+        if partition_log.high_watermark != before:
+            state.partition.notify_waiters()  # consumers reading from this follower (KIP-392) wait on it
         if data.log_start_offset > partition_log.log_start_offset:
             partition_log.maybe_increment_log_start_offset(
                 min(data.log_start_offset, partition_log.high_watermark))

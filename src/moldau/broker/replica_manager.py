@@ -146,14 +146,15 @@ class ReplicaManager:
         partition.leader_log()
         return partition
 
-    def partition_by_id(self, topic_id: uuid.UUID, index: int) -> Partition:
+    def partition_by_id(self, topic_id: uuid.UUID, index: int, leader_only: bool = True) -> Partition:
         entry = self.topics_by_id.get(topic_id)
         if entry is None:
             raise ApiError(ErrorCode.UNKNOWN_TOPIC_ID, "This server does not host this topic ID.")
         if not 0 <= index < len(entry.partitions):
             raise ApiError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, "This server does not host this topic-partition.")
         partition = entry.partitions[index]
-        partition.leader_log()
+        if leader_only:
+            partition.leader_log()
         return partition
 
     # -- leadership, driven by the metadata store (Kafka's becomeLeaderOrFollower / applyDelta) -----

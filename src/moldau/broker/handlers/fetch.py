@@ -6,8 +6,9 @@ least one whole batch (KIP-74). Incremental fetch sessions follow KIP-227.
 
 A follower's fetch (a replica id >= 0: `ReplicaId` before v15, `ReplicaState` from v15, KIP-903) reads up
 to the log end offset rather than the high watermark, and tells the leader how far that follower has got
-(Kafka's `updateFollowerFetchState`): the ISR and the high watermark move from there. Only the leader serves
-fetches; others answer NOT_LEADER_OR_FOLLOWER with the leader they know (KIP-951, v12+).
+(Kafka's `updateFollowerFetchState`): the ISR and the high watermark move from there. Followers serve a
+consumer's Fetch v11+ up to their high watermark (KIP-392, see broker/replica_selector.py), leaders serve
+every fetch; other brokers answer NOT_LEADER_OR_FOLLOWER with the leader they know (KIP-951, v12+).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from moldau.broker.fetch_session import (
     PartitionKey,
 )
 from moldau.broker.partition import Partition
+from moldau.broker.replica_selector import RACK_AWARE, preferred_read_replica
 from moldau.broker.replication_quota import leader_throttled
 from moldau.protocol import messages
 from moldau.protocol.errors import ErrorCode
@@ -111,10 +113,12 @@ async def handle(conn, header, request: messages.FetchRequest) -> Response:
             _record_follower_fetch(broker, wanted, by_id, replica_id)
     else:
         denied = _unreadable(conn, wanted, by_id)
+    # KIP-392: a consumer's Fetch v11+ carries its rack (maybe empty) and may be served by a follower.
+    client_rack = request.rack_id if version >= 11 and replica_id < 0 else None
     deadline = broker.loop.time() + max(request.max_wait_ms, 0) / 1000
     while True:
         reads, total, has_error = _read_all(broker, wanted, by_id, request.max_bytes, isolation, denied,
-                                            replica_id >= 0, replica_id)
+                                            replica_id >= 0, replica_id, client_rack)
         remaining = deadline - broker.loop.time()
         if total >= request.min_bytes or has_error or remaining <= 0 or not reads:
             break
@@ -130,8 +134,8 @@ async def handle(conn, header, request: messages.FetchRequest) -> Response:
             cached = wanted[read.key]
             data = read.data
             changed = cached.needs_response(data.high_watermark, data.last_stable_offset, data.log_start_offset)
-            if not (read.size or changed or data.error_code):
-                continue
+            if not (read.size or changed or data.error_code or data.preferred_read_replica >= 0):
+                continue  # (Kafka's CachedPartition.maybeUpdateResponseData: a redirect must be sent)
         elif session is not None:
             data = read.data
             wanted[read.key].needs_response(data.high_watermark, data.last_stable_offset, data.log_start_offset)
@@ -194,8 +198,11 @@ def _unreadable(conn, wanted, by_id: bool) -> set[PartitionKey]:
 
 
 def _read_all(broker, wanted, by_id: bool, max_bytes: int, isolation: int, denied: set[PartitionKey],
-              from_follower: bool = False, replica_id: int = -1):
+              from_follower: bool = False, replica_id: int = -1, client_rack: str | None = None):
+    """`client_rack`: None for a Fetch only leaders answer; else (a consumer's v11+) followers answer it too,
+    and a leader with a replica selector may name a closer replica instead of reading (KIP-392)."""
     manager = broker.replica_manager
+    selecting = bool(client_rack) and broker.config["replica.selector.class"] == RACK_AWARE
     reads: list[PartitionRead] = []
     total = 0
     has_error = False
@@ -210,16 +217,25 @@ def _read_all(broker, wanted, by_id: bool, max_bytes: int, isolation: int, denie
             if key in denied:
                 raise ApiError(ErrorCode.TOPIC_AUTHORIZATION_FAILED)
             if by_id:
-                partition = manager.partition_by_id(key[0], key[1])
+                partition = manager.partition_by_id(key[0], key[1], leader_only=False)
             else:
-                partition = manager.partition(key[0], key[1])
+                partition = manager.hosted_partition(key[0], key[1])
             partition.check_leader_epoch(cached.current_leader_epoch)
-            log = partition.leader_log()
+            log = partition.readable_log(followers_too=client_rack is not None)
             high_watermark = log.high_watermark
             data.high_watermark = high_watermark
             last_stable_offset = log.last_stable_offset
             data.last_stable_offset = last_stable_offset
             data.log_start_offset = log.log_start_offset
+            if selecting and partition.is_leader:
+                assert client_rack is not None
+                racks = {b: registration.rack for b, registration in manager.brokers.items()}
+                preferred = preferred_read_replica(partition, cached.fetch_offset, client_rack, racks,
+                                                   broker.clock.time_ms())
+                if preferred is not None:  # Kafka's readFromLog: no records, the client goes there next
+                    data.preferred_read_replica = preferred
+                    reads.append(PartitionRead(key, data, 0, partition))
+                    continue
             # KIP-98: read_committed reads stop at the last stable offset; followers read to the log end.
             if from_follower:
                 isolation, bound = 0, log.log_end_offset
