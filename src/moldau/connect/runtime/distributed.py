@@ -15,9 +15,15 @@ from typing import Any
 
 from moldau.connect.api.errors import ConnectException
 from moldau.connect.plugins import Plugins
-from moldau.connect.runtime.connect_protocol import ConnectAssignment, WorkerState, round_robin
+from moldau.connect.runtime.connect_protocol import (
+    ConnectAssignment,
+    ConnectProtocolCompatibility,
+    WorkerState,
+    round_robin,
+)
 from moldau.connect.runtime.group_member import WorkerGroupMember
 from moldau.connect.runtime.herder import Assignment, Herder
+from moldau.connect.runtime.incremental_assignor import ConnectorsAndTasks, IncrementalCooperativeAssignor
 from moldau.connect.runtime.status import State, Status
 from moldau.connect.runtime.worker import Worker
 from moldau.connect.runtime.worker_config import WorkerConfig
@@ -53,13 +59,16 @@ class DistributedHerder(Herder):
         self._stopping = threading.Event()
         self._restarts: list[tuple[str, bool, bool]] = []
         self._loop_thread = threading.Thread(target=self._loop, name="connect-herder", daemon=True)
+        self.protocol = ConnectProtocolCompatibility.from_config(str(config.get("connect.protocol")))
+        # The leader's assignor keeps state between the rounds it leads (what it handed out, held lost work).
+        self.incremental_assignor = IncrementalCooperativeAssignor(int(config.get("scheduled.rebalance.max.delay.ms")))
         self.member = WorkerGroupMember(
             config.bootstrap_servers, config.get("group.id"), url,
             session_timeout_ms=int(config.get("session.timeout.ms")),
             rebalance_timeout_ms=int(config.get("rebalance.timeout.ms")),
             heartbeat_interval_ms=int(config.get("heartbeat.interval.ms")),
             config_offset=lambda: self.config_store.snapshot().offset,
-            assignor=self._assign, on_revoke=self._revoke, on_assign=self._on_assign)
+            assignor=self._assign, on_revoke=self._revoke, on_assign=self._on_assign, protocol=self.protocol)
         config_store.listeners.append(self._wake.set)
         config_store.restart_listeners.append(self._restart_requested)
 
@@ -83,25 +92,45 @@ class DistributedHerder(Herder):
 
     # -- group callbacks (membership thread) --------------------------------------------------------
 
-    def _assign(self, members: dict[str, WorkerState]) -> dict[str, ConnectAssignment]:
+    def _assign(self, protocol: ConnectProtocolCompatibility, members: dict[str, WorkerState]
+                ) -> dict[str, ConnectAssignment]:
         self.config_store.refresh()
         state = self.config_store.snapshot()
         self._assigned_shape = shape_of(state)
-        dealt = round_robin(list(members), list(state.connectors),
-                            {c: len(t) for c, t in state.tasks.items() if c in state.connectors})
-        return {m: ConnectAssignment(self.member.member_id, self.url, state.offset, conns, tasks)
-                for m, (conns, tasks) in dealt.items()}
+        task_counts = {c: len(t) for c, t in state.tasks.items() if c in state.connectors}
+        if protocol is ConnectProtocolCompatibility.EAGER:
+            dealt = round_robin(list(members), list(state.connectors), task_counts)
+            return {m: ConnectAssignment(self.member.member_id, self.url, state.offset, conns, tasks)
+                    for m, (conns, tasks) in dealt.items()}
+        configured = ConnectorsAndTasks(set(state.connectors), {ConnectorTaskId(c, i) for c, n in task_counts.items()
+                                                                for i in range(n)})
+        owned = {m: ConnectorsAndTasks(set(s.assignment.connectors), set(s.assignment.tasks)) if s.assignment
+                 else ConnectorsAndTasks() for m, s in members.items()}
+        changes, delay = self.incremental_assignor.perform(configured, owned, self.member.last_completed_generation,
+                                                           self.member.generation)
+        return {m: ConnectAssignment(self.member.member_id, self.url, state.offset, c.connectors, c.tasks,
+                                     version=protocol.version, revoked_connectors=c.revoked_connectors,
+                                     revoked_tasks=c.revoked_tasks, delay=delay)
+                for m, c in changes.items()}
 
-    def _revoke(self) -> None:
+    def _revoke(self, connectors: list[str], tasks: list[ConnectorTaskId]) -> None:
+        """Stop what the group takes away (all of it under eager), committing task offsets as they stop,
+        before this worker rejoins (DistributedHerder's RebalanceListener.onRevoked)."""
         with self._lock:
-            self.current = Assignment()
-            running = list(self.worker.connectors)
-            self.worker.stop()
-            self._running_configs.clear()
-            self._running_task_configs.clear()
-            for name in running:
-                if name in self.config_store.snapshot().connectors:
+            gone = set(connectors)
+            self.current = Assignment(self.current.connectors - gone, self.current.tasks - set(tasks))
+            self.worker.stop_tasks([t for t in tasks if t in self.worker.tasks])
+            for task_id in tasks:
+                self._running_task_configs.pop(task_id, None)
+                self._running_configs.pop(f"task:{task_id}", None)
+            snapshot = self.config_store.snapshot()
+            for name in connectors:
+                if name in self.worker.connectors:
+                    self.worker.stop_connector(name)
+                self._running_configs.pop(name, None)
+                if name in snapshot.connectors:
                     self.status_store.put_connector(name, Status(State.UNASSIGNED, self.worker.worker_id))
+            log.info("connect herder: stopped revoked connectors %s tasks %s", connectors, [str(t) for t in tasks])
 
     def _on_assign(self, assignment: ConnectAssignment, generation: int) -> None:
         with self._lock:
