@@ -188,3 +188,50 @@ def test_killed_workers_tasks_move_after_the_scheduled_delay(group_broker, tmp_p
     finally:
         for worker in workers:
             worker.stop()
+
+
+def _member(bootstrap: str, group: str, name: str, mode: str):
+    """A bare WorkerGroupMember (no worker behind it) offering `mode`'s protocols."""
+    from moldau.connect.runtime.connect_protocol import ConnectAssignment, ConnectProtocolCompatibility
+    from moldau.connect.runtime.group_member import WorkerGroupMember
+
+    member: WorkerGroupMember
+
+    def assign(protocol, states):
+        return {m: ConnectAssignment(member.member_id, name, -1, version=protocol.version) for m in states}
+
+    member = WorkerGroupMember(bootstrap, group, name, session_timeout_ms=3000, rebalance_timeout_ms=10000,
+                               heartbeat_interval_ms=200, config_offset=lambda: -1, assignor=assign,
+                               on_revoke=lambda connectors, tasks: None, on_assign=lambda assignment, gen: None,
+                               protocol=ConnectProtocolCompatibility.from_config(mode))
+    return member
+
+
+@pytest.mark.parametrize(("modes", "elected"), [(("sessioned", "sessioned"), "sessioned"),
+                                                (("sessioned", "compatible"), "compatible"),
+                                                (("sessioned", "eager"), "default")])
+def test_the_group_elects_the_protocol_every_worker_supports(group_broker, modes, elected):
+    """The coordinator elects the most preferred protocol all members offer (ConnectProtocolCompatibility)."""
+    from kafka import KafkaAdminClient
+
+    bootstrap = group_broker.bootstrap_servers
+    group = unique_topic("coop-elect")
+    members = [_member(bootstrap, group, f"http://w{i}", mode) for i, mode in enumerate(modes)]
+    for member in members:
+        member.start()
+    try:
+        wait_until(lambda: len({m.last_completed_generation for m in members}) == 1
+                   and members[0].last_completed_generation > 0
+                   and all(m.current_protocol.protocol == elected for m in members), 30,
+                   f"both members in one generation with protocol {elected}")
+        # JoinGroup told each member the broker's choice; another client sees the group's protocol type.
+        # (kafka-python's and librdkafka's DescribeGroups decode member metadata as the consumer protocol's.)
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+        try:
+            listed = {g["group_id"]: g for g in admin.list_groups()}
+            assert (listed[group]["protocol_type"], listed[group]["group_state"]) == ("connect", "Stable")
+        finally:
+            admin.close()
+    finally:
+        for member in members:
+            member.stop()
