@@ -27,8 +27,9 @@ from tests.connect.connect_fixtures import (
 from tests.fixtures import unique_topic, wait_until
 
 
-def status_history(bootstrap: str, topic: str) -> dict[str, list[tuple[str, str, int]]]:
-    """Every status record so far, by key: [(state, worker_id, timestamp ms)] in the order written."""
+def status_history(bootstrap: str, topic: str, raw: bool = False) -> dict[str, list]:
+    """Every status record so far, by key: [(state, worker_id, timestamp ms)] in the order written (with
+    `raw`, the parsed JSON values of any topic)."""
     consumer = confluent_kafka.Consumer({"bootstrap.servers": bootstrap, "group.id": unique_topic("status-reader"),
                                          "enable.auto.commit": False, "enable.partition.eof": True})
     history: dict[str, list[tuple[str, str, int]]] = defaultdict(list)
@@ -48,7 +49,8 @@ def status_history(bootstrap: str, topic: str) -> dict[str, list[tuple[str, str,
                 continue
             if message.value() is not None:
                 body = json.loads(message.value())
-                history[message.key().decode()].append((body["state"], body["worker_id"], message.timestamp()[1]))
+                history[message.key().decode()].append(
+                    body if raw else (body["state"], body["worker_id"], message.timestamp()[1]))
         assert len(at_end) == len(partitions), "status topic not read to its end"
     finally:
         consumer.close()

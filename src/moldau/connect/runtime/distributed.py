@@ -8,12 +8,15 @@ counts) and starts a rebalance when it changes; the owner of a connector regener
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
+import time
+import urllib.error
 import urllib.request
 from typing import Any
 
-from moldau.connect.api.errors import ConnectException
+from moldau.connect.api.errors import ConnectException, ConnectRestException, NotFoundException
 from moldau.connect.plugins import Plugins
 from moldau.connect.runtime.connect_protocol import (
     ConnectAssignment,
@@ -24,6 +27,7 @@ from moldau.connect.runtime.connect_protocol import (
 from moldau.connect.runtime.group_member import WorkerGroupMember
 from moldau.connect.runtime.herder import Assignment, Herder
 from moldau.connect.runtime.incremental_assignor import ConnectorsAndTasks, IncrementalCooperativeAssignor
+from moldau.connect.runtime.session_key import SessionKey, check, sign
 from moldau.connect.runtime.status import State, Status
 from moldau.connect.runtime.worker import Worker
 from moldau.connect.runtime.worker_config import WorkerConfig
@@ -155,6 +159,7 @@ class DistributedHerder(Herder):
             if self._stopping.is_set():
                 break
             try:
+                self._maybe_rotate_session_key()
                 self._handle_restarts()
                 self.reconcile()
                 if self.member.is_leader and self._assigned_shape is not None and \
@@ -162,6 +167,67 @@ class DistributedHerder(Herder):
                     self.member.request_rejoin()  # new connectors or task counts: deal them out again
             except Exception:
                 log.exception("connect herder: reconcile failed")
+
+    # -- KIP-507: session keys and internal requests ------------------------------------------------
+
+    @property
+    def request_validation_enabled(self) -> bool:
+        return self.member.current_protocol is ConnectProtocolCompatibility.SESSIONED
+
+    def _maybe_rotate_session_key(self) -> None:
+        """The leader writes a session key when there is none or it is older than inter.worker.key.ttl.ms."""
+        if not (self.member.is_leader and self.request_validation_enabled and self.member.assigned.is_set()):
+            return
+        key = self.config_store.session_key
+        ttl_ms = int(self.worker.config.get("inter.worker.key.ttl.ms"))
+        if key is None or time.time() * 1000 >= key.creation_timestamp + ttl_ms:
+            size = self.worker.config.get("inter.worker.key.size")
+            new = SessionKey.generate(str(self.worker.config.get("inter.worker.key.generation.algorithm")),
+                                      int(size) if size else None)
+            self.config_store.put_session_key(new)
+            log.info("connect herder: distributed a new session key (%s)", new.algorithm)
+
+    def write_task_configs(self, name: str, configs: list[dict[str, str]]) -> bool:
+        """Only the leader writes task configs (Kafka's DistributedHerder); a follower forwards them to the
+        leader's `POST /connectors/{c}/tasks`, signed with the session key under `sessioned`."""
+        leader = self.member.snapshot
+        if self.member.is_leader or leader is None or not leader.leader_url:
+            self.config_store.put_task_configs(name, configs)
+            return True
+        body = json.dumps(configs).encode()
+        headers = {"Content-Type": "application/json"}
+        if self.request_validation_enabled:
+            key = self.config_store.session_key
+            if key is None:
+                log.info("connect herder: no session key yet; task configs of %s wait", name)
+                return False
+            headers.update(sign(key, body, str(self.worker.config.get("inter.worker.signature.algorithm"))))
+        request = urllib.request.Request(f"{leader.leader_url}/connectors/{name}/tasks?forward=false", data=body,
+                                         headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=30):
+                pass
+        except (urllib.error.URLError, OSError) as exc:
+            detail = exc.read().decode(errors="replace") if isinstance(exc, urllib.error.HTTPError) else str(exc)
+            log.warning("connect herder: forwarding task configs of %s to the leader %s failed (%s); retrying",
+                        name, leader.leader_url, detail)
+            return False
+        log.info("connect herder: forwarded %d task configs of %s to the leader %s", len(configs), name,
+                 leader.leader_url)
+        self.config_store.refresh()
+        return True
+
+    def put_task_configs_internal(self, name: str, configs: list[dict[str, str]], headers: Any, body: bytes) -> None:
+        """`POST /connectors/{c}/tasks` (InternalClusterResource.putTaskConfigs)."""
+        if self.request_validation_enabled:
+            check(headers, body, self.config_store.session_key,
+                  [str(a) for a in self.worker.config.get("inter.worker.verification.algorithms")])
+        if not self.member.is_leader:
+            raise ConnectRestException(409, "Only the leader may write task configurations.")
+        if name not in self.config_store.snapshot().connectors:
+            raise NotFoundException(f"Connector {name} not found")
+        self.config_store.put_task_configs(name, [{str(k): str(v) for k, v in c.items()} for c in configs])
+        self.request_reconcile()
 
     # -- restarts (KIP-745 requests travel through the config topic) -------------------------------
 
