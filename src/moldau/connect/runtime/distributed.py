@@ -204,8 +204,8 @@ class DistributedHerder(Herder):
             headers.update(sign(key, body, str(self.worker.config.get("inter.worker.signature.algorithm"))))
         request = urllib.request.Request(f"{leader.leader_url}/connectors/{name}/tasks?forward=false", data=body,
                                          headers=headers, method="POST")
-        try:
-            with urllib.request.urlopen(request, timeout=30):
+        try:  # bounded: the herder lock is held meanwhile
+            with urllib.request.urlopen(request, timeout=10):
                 pass
         except (urllib.error.URLError, OSError) as exc:
             detail = exc.read().decode(errors="replace") if isinstance(exc, urllib.error.HTTPError) else str(exc)
