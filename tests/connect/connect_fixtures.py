@@ -109,5 +109,7 @@ def distributed_props(bootstrap: str, group: str) -> dict[str, str]:
             "offset.storage.replication.factor": "1", "status.storage.replication.factor": "1",
             "offset.storage.partitions": "5", "status.storage.partitions": "2",
             "session.timeout.ms": "3000", "heartbeat.interval.ms": "300", "rebalance.timeout.ms": "20000",
+            # KIP-415 holds a departed worker's work this long before moving it (Kafka's default: 5 minutes).
+            "scheduled.rebalance.max.delay.ms": "1000",
             "key.converter": "org.apache.kafka.connect.storage.StringConverter",
             "value.converter": "org.apache.kafka.connect.storage.StringConverter", **FAST_WORKER}

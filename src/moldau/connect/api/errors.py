@@ -27,3 +27,11 @@ class AlreadyExistsException(ConnectException):
 
 class BadRequestException(ConnectException):
     """A request the worker refuses as invalid (REST 400)."""
+
+
+class ConnectRestException(ConnectException):
+    """A REST error with its own HTTP status (Kafka's ConnectRestException)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status

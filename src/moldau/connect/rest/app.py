@@ -23,6 +23,7 @@ from moldau.connect.api.errors import (
     AlreadyExistsException,
     BadRequestException,
     ConnectException,
+    ConnectRestException,
     NotFoundException,
 )
 from moldau.connect.rest import loggers
@@ -67,6 +68,7 @@ class ConnectRestApp:
             Route("/connectors/{name}/resume", self.resume, methods=["PUT"]),
             Route("/connectors/{name}/stop", self.stop, methods=["PUT"]),
             Route("/connectors/{name}/tasks", self.tasks, methods=["GET"]),
+            Route("/connectors/{name}/tasks", self.put_task_configs, methods=["POST"]),  # internal (KIP-507)
             Route("/connectors/{name}/tasks/{task:int}/status", self.task_status, methods=["GET"]),
             Route("/connectors/{name}/tasks/{task:int}/restart", self.restart_task, methods=["POST"]),
             Route("/connectors/{name}/topics", self.topics, methods=["GET"]),
@@ -91,6 +93,8 @@ class ConnectRestApp:
             return error(409, str(exc))
         if isinstance(exc, (BadRequestException, ConfigException)):
             return error(400, str(exc))
+        if isinstance(exc, ConnectRestException):
+            return error(exc.status, str(exc))
         return error(500, str(exc))
 
     async def on_http_error(self, request: Request, exc: Exception) -> JSONResponse:
@@ -213,6 +217,19 @@ class ConnectRestApp:
 
     async def tasks(self, request: Request) -> JSONResponse:
         return JSONResponse(await self.call(self.herder.task_configs, request.path_params["name"]))
+
+    async def put_task_configs(self, request: Request) -> Response:
+        """Kafka's InternalClusterResource: a follower forwards its connector's task configs to the leader,
+        signed with the session key under `sessioned`."""
+        raw = await request.body()
+        configs = await _body(request)
+        if not isinstance(configs, list) or not all(isinstance(c, dict) for c in configs):
+            raise BadRequestException("Task configs must be a list of objects")
+        put = getattr(self.herder, "put_task_configs_internal", None)
+        if put is None:
+            raise ConnectRestException(404, "HTTP 404 Not Found")  # standalone: no internal endpoints
+        await self.call(put, request.path_params["name"], configs, request.headers, raw)
+        return Response(status_code=204)
 
     async def task_status(self, request: Request) -> JSONResponse:
         p = request.path_params

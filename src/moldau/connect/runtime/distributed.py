@@ -8,16 +8,26 @@ counts) and starts a rebalance when it changes; the owner of a connector regener
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
+import time
+import urllib.error
 import urllib.request
 from typing import Any
 
-from moldau.connect.api.errors import ConnectException
+from moldau.connect.api.errors import ConnectException, ConnectRestException, NotFoundException
 from moldau.connect.plugins import Plugins
-from moldau.connect.runtime.connect_protocol import ConnectAssignment, WorkerState, round_robin
+from moldau.connect.runtime.connect_protocol import (
+    ConnectAssignment,
+    ConnectProtocolCompatibility,
+    WorkerState,
+    round_robin,
+)
 from moldau.connect.runtime.group_member import WorkerGroupMember
 from moldau.connect.runtime.herder import Assignment, Herder
+from moldau.connect.runtime.incremental_assignor import ConnectorsAndTasks, IncrementalCooperativeAssignor
+from moldau.connect.runtime.session_key import SessionKey, check, sign
 from moldau.connect.runtime.status import State, Status
 from moldau.connect.runtime.worker import Worker
 from moldau.connect.runtime.worker_config import WorkerConfig
@@ -53,13 +63,16 @@ class DistributedHerder(Herder):
         self._stopping = threading.Event()
         self._restarts: list[tuple[str, bool, bool]] = []
         self._loop_thread = threading.Thread(target=self._loop, name="connect-herder", daemon=True)
+        self.protocol = ConnectProtocolCompatibility.from_config(str(config.get("connect.protocol")))
+        # The leader's assignor keeps state between the rounds it leads (what it handed out, held lost work).
+        self.incremental_assignor = IncrementalCooperativeAssignor(int(config.get("scheduled.rebalance.max.delay.ms")))
         self.member = WorkerGroupMember(
             config.bootstrap_servers, config.get("group.id"), url,
             session_timeout_ms=int(config.get("session.timeout.ms")),
             rebalance_timeout_ms=int(config.get("rebalance.timeout.ms")),
             heartbeat_interval_ms=int(config.get("heartbeat.interval.ms")),
             config_offset=lambda: self.config_store.snapshot().offset,
-            assignor=self._assign, on_revoke=self._revoke, on_assign=self._on_assign)
+            assignor=self._assign, on_revoke=self._revoke, on_assign=self._on_assign, protocol=self.protocol)
         config_store.listeners.append(self._wake.set)
         config_store.restart_listeners.append(self._restart_requested)
 
@@ -83,25 +96,45 @@ class DistributedHerder(Herder):
 
     # -- group callbacks (membership thread) --------------------------------------------------------
 
-    def _assign(self, members: dict[str, WorkerState]) -> dict[str, ConnectAssignment]:
+    def _assign(self, protocol: ConnectProtocolCompatibility, members: dict[str, WorkerState]
+                ) -> dict[str, ConnectAssignment]:
         self.config_store.refresh()
         state = self.config_store.snapshot()
         self._assigned_shape = shape_of(state)
-        dealt = round_robin(list(members), list(state.connectors),
-                            {c: len(t) for c, t in state.tasks.items() if c in state.connectors})
-        return {m: ConnectAssignment(self.member.member_id, self.url, state.offset, conns, tasks)
-                for m, (conns, tasks) in dealt.items()}
+        task_counts = {c: len(t) for c, t in state.tasks.items() if c in state.connectors}
+        if protocol is ConnectProtocolCompatibility.EAGER:
+            dealt = round_robin(list(members), list(state.connectors), task_counts)
+            return {m: ConnectAssignment(self.member.member_id, self.url, state.offset, conns, tasks)
+                    for m, (conns, tasks) in dealt.items()}
+        configured = ConnectorsAndTasks(set(state.connectors), {ConnectorTaskId(c, i) for c, n in task_counts.items()
+                                                                for i in range(n)})
+        owned = {m: ConnectorsAndTasks(set(s.assignment.connectors), set(s.assignment.tasks)) if s.assignment
+                 else ConnectorsAndTasks() for m, s in members.items()}
+        changes, delay = self.incremental_assignor.perform(configured, owned, self.member.last_completed_generation,
+                                                           self.member.generation)
+        return {m: ConnectAssignment(self.member.member_id, self.url, state.offset, c.connectors, c.tasks,
+                                     version=protocol.version, revoked_connectors=c.revoked_connectors,
+                                     revoked_tasks=c.revoked_tasks, delay=delay)
+                for m, c in changes.items()}
 
-    def _revoke(self) -> None:
+    def _revoke(self, connectors: list[str], tasks: list[ConnectorTaskId]) -> None:
+        """Stop what the group takes away (all of it under eager), committing task offsets as they stop,
+        before this worker rejoins (DistributedHerder's RebalanceListener.onRevoked)."""
         with self._lock:
-            self.current = Assignment()
-            running = list(self.worker.connectors)
-            self.worker.stop()
-            self._running_configs.clear()
-            self._running_task_configs.clear()
-            for name in running:
-                if name in self.config_store.snapshot().connectors:
+            gone = set(connectors)
+            self.current = Assignment(self.current.connectors - gone, self.current.tasks - set(tasks))
+            self.worker.stop_tasks([t for t in tasks if t in self.worker.tasks])
+            for task_id in tasks:
+                self._running_task_configs.pop(task_id, None)
+                self._running_configs.pop(f"task:{task_id}", None)
+            snapshot = self.config_store.snapshot()
+            for name in connectors:
+                if name in self.worker.connectors:
+                    self.worker.stop_connector(name)
+                self._running_configs.pop(name, None)
+                if name in snapshot.connectors:
                     self.status_store.put_connector(name, Status(State.UNASSIGNED, self.worker.worker_id))
+            log.info("connect herder: stopped revoked connectors %s tasks %s", connectors, [str(t) for t in tasks])
 
     def _on_assign(self, assignment: ConnectAssignment, generation: int) -> None:
         with self._lock:
@@ -126,6 +159,7 @@ class DistributedHerder(Herder):
             if self._stopping.is_set():
                 break
             try:
+                self._maybe_rotate_session_key()
                 self._handle_restarts()
                 self.reconcile()
                 if self.member.is_leader and self._assigned_shape is not None and \
@@ -133,6 +167,67 @@ class DistributedHerder(Herder):
                     self.member.request_rejoin()  # new connectors or task counts: deal them out again
             except Exception:
                 log.exception("connect herder: reconcile failed")
+
+    # -- KIP-507: session keys and internal requests ------------------------------------------------
+
+    @property
+    def request_validation_enabled(self) -> bool:
+        return self.member.current_protocol is ConnectProtocolCompatibility.SESSIONED
+
+    def _maybe_rotate_session_key(self) -> None:
+        """The leader writes a session key when there is none or it is older than inter.worker.key.ttl.ms."""
+        if not (self.member.is_leader and self.request_validation_enabled and self.member.assigned.is_set()):
+            return
+        key = self.config_store.session_key
+        ttl_ms = int(self.worker.config.get("inter.worker.key.ttl.ms"))
+        if key is None or time.time() * 1000 >= key.creation_timestamp + ttl_ms:
+            size = self.worker.config.get("inter.worker.key.size")
+            new = SessionKey.generate(str(self.worker.config.get("inter.worker.key.generation.algorithm")),
+                                      int(size) if size else None)
+            self.config_store.put_session_key(new)
+            log.info("connect herder: distributed a new session key (%s)", new.algorithm)
+
+    def write_task_configs(self, name: str, configs: list[dict[str, str]]) -> bool:
+        """Only the leader writes task configs (Kafka's DistributedHerder); a follower forwards them to the
+        leader's `POST /connectors/{c}/tasks`, signed with the session key under `sessioned`."""
+        leader = self.member.snapshot
+        if self.member.is_leader or leader is None or not leader.leader_url:
+            self.config_store.put_task_configs(name, configs)
+            return True
+        body = json.dumps(configs).encode()
+        headers = {"Content-Type": "application/json"}
+        if self.request_validation_enabled:
+            key = self.config_store.session_key
+            if key is None:
+                log.info("connect herder: no session key yet; task configs of %s wait", name)
+                return False
+            headers.update(sign(key, body, str(self.worker.config.get("inter.worker.signature.algorithm"))))
+        request = urllib.request.Request(f"{leader.leader_url}/connectors/{name}/tasks?forward=false", data=body,
+                                         headers=headers, method="POST")
+        try:  # bounded: the herder lock is held meanwhile
+            with urllib.request.urlopen(request, timeout=10):
+                pass
+        except (urllib.error.URLError, OSError) as exc:
+            detail = exc.read().decode(errors="replace") if isinstance(exc, urllib.error.HTTPError) else str(exc)
+            log.warning("connect herder: forwarding task configs of %s to the leader %s failed (%s); retrying",
+                        name, leader.leader_url, detail)
+            return False
+        log.info("connect herder: forwarded %d task configs of %s to the leader %s", len(configs), name,
+                 leader.leader_url)
+        self.config_store.refresh()
+        return True
+
+    def put_task_configs_internal(self, name: str, configs: list[dict[str, str]], headers: Any, body: bytes) -> None:
+        """`POST /connectors/{c}/tasks` (InternalClusterResource.putTaskConfigs)."""
+        if self.request_validation_enabled:
+            check(headers, body, self.config_store.session_key,
+                  [str(a) for a in self.worker.config.get("inter.worker.verification.algorithms")])
+        if not self.member.is_leader:
+            raise ConnectRestException(409, "Only the leader may write task configurations.")
+        if name not in self.config_store.snapshot().connectors:
+            raise NotFoundException(f"Connector {name} not found")
+        self.config_store.put_task_configs(name, [{str(k): str(v) for k, v in c.items()} for c in configs])
+        self.request_reconcile()
 
     # -- restarts (KIP-745 requests travel through the config topic) -------------------------------
 

@@ -98,9 +98,16 @@ class Herder:
                 return
         if state.tasks.get(name) != new:
             old_count = len(state.tasks.get(name, []))
-            self.config_store.put_task_configs(name, new)
+            if not self.write_task_configs(name, new):
+                return
             if len(new) < old_count:
                 self.status_store.forget_tasks_from(name, len(new))
+
+    def write_task_configs(self, name: str, configs: list[dict[str, str]]) -> bool:
+        """Write a connector's task configs; False if they could not be written yet (retried on the next
+        reconcile). Distributed mode forwards them to the group's leader."""
+        self.config_store.put_task_configs(name, configs)
+        return True
 
     def _reconcile_tasks(self, state: ClusterConfigState, wanted: Assignment) -> None:
         stale = []

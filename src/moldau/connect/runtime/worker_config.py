@@ -43,6 +43,15 @@ def worker_config_def() -> ConfigDef:
             .define("scheduled.rebalance.max.delay.ms", Type.INT, 300000, importance=Importance.LOW)
             .define("connect.protocol", Type.STRING, "sessioned", importance=Importance.LOW,
                     validator=ValidString.in_("eager", "compatible", "sessioned"))
+            # KIP-507: the session key that signs internal requests under connect.protocol=sessioned.
+            .define("inter.worker.key.generation.algorithm", Type.STRING, "HmacSHA256", importance=Importance.LOW,
+                    validator=ValidString.in_("HmacSHA256", "HmacSHA384", "HmacSHA512", "HmacSHA1"))
+            .define("inter.worker.key.size", Type.INT, None, importance=Importance.LOW)
+            .define("inter.worker.key.ttl.ms", Type.INT, 3600000, validator=Range.at_least(0),
+                    importance=Importance.LOW)
+            .define("inter.worker.signature.algorithm", Type.STRING, "HmacSHA256", importance=Importance.LOW,
+                    validator=ValidString.in_("HmacSHA256", "HmacSHA384", "HmacSHA512", "HmacSHA1"))
+            .define("inter.worker.verification.algorithms", Type.LIST, "HmacSHA256", importance=Importance.LOW)
             .define("exactly.once.source.support", Type.STRING, "disabled", importance=Importance.HIGH,
                     validator=ValidString.in_("disabled", "preparing", "enabled", case_insensitive=True))
             .define("topic.creation.enable", Type.BOOLEAN, True, importance=Importance.LOW,

@@ -9,6 +9,7 @@ KafkaStatusBackingStore write (values: JSON without schemas, Kafka's internal co
                            commit-<c>           {"tasks": n}        (task configs apply only once committed)
                            target-state-<c>     {"state": "PAUSED", "state.v2": "STOPPED"}
                            restart-connector-<c> {"include-tasks": b, "only-failed": b}   (KIP-745)
+                           session-key          {"key": base64, "algorithm": ..., "creation-timestamp": ms} (KIP-507)
     offset.storage.topic   ["<c>", {partition}]  {offset}
     status.storage.topic   status-connector-<c> / status-task-<c>-<n>
                            {"state": ..., "trace": ..., "worker_id": ..., "generation": n}
@@ -21,6 +22,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from moldau.connect.runtime.session_key import SESSION_KEY_RECORD, SessionKey
 from moldau.connect.runtime.status import State, Status, StatusBackingStore, TargetState
 from moldau.connect.storage.configs import ConfigBackingStore
 from moldau.connect.storage.kafka_log import KafkaBasedLog
@@ -46,6 +48,7 @@ class KafkaConfigBackingStore(ConfigBackingStore):
         self.log = KafkaBasedLog(topic, client_config, self._on_record)
         self._deferred_tasks: dict[str, dict[int, dict[str, str]]] = {}
         self.restart_listeners: list[Callable[[str, bool, bool], None]] = []
+        self.session_key: SessionKey | None = None
 
     def start(self) -> None:
         self.log.start()
@@ -90,6 +93,8 @@ class KafkaConfigBackingStore(ConfigBackingStore):
                 else:
                     state = body.get("state.v2") or body.get("state", "STARTED")
                     self.state.targets[connector] = TargetState(state)
+            elif name == SESSION_KEY_RECORD and body is not None:
+                self.session_key = SessionKey.from_record(body) or self.session_key
             elif name.startswith("restart-connector-") and body is not None:
                 restart = (name[len("restart-connector-"):], bool(body.get("include-tasks")),
                            bool(body.get("only-failed")))
@@ -111,6 +116,10 @@ class KafkaConfigBackingStore(ConfigBackingStore):
         for i, config in enumerate(configs):
             self.log.send(f"task-{connector}-{i}".encode(), _dump({"properties": config}), flush=False)
         self.log.send(f"commit-{connector}".encode(), _dump({"tasks": len(configs)}))
+        self.refresh()
+
+    def put_session_key(self, key: SessionKey) -> None:
+        self.log.send(SESSION_KEY_RECORD.encode(), _dump(key.to_record()))
         self.refresh()
 
     def put_target_state(self, connector: str, target: TargetState) -> None:
