@@ -165,6 +165,37 @@ def test_a_slot_without_any_committed_offset_is_snapshotted(postgres):  # noqa: 
     sql(postgres.url, "SELECT pg_drop_replication_slot(%s)", (slot,))
 
 
+def test_a_slot_created_on_empty_tables_streams_every_change_from_its_start(postgres):  # noqa: F811
+    """No committed offset, but the tables were empty when the slot was created (the first snapshot had nothing
+    to commit): the slot holds every row's whole history, so it streams it change by change, no snapshot."""
+    import psycopg
+
+    from moldau.connect.connectors.postgres.cdc import ChangeCapture
+
+    table = unique_topic("emptyslot").replace("-", "_")
+    sql(postgres.url, f"CREATE TABLE {table} (id BIGINT PRIMARY KEY, name TEXT)")
+    slot, publication, settings = f"s_{table}", f"p_{table}", {"connection.url": postgres.url}
+
+    def capture(offset):
+        return ChangeCapture(psycopg.connect(postgres.url), [table], "x.", slot, publication, True, 100, offset,
+                             settings, "initial")
+
+    first = capture(None)
+    assert first.poll() == [] and first.snapshot is None  # an empty snapshot: no record, so no offset
+    first.conn.close()
+    sql(postgres.url, f"INSERT INTO {table} VALUES (1, 'a'), (2, 'b')")
+    sql(postgres.url, f"UPDATE {table} SET name = 'a2' WHERE id = 1")
+    sql(postgres.url, f"DELETE FROM {table} WHERE id = 2")
+    again = capture(None)
+    assert again.snapshot is None
+    records = again.poll()
+    assert [(r.key.get("id"), None if r.value is None else r.value.get("name")) for r in records] == [
+        (1, "a"), (2, "b"), (1, "a2"), (2, None)]
+    assert all(r.source_offset["lsn"] > 0 and "snapshot" not in r.source_offset for r in records)
+    again.conn.close()
+    sql(postgres.url, "SELECT pg_drop_replication_slot(%s)", (slot,))
+
+
 @pytest.mark.timeout(300)
 def test_a_worker_killed_between_slot_creation_and_first_commit_loses_no_row(group_broker, postgres, tmp_path,  # noqa: F811
                                                                              monkeypatch):

@@ -179,6 +179,9 @@ class ChangeCapture:
         - its inserts and updates are skipped, the snapshot carries their result;
         - streaming goes on after the last of them (offset `lsn`), so nothing is emitted twice (exactly once
           with KIP-618) and nothing is lost. The temporary slot vanishes with its connection, even on a crash.
+        Unless the tables were empty when our slot was created (`_empty_at_slot_start`): then the slot holds
+        every row's whole history and streams it from its start, change by change, as it always did; a snapshot
+        would fold those changes into rows (an empty first snapshot leaves no offset to say it was taken).
         """
         repl, point, snapshot_name = create_slot_with_snapshot(settings, f"{self.slot}_snapshot"[-63:], True)
         try:
@@ -189,14 +192,45 @@ class ChangeCapture:
             cur.execute("SELECT data FROM pg_logical_slot_peek_binary_changes(%s, %s::pg_lsn, NULL, "
                         "'proto_version', '1', 'publication_names', %s)", (self.slot, point, self.publication))
             messages = [bytes(row[0]) for row in cur.fetchall()]
-        deletes: list[Change] = []
+        window: list[Change] = []
         self.emitted_lsn = self.acknowledged_lsn
         for _commit_lsn, end_lsn, changes in self._transactions(messages):
-            deletes += [c for c in changes if c[0] == "delete"]
+            window += changes
             self.emitted_lsn = max(self.emitted_lsn, end_lsn)
+        if self._empty_at_slot_start(window, self.snapshot):
+            self.snapshot.close()
+            self.snapshot, self.emitted_lsn = None, self.acknowledged_lsn
+            log.info("Slot %s exists without a committed offset and %s had no rows when it was created: "
+                     "streaming it from its start", self.slot, ", ".join(self.tables))
+            return
+        deletes = [c for c in window if c[0] == "delete"]
         self._tombstones = self._records(deletes, self._snapshot_offset(False))
         log.info("Snapshot of %s again at LSN %s: slot %s exists without a finished snapshot (%d deletes before it)",
                  ", ".join(self.tables), point, self.slot, len(deletes))
+
+    def _empty_at_slot_start(self, window: list[Change], snapshot: Snapshot) -> bool:
+        """Whether the tables were empty at our slot's start, from the changes it holds up to the new snapshot
+        and that snapshot: every key's first change is an insert, and the snapshot holds no row but those
+        inserted (and not deleted) since. Tables without a replica identity key cannot tell: False."""
+        first: dict[tuple[Any, ...], str] = {}
+        alive: dict[tuple[Any, ...], bool] = {}
+        for operation, relation, key_row, _ in window:
+            if relation.key_schema is None:
+                return False
+            key = (relation.namespace, relation.name, self._key(relation, key_row))
+            first.setdefault(key, operation)
+            alive[key] = operation != "delete"
+        if any(operation != "insert" for operation in first.values()):
+            return False
+        for table in self.tables:
+            columns = snapshot.columns(table)
+            if not columns:
+                return False
+            namespace, name = columns[0][4], columns[0][5]
+            inserted = sum(1 for (n, t, _), live in alive.items() if live and (n, t) == (namespace, name))
+            if snapshot.count(table) != inserted:
+                return False
+        return True
 
     def _snapshot_offset(self, last: bool) -> dict[str, Any]:
         return {"lsn": self.emitted_lsn, "snapshot": True, "last_snapshot_record": last}
@@ -318,7 +352,7 @@ class ChangeCapture:
         changes: list[tuple[str, Relation, Any, Any]] = []
         if old is not None and relation.key_schema is not None and self._key(relation, old) != self._key(relation, new):
             changes.append(("delete", relation, old, None))  # the primary key changed: the old row is gone
-        changes.append(("upsert", relation, new, new))
+        changes.append(("insert" if kind == "I" else "upsert", relation, new, new))
         return changes
 
     @staticmethod

@@ -88,6 +88,13 @@ class Snapshot:
             cur.execute(_COLUMNS, (quote(table),))
             return [tuple(row) for row in cur.fetchall()]  # type: ignore[misc]
 
+    def count(self, table: str) -> int:
+        """The table's rows in the snapshot."""
+        with self.conn.cursor() as cur:
+            cur.execute(f"SELECT count(*) FROM {quote(table)}")
+            row = cur.fetchone()
+            return int(row[0]) if row else 0
+
     def next_rows(self) -> tuple[str, list[tuple[Any, ...]], bool]:
         """(table, up to `batch` rows as text, whether that was the table's last batch)."""
         table = self.tables[self.index]
