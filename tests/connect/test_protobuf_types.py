@@ -190,3 +190,61 @@ def test_confluent_kafka_reads_and_writes_the_same_types(registry_url):
     written = serializer(decoded, SerializationContext(other, MessageField.VALUE))
     back = converter(registry_url).to_connect_data(other, written)
     assert back.schema == ALL and back.value == full()
+
+
+def test_a_schema_registered_as_proto_text_reads_as_confluent_maps_it(registry_url):
+    """A .proto registered as text (as Java clients do) with Confluent's field metadata, an enum, a oneof and an
+    unsigned field; bytes written by the protobuf package read back with ProtobufData's mapping (enum symbols as
+    strings, uint32 widened to int64, oneof members optional)."""
+    from confluent_kafka.schema_registry import Schema as RegisteredSchema
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+    from google.protobuf import descriptor_pb2, descriptor_pool
+    from google.protobuf.message_factory import GetMessageClass
+
+    from moldau.registry.formats.protobuf import well_known_files
+
+    text = """syntax = "proto3";
+package acme;
+import "confluent/meta.proto";
+import "google/type/date.proto";
+import "confluent/type/decimal.proto";
+message Reading {
+  int32 small = 1 [(confluent.field_meta) = { params: [{ key: "connect.type", value: "int8" }] }];
+  uint32 count = 2;
+  Kind kind = 3;
+  .google.type.Date day = 4;
+  optional string note = 5;
+  confluent.type.Decimal price = 6 [(confluent.field_meta).params = { key: "scale", value: "3" }];
+  oneof source {
+    string sensor = 7;
+    int64 station = 8;
+  }
+  enum Kind { UNKNOWN = 0; HOT = 1; COLD = 2; }
+}
+"""
+    topic = unique_topic("pb-text")
+    client = SchemaRegistryClient({"url": registry_url})
+    schema_id = client.register_schema(f"{topic}-value", RegisteredSchema(text, "PROTOBUF"))
+    fdp = descriptor_pb2.FileDescriptorProto.FromString(
+        base64.b64decode(client.get_schema(schema_id, fmt="serialized").schema_str))
+    pool = descriptor_pool.DescriptorPool()
+    for name in fdp.dependency:
+        for serialized in well_known_files(name) or []:
+            try:
+                pool.AddSerializedFile(serialized)
+            except (TypeError, ValueError):
+                pass  # descriptor.proto, needed twice
+    pool.AddSerializedFile(fdp.SerializeToString())
+    reading = GetMessageClass(pool.FindMessageTypeByName("acme.Reading"))(
+        small=-5, count=4_000_000_000, kind=2, note="n", station=77)
+    reading.day.year, reading.day.month, reading.day.day = 2023, 12, 31
+    reading.price.value, reading.price.scale = (12345).to_bytes(2, "big", signed=True), 3
+    data = b"\x00" + schema_id.to_bytes(4, "big") + b"\x00" + reading.SerializeToString()
+    back = converter(registry_url).to_connect_data(topic, data)
+    types = {f.name: (f.schema.type, f.schema.name, f.schema.optional) for f in back.schema.fields}
+    assert types["small"] == ("int8", None, False) and types["count"] == ("int64", None, False)
+    assert types["kind"] == ("string", None, False) and types["note"] == ("string", None, True)
+    assert types["day"] == ("int32", DATE, False) and types["sensor"] == ("string", None, True)
+    assert back.schema.field("price").schema.parameters == {"scale": "3"}
+    assert back.value.to_dict() == {"small": -5, "count": 4_000_000_000, "kind": "COLD", "day": dt.date(2023, 12, 31),
+                                    "note": "n", "price": decimal.Decimal("12.345"), "sensor": None, "station": 77}

@@ -199,10 +199,17 @@ def read(message: Any, schema: Schema) -> Struct:
                                     for pair in current}
         elif kind.type == "array":
             assert kind.value_schema is not None
-            values[fld.name] = [_read_single(kind.value_schema, v) for v in current]
+            enum = descriptor.fields_by_name[fld.name].enum_type
+            values[fld.name] = [_enum_name(enum, v) if enum else _read_single(kind.value_schema, v) for v in current]
         else:
             values[fld.name] = _value(message, fld.name, kind)
     return Struct.trusted(schema, values)
+
+
+def _enum_name(enum: Any, number: int) -> str:
+    """An enum value as its symbol, as ProtobufData reads enums into strings."""
+    value = enum.values_by_number.get(number)
+    return value.name if value is not None else str(number)
 
 
 def _value(message: Any, name: str, schema: Schema) -> Any:
@@ -214,6 +221,8 @@ def _value(message: Any, name: str, schema: Schema) -> Any:
             default = default_connect_value(schema)
             if default is not None or schema.type != "struct":
                 return default
+    if fld.enum_type is not None:
+        return _enum_name(fld.enum_type, getattr(message, name))
     return _read_single(schema, getattr(message, name))
 
 

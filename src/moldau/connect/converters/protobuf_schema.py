@@ -234,8 +234,12 @@ def _field_schema(fld: Any, proto: Any, options: Options) -> Schema:
     element = _single(fld, proto, options)
     if fld.is_repeated:
         return Schema.array(element, optional=True)
-    optional = keyword_optional(fld, proto) if options.optional_for_nullables else (
-        fld.message_type is not None if options.wrapper_for_nullables else True)
+    if fld.containing_oneof is not None:  # a oneof member: at most one is set (Confluent: a union's field)
+        optional = True
+    elif options.optional_for_nullables:
+        optional = keyword_optional(fld, proto)
+    else:
+        optional = fld.message_type is not None if options.wrapper_for_nullables else True
     return element if element.optional == optional else _with_optional(element, optional)
 
 
