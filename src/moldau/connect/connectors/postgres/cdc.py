@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import struct
 import time
 from collections.abc import Iterator
@@ -183,7 +184,9 @@ class ChangeCapture:
         every row's whole history and streams it from its start, change by change, as it always did; a snapshot
         would fold those changes into rows (an empty first snapshot leaves no offset to say it was taken).
         """
-        repl, point, snapshot_name = create_slot_with_snapshot(settings, f"{self.slot}_snapshot"[-63:], True)
+        # unique: a task being stopped elsewhere may still hold its own for a moment
+        temporary = f"{self.slot[:40]}_snap_{os.getpid()}_{secrets.token_hex(4)}"
+        repl, point, snapshot_name = create_slot_with_snapshot(settings, temporary, True)
         try:
             self.snapshot = Snapshot(settings, snapshot_name, self.tables, self.snapshot_batch)
         finally:
