@@ -2,52 +2,39 @@
 byte 0, the 4-byte schema id, the message-index array (zigzag varints: the count, then the index path of the
 message in the file; `[0]` is written as the single byte 0), then the protobuf payload.
 
-Connect schema -> .proto (proto3), as Confluent's ProtobufData does it: a struct is a message (the struct's name
-gives package and message name), fields are numbered 1..n in order, nested structs are nested messages,
-arrays are `repeated`, maps are `map<K, V>`, Timestamp is `google.protobuf.Timestamp`. Optional primitives use
-proto3 `optional` (Confluent's `optional.for.nullables`) so that null survives the round trip. Not kept:
-int8/int16 (read back as int32), Date/Time (int32), Decimal (its text, a string): Confluent keeps those
-through its own `confluent/meta.proto` and `confluent/type/decimal.proto` imports, not registered here.
+The schema mapping (protobuf_schema.py) is Confluent's ProtobufData's: int8/int16 through `confluent/meta.proto`
+field metadata, Decimal as `confluent.type.Decimal`, Date / Time / Timestamp as `google.type.Date` /
+`google.type.TimeOfDay` / `google.protobuf.Timestamp`, nullables as proto3 `optional` (`optional.for.nullables`,
+on by default here) or as wrappers (`wrapper.for.nullables`). Values: Decimal's `value` is the unscaled
+big-endian two's-complement integer, `precision` its digit count and `scale` the schema's (Confluent's
+DecimalUtils); Time keeps microseconds in `nanos`.
 
-The .proto is built as a `FileDescriptorProto`, printed with the registry's own `to_proto_text`, and parsed
-back with the registry's protobuf format when reading, so both sides share one protobuf implementation.
+The .proto is built as a `FileDescriptorProto`, printed with the registry's own `to_proto_text` (field options
+included), and parsed back with the registry's protobuf format when reading, so both sides share one protobuf
+implementation. Confluent's known imports (`confluent/...`, `google/type/...`) need no schema references.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 from typing import Any
 
-from google.protobuf import descriptor_pb2, descriptor_pool  # type: ignore[import-untyped]
+from google.protobuf import descriptor_pool  # type: ignore[import-untyped]
 from google.protobuf.message_factory import GetMessageClass  # type: ignore[import-untyped]
 
-from moldau.connect.api.data import (
-    DATE,
-    DECIMAL,
-    TIME,
-    TIMESTAMP,
-    Schema,
-    SchemaAndValue,
-    Struct,
-    replace_schema,
-    timestamp_schema,
-)
+from moldau.connect.api.data import DATE, DECIMAL, TIME, TIMESTAMP, Schema, SchemaAndValue, Struct
 from moldau.connect.api.errors import DataException
-from moldau.connect.converters import logical
+from moldau.connect.converters.protobuf_schema import (
+    Options,
+    default_connect_value,
+    to_connect_schema,
+    to_file_descriptor,
+)
 from moldau.connect.converters.registry import _HEADER, MAGIC, RegistryConverter
 
-FD = descriptor_pb2.FieldDescriptorProto
-_TIMESTAMP_FILE = "google/protobuf/timestamp.proto"
-_TIMESTAMP_TYPE = ".google.protobuf.Timestamp"
-_SCALAR = {"int8": FD.TYPE_INT32, "int16": FD.TYPE_INT32, "int32": FD.TYPE_INT32, "int64": FD.TYPE_INT64,
-           "float32": FD.TYPE_FLOAT, "float64": FD.TYPE_DOUBLE, "boolean": FD.TYPE_BOOL, "string": FD.TYPE_STRING,
-           "bytes": FD.TYPE_BYTES}
-# Confluent's ProtobufData.toConnectSchema: unsigned 32-bit widens to int64
-_TO_CONNECT = {FD.TYPE_INT32: "int32", FD.TYPE_SINT32: "int32", FD.TYPE_SFIXED32: "int32", FD.TYPE_UINT32: "int64",
-               FD.TYPE_FIXED32: "int64", FD.TYPE_INT64: "int64", FD.TYPE_SINT64: "int64", FD.TYPE_SFIXED64: "int64",
-               FD.TYPE_UINT64: "int64", FD.TYPE_FIXED64: "int64", FD.TYPE_FLOAT: "float32",
-               FD.TYPE_DOUBLE: "float64", FD.TYPE_BOOL: "boolean", FD.TYPE_STRING: "string", FD.TYPE_BYTES: "bytes",
-               FD.TYPE_ENUM: "string"}
+__all__ = ["ProtobufConverter", "decode_indexes", "encode_indexes", "message_class", "to_connect_schema",
+           "to_file_descriptor"]
 
 
 # -- message indexes ----------------------------------------------------------------------------------
@@ -89,128 +76,25 @@ def decode_indexes(data: bytes, offset: int) -> tuple[list[int], int]:
     return [varint() for _ in range(count)], offset
 
 
-# -- Connect schema -> FileDescriptorProto ------------------------------------------------------------
-
-
-def _message_name(name: str | None, fallback: str) -> str:
-    simple = (name or fallback).rsplit(".", 1)[-1]
-    return "".join(c if c.isalnum() or c == "_" else "_" for c in simple) or fallback
-
-
-def to_file_descriptor(schema: Schema) -> tuple[Any, str]:
-    """The proto3 file for a struct schema, and the full name of its message."""
-    if schema.type != "struct":
-        raise DataException(f"ProtobufConverter needs a struct schema, not {schema.type}")
-    package = schema.name.rpartition(".")[0] if schema.name else ""
-    proto = descriptor_pb2.FileDescriptorProto(name="schema.proto", syntax="proto3", package=package)
-    top = proto.message_type.add()
-    _fill_message(top, schema, "ConnectDefault1", proto)
-    return proto, f"{package}.{top.name}" if package else top.name
-
-
-def _fill_message(out: Any, schema: Schema, fallback: str, file: Any) -> None:
-    out.name = _message_name(schema.name, fallback)
-    for number, fld in enumerate(schema.fields, 1):
-        target = out.field.add(name=fld.name, number=number, label=FD.LABEL_OPTIONAL)
-        element = fld.schema
-        if element.type == "array":
-            assert element.value_schema is not None
-            target.label = FD.LABEL_REPEATED
-            element = element.value_schema
-            if element.type in ("array", "map"):
-                raise DataException(f"Field {fld.name!r}: protobuf has no nested repeated fields")
-        if element.type == "map":
-            assert element.key_schema is not None and element.value_schema is not None
-            if element.key_schema.type not in ("string", "int32", "int64", "boolean"):
-                raise DataException(f"Field {fld.name!r}: protobuf map keys must be integers, bools or strings")
-            entry = out.nested_type.add(name="".join(p.capitalize() for p in fld.name.split("_")) + "Entry")
-            entry.options.map_entry = True
-            entry.field.add(name="key", number=1, label=FD.LABEL_OPTIONAL, type=_SCALAR[element.key_schema.type])
-            value = entry.field.add(name="value", number=2, label=FD.LABEL_OPTIONAL)
-            _set_type(value, element.value_schema, f"{fld.name}_value", out, file)
-            target.label, target.type, target.type_name = FD.LABEL_REPEATED, FD.TYPE_MESSAGE, entry.name
-            continue
-        _set_type(target, element, fld.name, out, file)
-        if target.label != FD.LABEL_REPEATED and fld.schema.optional and target.type != FD.TYPE_MESSAGE:
-            target.proto3_optional = True
-    for target in out.field:  # synthetic oneofs come after real ones, as protoc orders them
-        if target.proto3_optional:
-            target.oneof_index = len(out.oneof_decl)
-            out.oneof_decl.add(name=f"_{target.name}")
-
-
-def _set_type(target: Any, schema: Schema, field_name: str, parent: Any, file: Any) -> None:
-    if schema.name == TIMESTAMP:
-        target.type, target.type_name = FD.TYPE_MESSAGE, _TIMESTAMP_TYPE
-        if _TIMESTAMP_FILE not in file.dependency:
-            file.dependency.append(_TIMESTAMP_FILE)
-    elif schema.name == DECIMAL:
-        target.type = FD.TYPE_STRING
-    elif schema.type == "struct":
-        nested = parent.nested_type.add()
-        _fill_message(nested, schema, "".join(p.capitalize() for p in field_name.split("_")), file)
-        target.type, target.type_name = FD.TYPE_MESSAGE, nested.name
-    else:
-        target.type = _SCALAR[schema.type]
-
-
 def message_class(proto: Any, full_name: str) -> Any:
     """A message class for `full_name` in a pool of its own (no generated code: nothing is compiled)."""
-    pool = descriptor_pool.DescriptorPool()
-    from moldau.registry.formats.protobuf import _well_known
+    from moldau.registry.formats.protobuf import well_known_files
 
+    pool = descriptor_pool.DescriptorPool()
+    added: set[bytes] = set()
     for dependency in proto.dependency:
-        serialized = _well_known(dependency)
-        if serialized is None:
+        files = well_known_files(dependency)
+        if files is None:
             raise DataException(f"Protobuf import {dependency!r} is not supported by ProtobufConverter")
-        pool.AddSerializedFile(serialized)
+        for serialized in files:
+            if serialized not in added:
+                added.add(serialized)
+                pool.AddSerializedFile(serialized)
     pool.AddSerializedFile(proto.SerializeToString())
     return GetMessageClass(pool.FindMessageTypeByName(full_name.lstrip(".")))
 
 
-# -- descriptor -> Connect schema ---------------------------------------------------------------------
-
-
-def to_connect_schema(descriptor: Any, optional: bool = False) -> Schema:
-    fields = [(f.name, _field_schema(f)) for f in descriptor.fields]
-    return Schema.struct(fields, name=descriptor.full_name, optional=optional)
-
-
-def _field_schema(fld: Any) -> Schema:
-    message = fld.message_type
-    if message is not None and message.GetOptions().map_entry:
-        key, value = message.fields_by_name["key"], message.fields_by_name["value"]
-        return Schema.map(_required(_single(key)), _single(value), optional=True)
-    element = _single(fld)
-    if fld.is_repeated:
-        return Schema.array(_required(element), optional=True)
-    return element
-
-
-def _single(fld: Any) -> Schema:
-    if fld.message_type is not None:
-        if fld.message_type.full_name == _TIMESTAMP_TYPE[1:]:
-            return timestamp_schema(optional=True)
-        return to_connect_schema(fld.message_type, optional=True)
-    optional = bool(fld.has_presence) and not fld.is_repeated
-    return Schema(_TO_CONNECT[fld.type], optional=optional)
-
-
-def _required(schema: Schema) -> Schema:
-    return replace_schema(schema, optional=False) if schema.optional else schema
-
-
-# -- values -------------------------------------------------------------------------------------------
-
-
-def _to_proto_value(schema: Schema, value: Any) -> Any:
-    if schema.name == DECIMAL:
-        return str(value)
-    if schema.name in (DATE, TIME):
-        return logical.to_wire(schema, value)
-    if isinstance(value, bytearray | memoryview):
-        return bytes(value)
-    return value
+# -- Connect values -> messages -----------------------------------------------------------------------
 
 
 def fill(message: Any, schema: Schema, value: Struct) -> None:
@@ -218,66 +102,148 @@ def fill(message: Any, schema: Schema, value: Struct) -> None:
     descriptor = message.DESCRIPTOR
     for fld in schema.fields:
         item = value.get(fld.name)
-        target = descriptor.fields_by_name.get(fld.name)
         if item is None:
-            continue
+            continue  # absent: null for an optional field
+        target = descriptor.fields_by_name.get(fld.name)
         if target is None:
             raise DataException(f"Field {fld.name!r} is not in protobuf message {descriptor.full_name}")
         kind = fld.schema
         if kind.type == "map":
-            assert kind.value_schema is not None
+            assert kind.key_schema is not None and kind.value_schema is not None
+            entry = target.message_type
             container = getattr(message, fld.name)
             for k, v in item.items():
-                if target.message_type.fields_by_name["value"].message_type is not None:
-                    _fill_single(container[k], kind.value_schema, v)
-                else:
-                    container[k] = _to_proto_value(kind.value_schema, v)
+                if k is None or v is None:
+                    raise DataException(f"Field {fld.name!r}: protobuf maps cannot hold null keys or values")
+                if entry.GetOptions().map_entry:
+                    if entry.fields_by_name["value"].message_type is not None:
+                        _fill_single(container[k], kind.value_schema, v)
+                    else:
+                        container[k] = _scalar(kind.value_schema, v)
+                else:  # Confluent's generic map entry: a repeated message with key and value
+                    pair = container.add()
+                    _set(pair, "key", kind.key_schema, k)
+                    _set(pair, "value", kind.value_schema, v)
         elif kind.type == "array":
             assert kind.value_schema is not None
             container = getattr(message, fld.name)
             for v in item:
+                if v is None:
+                    raise DataException(f"Field {fld.name!r}: protobuf repeated fields cannot hold nulls")
                 if target.message_type is not None:
                     _fill_single(container.add(), kind.value_schema, v)
                 else:
-                    container.append(_to_proto_value(kind.value_schema, v))
-        elif target.message_type is not None:
-            _fill_single(getattr(message, fld.name), kind, item)
+                    container.append(_scalar(kind.value_schema, v))
         else:
-            setattr(message, fld.name, _to_proto_value(kind, item))
+            _set(message, fld.name, kind, item)
+
+
+def _set(message: Any, name: str, schema: Schema, value: Any) -> None:
+    if message.DESCRIPTOR.fields_by_name[name].message_type is not None:
+        _fill_single(getattr(message, name), schema, value)
+    else:
+        setattr(message, name, _scalar(schema, value))
+
+
+def _scalar(schema: Schema, value: Any) -> Any:
+    if isinstance(value, bytearray | memoryview):
+        return bytes(value)
+    return value
 
 
 def _fill_single(message: Any, schema: Schema, value: Any) -> None:
+    message.SetInParent()
     if schema.name == TIMESTAMP:
-        aware = value if not isinstance(value, int) else logical.from_wire(schema, value)
-        message.FromDatetime(aware if aware.tzinfo else aware.replace(tzinfo=dt.UTC))
-    else:
-        message.SetInParent()
+        if isinstance(value, int):  # milliseconds, as Connect stores a Timestamp
+            message.FromMilliseconds(value)
+        else:
+            message.FromDatetime(value if value.tzinfo else value.replace(tzinfo=dt.UTC))
+    elif schema.name == DATE:
+        day = value if isinstance(value, dt.date) else dt.date(1970, 1, 1) + dt.timedelta(days=int(value))
+        message.year, message.month, message.day = day.year, day.month, day.day
+    elif schema.name == TIME:
+        if isinstance(value, int):
+            value = (dt.datetime.min + dt.timedelta(milliseconds=value)).time()
+        message.hours, message.minutes, message.seconds = value.hour, value.minute, value.second
+        message.nanos = value.microsecond * 1000
+    elif schema.name == DECIMAL:
+        scale = int((schema.parameters or {}).get("scale", "0"))
+        if isinstance(value, bytes | bytearray):
+            unscaled = int.from_bytes(value, "big", signed=True)
+        else:
+            unscaled = int(decimal.Decimal(value).scaleb(scale).to_integral_value(decimal.ROUND_HALF_EVEN))
+        message.value = unscaled.to_bytes(max(1, (unscaled.bit_length() + 8) // 8), "big", signed=True)
+        message.precision = len(str(abs(unscaled)))  # BigDecimal.precision(): the unscaled value's digits
+        message.scale = scale
+    elif schema.type == "struct":
         fill(message, schema, value)
+    else:  # a google.protobuf.*Value wrapper (wrapper.for.nullables)
+        message.value = _scalar(schema, value)
+
+
+# -- messages -> Connect values -----------------------------------------------------------------------
 
 
 def read(message: Any, schema: Schema) -> Struct:
     values: dict[str, Any] = {}
+    descriptor = message.DESCRIPTOR
     for fld in schema.fields:
         current = getattr(message, fld.name)
         kind = fld.schema
         if kind.type == "map":
-            assert kind.value_schema is not None
-            values[fld.name] = {k: _read_single(kind.value_schema, v) for k, v in current.items()}
+            assert kind.key_schema is not None and kind.value_schema is not None
+            if descriptor.fields_by_name[fld.name].message_type.GetOptions().map_entry:
+                values[fld.name] = {k: _read_single(kind.value_schema, v) for k, v in current.items()}
+            else:
+                values[fld.name] = {_value(pair, "key", kind.key_schema): _value(pair, "value", kind.value_schema)
+                                    for pair in current}
         elif kind.type == "array":
             assert kind.value_schema is not None
-            values[fld.name] = [_read_single(kind.value_schema, v) for v in current]
-        elif kind.optional and not message.HasField(fld.name):
-            values[fld.name] = None
+            enum = descriptor.fields_by_name[fld.name].enum_type
+            values[fld.name] = [_enum_name(enum, v) if enum else _read_single(kind.value_schema, v) for v in current]
         else:
-            values[fld.name] = _read_single(kind, current)
+            values[fld.name] = _value(message, fld.name, kind)
     return Struct.trusted(schema, values)
+
+
+def _enum_name(enum: Any, number: int) -> str:
+    """An enum value as its symbol, as ProtobufData reads enums into strings."""
+    value = enum.values_by_number.get(number)
+    return value.name if value is not None else str(number)
+
+
+def _value(message: Any, name: str, schema: Schema) -> Any:
+    fld = message.DESCRIPTOR.fields_by_name[name]
+    if fld.has_presence and not message.HasField(name):
+        if schema.optional:
+            return None
+        if fld.message_type is not None:  # absent and required: the default message, as proto3 reads scalars
+            default = default_connect_value(schema)
+            if default is not None or schema.type != "struct":
+                return default
+    if fld.enum_type is not None:
+        return _enum_name(fld.enum_type, getattr(message, name))
+    return _read_single(schema, getattr(message, name))
 
 
 def _read_single(schema: Schema, value: Any) -> Any:
     if schema.name == TIMESTAMP:
         return value.ToDatetime(tzinfo=dt.UTC)
+    if schema.name == DATE:
+        if not (value.year or value.month or value.day):
+            return dt.date(1970, 1, 1)
+        return dt.date(value.year, value.month, value.day)
+    if schema.name == TIME:
+        return dt.time(value.hours, value.minutes, value.seconds, value.nanos // 1000)
+    if schema.name == DECIMAL:
+        scale = int((schema.parameters or {}).get("scale", "0"))
+        unscaled = int.from_bytes(value.value, "big", signed=True)
+        exact = decimal.Decimal(unscaled).scaleb(-value.scale, decimal.Context(prec=1000))
+        return exact.quantize(decimal.Decimal(1).scaleb(-scale), context=decimal.Context(prec=1000))
     if schema.type == "struct":
         return read(value, schema)
+    if hasattr(value, "DESCRIPTOR"):  # a wrapper read as its primitive
+        return value.value
     return value
 
 
@@ -289,6 +255,11 @@ class ProtobufConverter(RegistryConverter):
 
     def configure(self, configs: dict[str, Any], is_key: bool = False) -> None:
         super().configure(configs, is_key)
+        # ProtobufDataConfig's names; optional.for.nullables defaults to true here (Confluent: false), see
+        # protobuf_schema.py
+        self.options = Options(
+            optional_for_nullables=str(configs.get("optional.for.nullables", "true")).lower() == "true",
+            wrapper_for_nullables=str(configs.get("wrapper.for.nullables", "false")).lower() == "true")
         self._writers: dict[Any, tuple[int, Any, list[int]]] = {}  # Connect schema -> (id, class, indexes)
         self._readers: dict[tuple[int, tuple[int, ...]], tuple[Any, Schema]] = {}
 
@@ -317,7 +288,7 @@ class ProtobufConverter(RegistryConverter):
             cache_key = repr(schema)
         cached = self._writers.get(cache_key)
         if cached is None:
-            proto, full_name = to_file_descriptor(schema)
+            proto, full_name = to_file_descriptor(schema, self.options)
             text = to_proto_text(proto)
             schema_id = self.schema_id(topic, text, full_name)
             if self.use_latest:  # write with the registered schema's field numbers, matched by name
@@ -340,7 +311,7 @@ class ProtobufConverter(RegistryConverter):
         if key not in self._readers:
             proto = self._parse(self.client.get_schema(schema_id).schema_str or "")
             cls = message_class(proto, _full_name(proto, indexes))
-            self._readers[key] = (cls, to_connect_schema(cls.DESCRIPTOR))
+            self._readers[key] = (cls, to_connect_schema(cls.DESCRIPTOR, self.options))
         cls, connect_schema = self._readers[key]
         message = cls()
         message.ParseFromString(data[offset:])

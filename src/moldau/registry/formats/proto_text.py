@@ -1,13 +1,16 @@
 """`.proto` text to a `FileDescriptorProto`: proto-schema-parser gives the syntax tree, this module maps it onto
 descriptor.proto's messages the way protoc does (map fields become `*Entry` messages, proto3 `optional` a
-synthetic oneof). Type names stay as written; `DescriptorPool` resolves them."""
+synthetic oneof). Type names stay as written; `DescriptorPool` resolves them. Field options are kept when
+descriptor.proto or an imported known extension defines them (Confluent's `(confluent.field_meta)`, which
+carries ProtobufConverter's Connect types); other options are dropped."""
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from antlr4.error.ErrorListener import ErrorListener  # type: ignore[import-untyped]
-from google.protobuf import descriptor_pb2  # type: ignore[import-untyped]
+from google.protobuf import descriptor_pb2, text_encoding, text_format  # type: ignore[import-untyped]
 from proto_schema_parser import ast
 from proto_schema_parser.generator import Generator
 from proto_schema_parser.parser import Parser
@@ -96,6 +99,51 @@ def _field(message: Any, out: Any, field: ast.Field, proto3: bool) -> None:
         out.type = SCALARS[field.type]
     else:
         out.type_name = field.type  # message or enum: the pool resolves which, and the full name
+    _field_options(out, field.options)
+
+
+# Extensions whose options survive: the module that registers each in the default pool (for text_format)
+_EXTENSION_MODULES = {"confluent.": "confluent_kafka.schema_registry.confluent.meta_pb2"}
+
+
+def _field_options(out: Any, options: list[Any]) -> None:
+    """`[name = value, ...]` onto FieldOptions, through protobuf's text format (which knows descriptor.proto's
+    fields and registered extensions); an option it cannot place is dropped, as before options were kept."""
+    for option in options:
+        parts = option.name.replace(")", "(").split("(")  # "(a.b).c" -> ["", "a.b", ".c"]
+        names: list[str] = []
+        for index, part in enumerate(parts):
+            if index % 2:
+                names.append(f"[{part}]")
+                module = next((m for prefix, m in _EXTENSION_MODULES.items() if part.startswith(prefix)), None)
+                if module is not None:
+                    importlib.import_module(module)
+            else:
+                names += [n for n in part.split(".") if n]
+        if not names:
+            continue
+        text = f"{names[-1]}: {_literal_text(option.value)}"
+        for name in reversed(names[:-1]):
+            text = f"{name} {{ {text} }}"
+        try:
+            text_format.Merge(text, out.options)
+        except (text_format.ParseError, KeyError, TypeError, ValueError):
+            continue
+
+
+def _literal_text(value: Any) -> str:
+    if isinstance(value, ast.MessageLiteral):
+        return "{ " + " ".join(f"{f.name}: {_literal_text(f.value)}" for f in value.elements
+                               if isinstance(f, ast.MessageLiteralField)) + " }"
+    if isinstance(value, list):
+        return "[" + ", ".join(_literal_text(v) for v in value) + "]"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + text_encoding.CEscape(value, as_utf8=True) + '"'
+    if isinstance(value, ast.Identifier):
+        return str(value.name)
+    return str(value)
 
 
 def _map(message: Any, field: ast.MapField) -> None:
@@ -162,7 +210,7 @@ def _message_ast(message: Any, proto3: bool) -> Any:
                                          value_type=_type_of(value)))
             continue
         node = ast.Field(name=field.name, number=field.number, type=_type_of(field),
-                         cardinality=_cardinality(field, proto3))
+                         cardinality=_cardinality(field, proto3), options=_options_ast(field.options))
         if field.HasField("oneof_index") and not field.proto3_optional:
             if field.oneof_index not in oneofs:
                 oneofs[field.oneof_index] = ast.OneOf(name=message.oneof_decl[field.oneof_index].name, elements=[])
@@ -176,6 +224,34 @@ def _message_ast(message: Any, proto3: bool) -> Any:
     if message.reserved_name:
         elements.append(ast.Reserved(names=list(message.reserved_name)))
     return ast.Message(name=message.name, elements=elements)
+
+
+def _options_ast(options: Any) -> list[Any]:
+    out = []
+    for descriptor, value in options.ListFields():
+        name = f"({descriptor.full_name})" if descriptor.is_extension else descriptor.name
+        out.append(ast.Option(name=name, value=_literal_ast(descriptor, value)))
+    return out
+
+
+def _literal_ast(descriptor: Any, value: Any) -> Any:
+    if descriptor.is_repeated:
+        if descriptor.message_type is not None and descriptor.message_type.GetOptions().map_entry:
+            key, item = descriptor.message_type.fields_by_name["key"], descriptor.message_type.fields_by_name["value"]
+            return [ast.MessageLiteral(elements=[ast.MessageLiteralField(name="key", value=_single_ast(key, k)),
+                                                 ast.MessageLiteralField(name="value", value=_single_ast(item, v))])
+                    for k, v in sorted(value.items())]
+        return [_single_ast(descriptor, v) for v in value]
+    return _single_ast(descriptor, value)
+
+
+def _single_ast(descriptor: Any, value: Any) -> Any:
+    if descriptor.message_type is not None:
+        return ast.MessageLiteral(elements=[ast.MessageLiteralField(name=d.name, value=_literal_ast(d, v))
+                                            for d, v in value.ListFields()])
+    if descriptor.enum_type is not None:
+        return ast.Identifier(name=descriptor.enum_type.values_by_number[value].name)
+    return value
 
 
 def _type_of(field: Any) -> str:

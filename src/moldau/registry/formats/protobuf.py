@@ -27,18 +27,45 @@ T = FD.Type
 
 _WELL_KNOWN_MODULES = ("any_pb2", "api_pb2", "descriptor_pb2", "duration_pb2", "empty_pb2", "field_mask_pb2",
                        "source_context_pb2", "struct_pb2", "timestamp_pb2", "type_pb2", "wrappers_pb2")
+# Confluent's ProtobufSchema.KNOWN_DEPENDENCIES beyond google/protobuf/: imports a schema may use without
+# references (ProtobufConverter writes them: int8/int16 and Decimal metadata, Decimal, Date, TimeOfDay).
+# confluent-kafka bundles confluent/*.proto, googleapis-common-protos google/type/*.proto.
+_KNOWN_MODULES = {"confluent/meta.proto": "confluent_kafka.schema_registry.confluent.meta_pb2",
+                  "confluent/type/decimal.proto": "confluent_kafka.schema_registry.confluent.type.decimal_pb2",
+                  "confluent/type/variant.proto": "confluent_kafka.schema_registry.confluent.type.variant_pb2"}
 
 
 def _well_known(name: str) -> bytes | None:
-    """google/protobuf/*.proto as bundled with the protobuf package."""
-    if not name.startswith("google/protobuf/"):
+    """google/protobuf/*.proto as bundled with the protobuf package, and Confluent's other known imports."""
+    if name.startswith("google/protobuf/"):
+        modules = [f"google.protobuf.{module}" for module in _WELL_KNOWN_MODULES]
+    elif name.startswith("google/type/") and name.endswith(".proto") and name[12:-6].isidentifier():
+        modules = [f"google.type.{name[12:-6]}_pb2"]
+    elif name in _KNOWN_MODULES:
+        modules = [_KNOWN_MODULES[name]]
+    else:
         return None
-    for module in _WELL_KNOWN_MODULES:  # importing a generated module registers its file in the default pool
-        importlib.import_module(f"google.protobuf.{module}")
+    for module in modules:  # importing a generated module registers its file in the default pool
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            return None
     try:
         return bytes(descriptor_pool.Default().FindFileByName(name).serialized_pb)
     except KeyError:
         return None
+
+
+def well_known_files(name: str) -> list[bytes] | None:
+    """A known import and, first, the known imports it needs itself (confluent/meta.proto needs
+    google/protobuf/descriptor.proto): a pool takes a file only after its dependencies."""
+    serialized = _well_known(name)
+    if serialized is None:
+        return None
+    out: list[bytes] = []
+    for dependency in FDP.FromString(serialized).dependency:
+        out += well_known_files(dependency) or []
+    return [*out, serialized]
 
 
 @dataclass(slots=True)
@@ -71,11 +98,12 @@ def parse(text: str, dependencies: dict[str, ParsedSchema], normalize: bool) -> 
         _add(pool, name, dependency, resolved)
     for name in proto.dependency:
         if name not in dependencies:
-            serialized = _well_known(name)
-            if serialized is None:
+            files = well_known_files(name)
+            if files is None:
                 raise InvalidSchema(f"Invalid schema: import {name!r} has no reference")
-            _add_serialized(pool, serialized)
-            _index(resolved, FDP.FromString(serialized), main=False)
+            for serialized in files:
+                _add_serialized(pool, serialized)
+                _index(resolved, FDP.FromString(serialized), main=False)
     try:
         descriptor = pool.AddSerializedFile(proto.SerializeToString())
     except (TypeError, KeyError, ValueError) as exc:
@@ -101,8 +129,7 @@ def _add(pool: Any, name: str, dependency: ParsedSchema, resolved: Resolved) -> 
     proto.CopyFrom(dependency.parsed.file)
     proto.name = name
     for wanted in proto.dependency:
-        serialized = _well_known(wanted)
-        if serialized is not None:
+        for serialized in well_known_files(wanted) or []:
             _add_serialized(pool, serialized)
             _index(resolved, FDP.FromString(serialized), main=False)
     _add_serialized(pool, proto.SerializeToString())

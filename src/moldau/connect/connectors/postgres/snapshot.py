@@ -41,9 +41,10 @@ ORDER BY a.attnum
 """
 
 
-def create_slot_with_snapshot(settings: dict[str, Any], slot: str) -> tuple[Any, str, str]:
+def create_slot_with_snapshot(settings: dict[str, Any], slot: str, temporary: bool = False) -> tuple[Any, str, str]:
     """Create the logical slot and export its snapshot: (the replication connection, which must stay open until
-    the snapshot is imported, the slot's consistent point LSN, the snapshot name)."""
+    the snapshot is imported, the slot's consistent point LSN, the snapshot name). A `temporary` slot is dropped
+    by the server when that connection closes, even if this process dies (it only serves the export)."""
     import psycopg
 
     try:
@@ -51,7 +52,7 @@ def create_slot_with_snapshot(settings: dict[str, Any], slot: str) -> tuple[Any,
     except psycopg.OperationalError as exc:
         raise ConnectException(f"Could not open a replication connection (the user needs the REPLICATION "
                                f"attribute): {exc}") from exc
-    command = f"CREATE_REPLICATION_SLOT {quote(slot)} LOGICAL pgoutput"
+    command = f"CREATE_REPLICATION_SLOT {quote(slot)}{' TEMPORARY' if temporary else ''} LOGICAL pgoutput"
     command += " (SNAPSHOT 'export')" if repl.info.server_version >= 150000 else " EXPORT_SNAPSHOT"
     result = repl.pgconn.exec_(command.encode())
     if result.status != psycopg.pq.ExecStatus.TUPLES_OK:
@@ -86,6 +87,13 @@ class Snapshot:
         with self.conn.cursor() as cur:
             cur.execute(_COLUMNS, (quote(table),))
             return [tuple(row) for row in cur.fetchall()]  # type: ignore[misc]
+
+    def count(self, table: str) -> int:
+        """The table's rows in the snapshot."""
+        with self.conn.cursor() as cur:
+            cur.execute(f"SELECT count(*) FROM {quote(table)}")
+            row = cur.fetchone()
+            return int(row[0]) if row else 0
 
     def next_rows(self) -> tuple[str, list[tuple[Any, ...]], bool]:
         """(table, up to `batch` rows as text, whether that was the table's last batch)."""
