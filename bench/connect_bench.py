@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.* helpers,
 import confluent_kafka
 
 from moldau.connect.runtime.standalone import standalone_herder
-from tests.connect.connect_fixtures import create_topic, wait_until
+from tests.connect.connect_fixtures import create_topic
 from tests.connect.pg_fixtures import PostgresServer, sql
 from tests.fixtures import BrokerProcess
 
@@ -32,14 +32,30 @@ PAYLOAD = "x" * 88  # with the id, ~100-byte lines and rows
 WORKER = {"offset.flush.interval.ms": "1000", "producer.linger.ms": "20", "producer.batch.size": "262144"}
 
 
-def end_offset(bootstrap: str, topic: str) -> int:
-    consumer = confluent_kafka.Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-end"})
-    try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        return sum(consumer.get_watermark_offsets(confluent_kafka.TopicPartition(topic, p), 10)[1]
+def wait_until(condition, timeout: float, what: str) -> None:
+    """Like the tests' wait_until, but polling every 0.1 s: the worker runs in this process, and a tighter
+    loop would take the GIL from the tasks being measured."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.1)
+
+
+class EndOffsets:
+    """One consumer reused for every look at a topic's end offsets (creating a client per look costs more
+    CPU than the connector being measured)."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.consumer = confluent_kafka.Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-end"})
+
+    def __call__(self, topic: str) -> int:
+        partitions = self.consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        return sum(self.consumer.get_watermark_offsets(confluent_kafka.TopicPartition(topic, p), 10)[1]
                    for p in partitions)
-    finally:
-        consumer.close()
+
+    def close(self) -> None:
+        self.consumer.close()
 
 
 def fill_topic(bootstrap: str, topic: str, values: list[bytes], keys: list[bytes] | None = None) -> None:
@@ -75,12 +91,13 @@ def bench_file(broker: BrokerProcess, tmp: Path, n: int) -> list[dict]:
     props = {"bootstrap.servers": bootstrap, "key.converter": "org.apache.kafka.connect.storage.StringConverter",
              "value.converter": "org.apache.kafka.connect.storage.StringConverter", **WORKER}
     herder = standalone_herder(props)
+    end_offset = EndOffsets(bootstrap)
     results = []
     try:
         def source():
             herder.put_connector_config("file-src", {"connector.class": "FileStreamSource", "file": str(source_file),
                                                      "topic": topic, "batch.size": "5000"}, allow_replace=False)
-            wait_until(lambda: end_offset(bootstrap, topic) >= n, 600, "file source done")
+            wait_until(lambda: end_offset(topic) >= n, 600, "file source done")
         results.append(measure("FileStream source (file -> topic)", n, size, source))
 
         def sink():
@@ -90,6 +107,7 @@ def bench_file(broker: BrokerProcess, tmp: Path, n: int) -> list[dict]:
         results.append(measure("FileStream sink (topic -> file)", n, size, sink))
     finally:
         herder.stop()
+        end_offset.close()
     return results
 
 
@@ -116,6 +134,17 @@ def bench_postgres(broker: BrokerProcess, pg: PostgresServer, n: int) -> list[di
     keys = [json.dumps({"schema": key_schema, "payload": {"id": i}}).encode() for i in range(n)]
     fill_topic(bootstrap, topic, values, keys)
     herder = standalone_herder({"bootstrap.servers": bootstrap, **WORKER})
+    end_offset = EndOffsets(bootstrap)
+    db = psycopg.connect(pg.url, autocommit=True)
+
+    def rows_in(table: str) -> int:
+        with db.cursor() as cur:
+            cur.execute("SELECT to_regclass(%s) IS NOT NULL", (table,))
+            if not cur.fetchone()[0]:
+                return 0
+            cur.execute(f"SELECT count(*) FROM {table}")
+            return cur.fetchone()[0]
+
     try:
         for mode, table, tasks in (("insert", "sink_insert", "1"), ("upsert", "sink_upsert", "1"),
                                    ("upsert", "sink_upsert3", "3")):
@@ -125,8 +154,7 @@ def bench_postgres(broker: BrokerProcess, pg: PostgresServer, n: int) -> list[di
                     "table.name.format": table, "insert.mode": mode, "pk.mode": "record_key", "auto.create": "true",
                     "tasks.max": tasks, "consumer.override.max.partition.fetch.bytes": "4194304"},
                     allow_replace=False)
-                wait_until(lambda: sql(pg.url, "SELECT to_regclass(%s) IS NOT NULL", (table,))[0][0] and
-                           sql(pg.url, f"SELECT count(*) FROM {table}")[0][0] >= n, 900, f"{table} filled")
+                wait_until(lambda: rows_in(table) >= n, 900, f"{table} filled")
             results.append(measure(f"Postgres sink {mode}, {tasks} task(s)", n, size, sink))
             herder.delete_connector(f"pg-sink-{table}")
 
@@ -137,10 +165,12 @@ def bench_postgres(broker: BrokerProcess, pg: PostgresServer, n: int) -> list[di
                 "connector.class": "PostgresSourceConnector", "connection.url": pg.url, "mode": "incrementing",
                 "incrementing.column.name": "id", "table.whitelist": "copy_target", "topic.prefix": "pg-",
                 "batch.max.rows": "10000", "poll.interval.ms": "100"}, allow_replace=False)
-            wait_until(lambda: end_offset(bootstrap, source_topic) >= n, 900, "postgres source done")
+            wait_until(lambda: end_offset(source_topic) >= n, 900, "postgres source done")
         results.append(measure("Postgres source (incrementing)", n, size, source))
     finally:
         herder.stop()
+        end_offset.close()
+        db.close()
     return results
 
 
@@ -153,7 +183,10 @@ def main() -> None:
     results: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         # The broker in its own process: in-process it would share the worker's GIL and slow both down.
-        broker = BrokerProcess(Path(tmp) / "broker", num_partitions=1).start()
+        # group.initial.rebalance.delay.ms=0 as in Kafka's quickstart server.properties: otherwise every sink
+        # measurement starts with a fixed 3 s wait for more group members that never come.
+        broker = BrokerProcess(Path(tmp) / "broker", num_partitions=1,
+                               group_initial_rebalance_delay_ms=0).start()
         try:
             results += run_phases(broker, Path(tmp), phases, args.records)
         finally:

@@ -6,6 +6,8 @@ import base64
 import datetime as dt
 import decimal
 import json
+import re
+from collections.abc import Callable
 from typing import Any
 
 from moldau.connect.api.data import DECIMAL, Field, Schema, SchemaAndValue, Struct
@@ -131,14 +133,55 @@ def value_from_json(schema: Schema | None, node: Any) -> Any:
 
 
 SCHEMA_CACHE_SIZE = 1000  # Kafka's schemas.cache.size default
+# The envelope's head and the separator before the payload, with the whitespace JSON allows around them
+# (Kafka's converter writes none; Python's json.dumps writes ", " and ": ").
+_HEAD = re.compile(rb'[ \t\n\r]*\{[ \t\n\r]*"schema"[ \t\n\r]*:[ \t\n\r]*')
+_MID = re.compile(rb'[ \t\n\r]*,[ \t\n\r]*"payload"[ \t\n\r]*:')
 _ENVELOPE_HEAD, _ENVELOPE_MID = b'{"schema":', b',"payload":'
+_DECODER = json.JSONDecoder()
+_SIMPLE_TYPES = frozenset(("int8", "int16", "int32", "int64", "float32", "float64", "boolean", "string"))
+Reader = Callable[[Any], Any]
+
+
+def _identity_on_the_wire(schema: Schema) -> bool:
+    """A JSON value of this schema is its Connect value as is (no base64, no logical type, no nesting)."""
+    return schema.type in _SIMPLE_TYPES and schema.name is None
+
+
+def compile_reader(schema: Schema) -> Reader:
+    """`value_from_json` specialised for one schema: a flat struct of primitives (the common record) becomes
+    one dict comprehension plus the null checks, instead of a recursive call per field."""
+    if schema.type != "struct" or not all(_identity_on_the_wire(f.schema) for f in schema.fields):
+        return lambda node: value_from_json(schema, node)
+    names = tuple(f.name for f in schema.fields)
+    required = tuple((f.name, f.schema.type) for f in schema.fields
+                     if not f.schema.optional and f.schema.default is None)
+    defaults = tuple((f.name, f.schema.default) for f in schema.fields if f.schema.default is not None)
+    trusted = Struct.trusted
+
+    def read(node: Any) -> Any:
+        if not isinstance(node, dict):
+            return value_from_json(schema, node)  # null (default / optional / error) or a type error
+        get = node.get
+        values = {name: get(name) for name in names}
+        for name, default in defaults:
+            if values[name] is None:
+                values[name] = default
+        for name, type_ in required:
+            if values[name] is None:
+                raise DataException(f"Invalid null value for required {type_.upper()} field")
+        return trusted(schema, values)
+
+    return read
 
 
 class JsonConverter(Converter, HeaderConverter):
     """org.apache.kafka.connect.json.JsonConverter: `schemas.enable` (default true), `schemas.cache.size`.
 
     Schemas repeat on every record, so both directions cache them: the JSON text of each Schema object,
-    and the Schema parsed from each distinct schema text (as Kafka's converter caches them).
+    and the Schema parsed from each distinct schema text (as Kafka's converter caches them). Reading, a
+    record whose schema text equals the previous record's is not parsed again at all: only its payload is,
+    by a reader compiled once per schema (`compile_reader`).
     """
 
     schemas_enable = True
@@ -148,7 +191,8 @@ class JsonConverter(Converter, HeaderConverter):
         self.schemas_enable = _flag(configs.get("schemas.enable"), True)
         self.cache_size = int(configs.get("schemas.cache.size", SCHEMA_CACHE_SIZE))
         self._to_json: dict[int, tuple[Schema, bytes]] = {}
-        self._from_json: dict[bytes, Schema] = {}
+        self._from_json: dict[bytes, tuple[Schema | None, Reader]] = {}
+        self._last: tuple[bytes, Schema | None, Reader] | None = None
 
     def _schema_bytes(self, schema: Schema) -> bytes:
         cached = getattr(self, "_to_json", {}).get(id(schema))
@@ -170,34 +214,57 @@ class JsonConverter(Converter, HeaderConverter):
         schema_text = b"null" if schema is None else self._schema_bytes(schema)
         return b"".join((_ENVELOPE_HEAD, schema_text, _ENVELOPE_MID, payload, b"}"))
 
-    def _parse_schema(self, raw: bytes) -> Schema:
+    def _parse_schema(self, raw: bytes) -> tuple[Schema | None, Reader]:
         cache = getattr(self, "_from_json", None)
-        schema = cache.get(raw) if cache is not None else None
-        if schema is None:
-            schema = schema_from_json(json.loads(raw))
+        entry = cache.get(raw) if cache is not None else None
+        if entry is None:
+            node = json.loads(raw)
+            schema = None if node is None else schema_from_json(node)
+            entry = (schema, (lambda payload: payload) if schema is None else compile_reader(schema))
             if cache is not None:
                 if len(cache) >= self.cache_size:
                     cache.clear()
-                cache[raw] = schema
-        return schema
+                cache[raw] = entry
+        return entry
+
+    def _envelope(self, data: bytes) -> SchemaAndValue | None:
+        """The fast path for `{"schema": S, "payload": P}`: S looked up by its text, only P parsed. None when
+        the record has another layout (then the generic path parses it, or explains what is wrong)."""
+        head = _HEAD.match(data)
+        if head is None:
+            return None
+        start = head.end()
+        last = getattr(self, "_last", None)
+        if last is not None and data.startswith(last[0], start):
+            # The same text as the previous schema, and a complete JSON value: it ends exactly there.
+            raw, schema, reader = last
+        else:
+            try:
+                tail = data[start:].decode()
+                _, end = _DECODER.raw_decode(tail)
+            except ValueError:
+                return None
+            raw = tail[:end].encode()
+            schema, reader = self._parse_schema(raw)
+            self._last = (raw, schema, reader)
+        mid = _MID.match(data, start + len(raw))
+        stripped = data.rstrip(b" \t\n\r")
+        if mid is None or not stripped.endswith(b"}"):
+            return None
+        try:
+            payload = json.loads(stripped[mid.end():-1])
+        except ValueError:
+            return None  # e.g. fields after the payload: the generic path names the problem
+        return SchemaAndValue(schema, reader(payload))
 
     def to_connect_data(self, topic: str, data: bytes | None) -> SchemaAndValue:
         if data is None:
             return SchemaAndValue(None, None)
+        if self.schemas_enable:
+            fast = self._envelope(data)
+            if fast is not None:
+                return fast
         try:
-            if self.schemas_enable and data.startswith(_ENVELOPE_HEAD) and data.endswith(b"}"):
-                split = data.find(_ENVELOPE_MID)  # our own layout: parse the schema once per distinct text
-                if split > 0:
-                    raw_schema = data[len(_ENVELOPE_HEAD):split]
-                    try:
-                        payload = json.loads(data[split + len(_ENVELOPE_MID):-1])
-                    except ValueError:
-                        payload = None
-                    else:
-                        if raw_schema == b"null":
-                            return SchemaAndValue(None, payload)
-                        schema = self._parse_schema(raw_schema)
-                        return SchemaAndValue(schema, value_from_json(schema, payload))
             tree = json.loads(data)
         except ValueError as exc:
             raise DataException(f"Converting byte[] to Kafka Connect data failed due to serialization error: "

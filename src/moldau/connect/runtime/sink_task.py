@@ -132,19 +132,53 @@ class WorkerSinkTask(WorkerTask):
         return False
 
     def convert_messages(self, messages: list[confluent_kafka.Message]) -> list[SinkRecord]:
+        """Each record through the lean path (`_convert_fast`); a record on which any stage raises goes again
+        through `convert`, where the stages run under the retry / tolerance / DLQ operator one by one.
+        Converters and transforms are functions of the record, so running a stage twice changes nothing."""
         records = []
+        current = self.current_offsets
+        seen_topics: set[str] = set()
+        fast = self._convert_fast
         for message in messages:
-            tp = TopicPartition(str(message.topic()), int(message.partition() or 0))
-            self.current_offsets[tp] = int(message.offset() or 0) + 1
-            record = self.convert(message)
+            topic, partition, offset = message.topic(), message.partition(), message.offset()
+            current[TopicPartition(topic, partition)] = offset + 1
+            if topic not in seen_topics:  # once per batch, not per record
+                seen_topics.add(topic)
+                self.plumbing.track_topic(topic)
+            try:
+                record = fast(message, topic, partition, offset)
+            except Exception:  # noqa: BLE001 - judged by the slow path, with Kafka's error handling
+                record = self.convert(message)
             if record is not None:
                 records.append(record)
         return records
 
+    def _convert_fast(self, message: confluent_kafka.Message, topic: str, partition: int,
+                      offset: int) -> SinkRecord | None:
+        p = self.plumbing
+        key_bytes, value_bytes = message.key(), message.value()
+        if key_bytes.__class__ is str:
+            key_bytes = key_bytes.encode()
+        if value_bytes.__class__ is str:
+            value_bytes = value_bytes.encode()
+        key = p.key_converter.to_connect_data(topic, key_bytes)
+        value = p.value_converter.to_connect_data(topic, value_bytes)
+        raw_headers = message.headers()
+        headers = []
+        if raw_headers:
+            to_header = p.header_converter.to_connect_header
+            for name, data in raw_headers:
+                converted = to_header(topic, name, _as_bytes(data))
+                headers.append(Header(name, converted.value, converted.schema))
+        ts_type, ts = message.timestamp()
+        record = SinkRecord(topic, partition, key.schema, key.value, value.schema, value.value,
+                            ts if ts_type != confluent_kafka.TIMESTAMP_NOT_AVAILABLE else None, headers, offset,
+                            _TIMESTAMP_TYPES.get(ts_type, "NoTimestampType"), topic, partition, offset)
+        return p.chain.apply(record) if p.chain.stages else record
+
     def convert(self, message: confluent_kafka.Message) -> SinkRecord | None:
         p, retry = self.plumbing, self.plumbing.retry
         topic, partition, offset = str(message.topic()), int(message.partition() or 0), int(message.offset() or 0)
-        p.track_topic(topic)
         ts_type, ts = message.timestamp()
         raw_headers: list[tuple[str, bytes | None]] = [(str(h[0]), _as_bytes(h[1])) for h in message.headers() or []]
         key_bytes, value_bytes = _as_bytes(message.key()), _as_bytes(message.value())
