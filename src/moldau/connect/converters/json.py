@@ -154,6 +154,7 @@ def compile_reader(schema: Schema) -> Reader:
     if schema.type != "struct" or not all(_identity_on_the_wire(f.schema) for f in schema.fields):
         return lambda node: value_from_json(schema, node)
     names = tuple(f.name for f in schema.fields)
+    name_set = frozenset(names)
     required = tuple((f.name, f.schema.type) for f in schema.fields
                      if not f.schema.optional and f.schema.default is None)
     defaults = tuple((f.name, f.schema.default) for f in schema.fields if f.schema.default is not None)
@@ -162,8 +163,11 @@ def compile_reader(schema: Schema) -> Reader:
     def read(node: Any) -> Any:
         if not isinstance(node, dict):
             return value_from_json(schema, node)  # null (default / optional / error) or a type error
-        get = node.get
-        values = {name: get(name) for name in names}
+        if node.keys() == name_set:
+            values = node  # exactly the schema's fields: json.loads built a fresh dict, so take it as is
+        else:
+            get = node.get
+            values = {name: get(name) for name in names}
         for name, default in defaults:
             if values[name] is None:
                 values[name] = default

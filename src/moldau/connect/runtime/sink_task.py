@@ -105,7 +105,11 @@ class WorkerSinkTask(WorkerTask):
         while not self.stopping.is_set():
             self._sync_pause()
             messages = self.consumer.consume(MAX_POLL_RECORDS, POLL_TIMEOUT_S)
-            records = self.convert_messages([m for m in messages if self._usable(m)])
+            usable = [m for m in messages if m.error() is None]
+            if len(usable) != len(messages):
+                for message in messages:
+                    self._usable(message)  # logs (or raises) what went wrong
+            records = self.convert_messages(usable)
             if records or messages:
                 self.deliver(records)
             self._apply_requested_offsets()

@@ -86,8 +86,28 @@ def _fields_of(schema: Schema | None, value: Any) -> list[tuple[str, Schema]]:
     raise DataException(f"Sink records need a struct or map value, got {type(value).__name__}")
 
 
+_FLAT_TYPES = frozenset(("int8", "int16", "int32", "int64", "float32", "float64", "boolean", "string", "bytes"))
+_flat_schemas: dict[int, tuple[Schema, bool]] = {}  # id -> (schema, has only primitive fields)
+
+
+def _is_flat(schema: Schema) -> bool:
+    cached = _flat_schemas.get(id(schema))
+    if cached is None or cached[0] is not schema:
+        if len(_flat_schemas) > 1000:
+            _flat_schemas.clear()
+        cached = (schema, all(f.schema.type in _FLAT_TYPES for f in schema.fields))
+        _flat_schemas[id(schema)] = cached
+    return cached[1]
+
+
 def _row(value: Any) -> dict[str, Any]:
-    data = value.to_dict() if isinstance(value, Struct) else dict(value)
+    if isinstance(value, Struct):
+        values = value._values
+        if len(values) == len(value.schema.fields) and _is_flat(value.schema):
+            return dict(values)  # every field set, none nested: what to_dict() would return
+        data = value.to_dict()
+    else:
+        data = dict(value)
     for key, v in data.items():
         if isinstance(v, (dict, list)):
             data[key] = json.dumps(plain(v), default=str)
