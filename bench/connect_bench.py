@@ -32,13 +32,24 @@ PAYLOAD = "x" * 88  # with the id, ~100-byte lines and rows
 WORKER = {"offset.flush.interval.ms": "1000", "producer.linger.ms": "20", "producer.batch.size": "262144"}
 
 
-def wait_until(condition, timeout: float, what: str) -> None:
-    """Like the tests' wait_until, but polling every 0.1 s: the worker runs in this process, and a tighter
-    loop would take the GIL from the tasks being measured."""
+PASSED: dict[int, float] = {}  # percent of the records -> when the far end first had that many
+
+
+def wait_for(progress, n: int, timeout: float, what: str) -> None:
+    """Wait until progress() (records at the far end) reaches n, noting when it passed 10% and 90% of n.
+    Polls every 0.1 s: the worker runs in this process, and a tighter loop would take the GIL from the
+    tasks being measured."""
     deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
+    while True:
+        done = progress()
+        now = time.monotonic()
+        for percent in (10, 90):
+            if done * 100 >= n * percent:
+                PASSED.setdefault(percent, now)
+        if done >= n:
+            return
+        if now > deadline:
+            raise TimeoutError(f"timed out after {timeout} s waiting for {what} ({done} of {n})")
         time.sleep(0.1)
 
 
@@ -71,12 +82,20 @@ def fill_topic(bootstrap: str, topic: str, values: list[bytes], keys: list[bytes
 
 
 def measure(name: str, records: int, payload_bytes: int, run) -> dict:
+    """records/s and MB/s from the connector's creation to the last record; `steady_records_per_s` is the
+    rate between 10% and 90% of the records (without task start-up, group join, table creation and the
+    last offset flush), when the far end was watched often enough to tell."""
+    PASSED.clear()
     started = time.monotonic()
     run()
     seconds = time.monotonic() - started
     result = {"name": name, "records": records, "seconds": round(seconds, 3),
               "records_per_s": round(records / seconds), "mb_per_s": round(payload_bytes / seconds / 1e6, 2)}
-    print(f"{name:<34} {result['records_per_s']:>9,} rec/s {result['mb_per_s']:>8.2f} MB/s  ({seconds:.1f} s)",
+    steady = ""
+    if 10 in PASSED and 90 in PASSED and PASSED[90] - PASSED[10] >= 0.5:
+        result["steady_records_per_s"] = round(records * 0.8 / (PASSED[90] - PASSED[10]))
+        steady = f"  steady {result['steady_records_per_s']:>9,} rec/s"
+    print(f"{name:<34} {result['records_per_s']:>9,} rec/s {result['mb_per_s']:>8.2f} MB/s  ({seconds:.1f} s){steady}",
           flush=True)
     return result
 
@@ -97,13 +116,14 @@ def bench_file(broker: BrokerProcess, tmp: Path, n: int) -> list[dict]:
         def source():
             herder.put_connector_config("file-src", {"connector.class": "FileStreamSource", "file": str(source_file),
                                                      "topic": topic, "batch.size": "5000"}, allow_replace=False)
-            wait_until(lambda: end_offset(topic) >= n, 600, "file source done")
+            wait_for(lambda: end_offset(topic), n, 600, "file source done")
         results.append(measure("FileStream source (file -> topic)", n, size, source))
 
         def sink():
             herder.put_connector_config("file-sink", {"connector.class": "FileStreamSink", "file": str(sink_file),
                                                       "topics": topic}, allow_replace=False)
-            wait_until(lambda: sink_file.exists() and sink_file.stat().st_size >= size + n, 600, "file sink done")
+            wait_for(lambda: sink_file.exists() and sink_file.stat().st_size * n // (size + n), n, 600,
+                     "file sink done")
         results.append(measure("FileStream sink (topic -> file)", n, size, sink))
     finally:
         herder.stop()
@@ -154,7 +174,7 @@ def bench_postgres(broker: BrokerProcess, pg: PostgresServer, n: int) -> list[di
                     "table.name.format": table, "insert.mode": mode, "pk.mode": "record_key", "auto.create": "true",
                     "tasks.max": tasks, "consumer.override.max.partition.fetch.bytes": "4194304"},
                     allow_replace=False)
-                wait_until(lambda: rows_in(table) >= n, 900, f"{table} filled")
+                wait_for(lambda: rows_in(table), n, 900, f"{table} filled")
             results.append(measure(f"Postgres sink {mode}, {tasks} task(s)", n, size, sink))
             herder.delete_connector(f"pg-sink-{table}")
 
@@ -165,7 +185,7 @@ def bench_postgres(broker: BrokerProcess, pg: PostgresServer, n: int) -> list[di
                 "connector.class": "PostgresSourceConnector", "connection.url": pg.url, "mode": "incrementing",
                 "incrementing.column.name": "id", "table.whitelist": "copy_target", "topic.prefix": "pg-",
                 "batch.max.rows": "10000", "poll.interval.ms": "100"}, allow_replace=False)
-            wait_until(lambda: end_offset(source_topic) >= n, 900, "postgres source done")
+            wait_for(lambda: end_offset(source_topic), n, 900, "postgres source done")
         results.append(measure("Postgres source (incrementing)", n, size, source))
     finally:
         herder.stop()

@@ -135,10 +135,12 @@ def value_from_json(schema: Schema | None, node: Any) -> Any:
 SCHEMA_CACHE_SIZE = 1000  # Kafka's schemas.cache.size default
 # The envelope's head and the separator before the payload, with the whitespace JSON allows around them
 # (Kafka's converter writes none; Python's json.dumps writes ", " and ": ").
-_HEAD = re.compile(rb'[ \t\n\r]*\{[ \t\n\r]*"schema"[ \t\n\r]*:[ \t\n\r]*')
-_MID = re.compile(rb'[ \t\n\r]*,[ \t\n\r]*"payload"[ \t\n\r]*:')
+_HEAD = re.compile(r'[ \t\n\r]*\{[ \t\n\r]*"schema"[ \t\n\r]*:[ \t\n\r]*')
+_MID = re.compile(r'[ \t\n\r]*,[ \t\n\r]*"payload"[ \t\n\r]*:[ \t\n\r]*')
+_TAIL = re.compile(r'[ \t\n\r]*\}[ \t\n\r]*')
 _ENVELOPE_HEAD, _ENVELOPE_MID = b'{"schema":', b',"payload":'
-_DECODER = json.JSONDecoder()
+# The C scanner behind json.loads, called at a position: one JSON value parsed in place, no slicing.
+_scan_once = json.JSONDecoder().scan_once
 _SIMPLE_TYPES = frozenset(("int8", "int16", "int32", "int64", "float32", "float64", "boolean", "string"))
 Reader = Callable[[Any], Any]
 
@@ -195,8 +197,8 @@ class JsonConverter(Converter, HeaderConverter):
         self.schemas_enable = _flag(configs.get("schemas.enable"), True)
         self.cache_size = int(configs.get("schemas.cache.size", SCHEMA_CACHE_SIZE))
         self._to_json: dict[int, tuple[Schema, bytes]] = {}
-        self._from_json: dict[bytes, tuple[Schema | None, Reader]] = {}
-        self._last: tuple[bytes, Schema | None, Reader] | None = None
+        self._from_json: dict[str, tuple[Schema | None, Reader]] = {}
+        self._last: tuple[str, Schema | None, Reader] | None = None
 
     def _schema_bytes(self, schema: Schema) -> bytes:
         cached = getattr(self, "_to_json", {}).get(id(schema))
@@ -218,7 +220,7 @@ class JsonConverter(Converter, HeaderConverter):
         schema_text = b"null" if schema is None else self._schema_bytes(schema)
         return b"".join((_ENVELOPE_HEAD, schema_text, _ENVELOPE_MID, payload, b"}"))
 
-    def _parse_schema(self, raw: bytes) -> tuple[Schema | None, Reader]:
+    def _parse_schema(self, raw: str) -> tuple[Schema | None, Reader]:
         cache = getattr(self, "_from_json", None)
         entry = cache.get(raw) if cache is not None else None
         if entry is None:
@@ -234,30 +236,31 @@ class JsonConverter(Converter, HeaderConverter):
     def _envelope(self, data: bytes) -> SchemaAndValue | None:
         """The fast path for `{"schema": S, "payload": P}`: S looked up by its text, only P parsed. None when
         the record has another layout (then the generic path parses it, or explains what is wrong)."""
-        head = _HEAD.match(data)
+        try:
+            text = data.decode()
+        except UnicodeDecodeError:
+            return None
+        head = _HEAD.match(text)
         if head is None:
             return None
         start = head.end()
         last = getattr(self, "_last", None)
-        if last is not None and data.startswith(last[0], start):
-            # The same text as the previous schema, and a complete JSON value: it ends exactly there.
-            raw, schema, reader = last
-        else:
-            try:
-                tail = data[start:].decode()
-                _, end = _DECODER.raw_decode(tail)
-            except ValueError:
-                return None
-            raw = tail[:end].encode()
-            schema, reader = self._parse_schema(raw)
-            self._last = (raw, schema, reader)
-        mid = _MID.match(data, start + len(raw))
-        stripped = data.rstrip(b" \t\n\r")
-        if mid is None or not stripped.endswith(b"}"):
-            return None
         try:
-            payload = json.loads(stripped[mid.end():-1])
-        except ValueError:
+            if last is not None and text.startswith(last[0], start):
+                # The same text as the previous schema, and a complete JSON value: it ends exactly there.
+                raw, schema, reader = last
+            else:
+                end = _scan_once(text, start)[1]
+                raw = text[start:end]
+                schema, reader = self._parse_schema(raw)
+                self._last = (raw, schema, reader)
+            mid = _MID.match(text, start + len(raw))
+            if mid is None:
+                return None
+            payload, end = _scan_once(text, mid.end())
+        except (StopIteration, ValueError):
+            return None  # not JSON here: the generic path reports it
+        if not (end == len(text) - 1 and text[end] == "}") and _TAIL.fullmatch(text, end) is None:
             return None  # e.g. fields after the payload: the generic path names the problem
         return SchemaAndValue(schema, reader(payload))
 
