@@ -141,6 +141,8 @@ _TAIL = re.compile(r'[ \t\n\r]*\}[ \t\n\r]*')
 _ENVELOPE_HEAD, _ENVELOPE_MID = b'{"schema":', b',"payload":'
 # The C scanner behind json.loads, called at a position: one JSON value parsed in place, no slicing.
 _scan_once = json.JSONDecoder().scan_once
+# json.dumps with arguments builds a new encoder per call; one is enough.
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 _SIMPLE_TYPES = frozenset(("int8", "int16", "int32", "int64", "float32", "float64", "boolean", "string"))
 Reader = Callable[[Any], Any]
 
@@ -151,15 +153,18 @@ def _identity_on_the_wire(schema: Schema) -> bool:
 
 
 def compile_reader(schema: Schema) -> Reader:
-    """`value_from_json` specialised for one schema: a flat struct of primitives (the common record) becomes
-    one dict comprehension plus the null checks, instead of a recursive call per field."""
-    if schema.type != "struct" or not all(_identity_on_the_wire(f.schema) for f in schema.fields):
+    """`value_from_json` specialised for one schema. For a struct (the common record), one dict comprehension
+    plus null checks for its primitive fields, and `value_from_json` only for the others (logical types,
+    bytes, nested values), instead of a recursive call per field."""
+    if schema.type != "struct":
         return lambda node: value_from_json(schema, node)
     names = tuple(f.name for f in schema.fields)
     name_set = frozenset(names)
-    required = tuple((f.name, f.schema.type) for f in schema.fields
-                     if not f.schema.optional and f.schema.default is None)
-    defaults = tuple((f.name, f.schema.default) for f in schema.fields if f.schema.default is not None)
+    simple = [f for f in schema.fields if _identity_on_the_wire(f.schema)]
+    required = tuple((f.name, f.schema.type) for f in simple if not f.schema.optional and f.schema.default is None)
+    defaults = tuple((f.name, f.schema.default) for f in simple if f.schema.default is not None)
+    # value_from_json judges null, default and optional itself for these.
+    others = tuple((f.name, f.schema) for f in schema.fields if not _identity_on_the_wire(f.schema))
     trusted = Struct.trusted
 
     def read(node: Any) -> Any:
@@ -176,9 +181,42 @@ def compile_reader(schema: Schema) -> Reader:
         for name, type_ in required:
             if values[name] is None:
                 raise DataException(f"Invalid null value for required {type_.upper()} field")
+        for name, field_schema in others:
+            values[name] = value_from_json(field_schema, values[name])
         return trusted(schema, values)
 
     return read
+
+
+Writer = Callable[[Any], Any]
+_INT_TYPES = frozenset(("int8", "int16", "int32", "int64"))
+
+
+def compile_writer(schema: Schema) -> Writer:
+    """`value_to_json` specialised for one struct schema: primitive fields copied (ints type-checked, as
+    Kafka's converter does), `value_to_json` only for logical, bytes and nested fields."""
+    if schema.type != "struct":
+        return lambda value: value_to_json(schema, value)
+    plan = tuple((f.name, f.schema, 0 if f.schema.default is not None else
+                  1 if f.schema.type in _INT_TYPES and f.schema.name is None else
+                  2 if _identity_on_the_wire(f.schema) else 0) for f in schema.fields)
+
+    def write(value: Any) -> Any:
+        if value.__class__ is not Struct:
+            return value_to_json(schema, value)
+        values = value._values
+        out = {}
+        for name, field_schema, kind in plan:
+            v = values.get(name)
+            if v is None or kind == 0:
+                out[name] = value_to_json(field_schema, v)
+            elif kind == 2 or v.__class__ is int:
+                out[name] = v
+            else:
+                out[name] = value_to_json(field_schema, v)  # the type check and its error
+        return out
+
+    return write
 
 
 class JsonConverter(Converter, HeaderConverter):
@@ -196,28 +234,35 @@ class JsonConverter(Converter, HeaderConverter):
         self.is_key = is_key
         self.schemas_enable = _flag(configs.get("schemas.enable"), True)
         self.cache_size = int(configs.get("schemas.cache.size", SCHEMA_CACHE_SIZE))
-        self._to_json: dict[int, tuple[Schema, bytes]] = {}
+        self._to_json: dict[int, tuple[Schema, bytes, Writer]] = {}
         self._from_json: dict[str, tuple[Schema | None, Reader]] = {}
         self._last: tuple[str, Schema | None, Reader] | None = None
 
-    def _schema_bytes(self, schema: Schema) -> bytes:
+    def _schema_entry(self, schema: Schema) -> tuple[Schema, bytes, Writer]:
         cached = getattr(self, "_to_json", {}).get(id(schema))
         if cached is not None and cached[0] is schema:
-            return cached[1]
-        text = json.dumps(schema_to_json(schema), separators=(",", ":")).encode()
+            return cached
+        entry = (schema, json.dumps(schema_to_json(schema), separators=(",", ":")).encode(), compile_writer(schema))
         if hasattr(self, "_to_json"):
             if len(self._to_json) >= self.cache_size:
                 self._to_json.clear()
-            self._to_json[id(schema)] = (schema, text)
-        return text
+            self._to_json[id(schema)] = entry
+        return entry
+
+    def _schema_bytes(self, schema: Schema) -> bytes:
+        return self._schema_entry(schema)[1]
 
     def from_connect_data(self, topic: str, schema: Schema | None, value: Any) -> bytes | None:
-        if schema is None and value is None:
-            return None
-        payload = json.dumps(value_to_json(schema, value), separators=(",", ":"), ensure_ascii=False).encode()
+        if schema is None:
+            if value is None:
+                return None
+            tree, schema_text = value_to_json(None, value), b"null"
+        else:
+            _, schema_text, write = self._schema_entry(schema)
+            tree = value_to_json(schema, value) if value is None else write(value)
+        payload = _encode(tree).encode()
         if not self.schemas_enable:
             return payload
-        schema_text = b"null" if schema is None else self._schema_bytes(schema)
         return b"".join((_ENVELOPE_HEAD, schema_text, _ENVELOPE_MID, payload, b"}"))
 
     def _parse_schema(self, raw: str) -> tuple[Schema | None, Reader]:

@@ -33,6 +33,8 @@ from moldau.connect.connectors.postgres.common import connect, connection_config
 
 WRITES = "Writes"
 COPY_THRESHOLD = 64  # runs at least this long go through COPY and a staging table
+# information_schema data types of a single-column key that a run of deletes may pass as one array.
+_ARRAY_KEY_TYPES = {"smallint", "integer", "bigint", "text", "character varying", "uuid"}
 KAFKA_PK = ["__connect_topic", "__connect_partition", "__connect_offset"]
 
 CONFIG_DEF = (connection_config(ConfigDef())
@@ -311,8 +313,13 @@ class PostgresSinkTask(SinkTask):
         definition = self.tables.get(table) or tables.describe(self.conn, table)
         if definition is None:
             return  # nothing was ever written: nothing to delete
-        match = " AND ".join(f"{quote(c)} = %s" for c in pk)
         with self.conn.cursor() as cur:
+            column_type = definition.columns.get(pk[0]) if len(pk) == 1 else None
+            if column_type in _ARRAY_KEY_TYPES:  # one statement for the run: the keys as one typed array
+                cur.execute(f"DELETE FROM {quote(table)} WHERE {quote(pk[0])} = ANY(%s::{column_type}[])",
+                            ([k[pk[0]] for k in keys.values()],))
+                return
+            match = " AND ".join(f"{quote(c)} = %s" for c in pk)
             cur.executemany(f"DELETE FROM {quote(table)} WHERE {match}",
                             [tuple(k[c] for c in pk) for k in keys.values()])
 
