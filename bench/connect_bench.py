@@ -3,7 +3,7 @@
     python bench/connect_bench.py                 # 100k records of ~100 bytes, ~2-3 min here
     python bench/connect_bench.py --records 20000 --only file
 
-Starts an in-process Moldau broker and a throwaway Postgres (tests/connect/pg_fixtures.py: Debian's
+Starts a Moldau broker process and a throwaway Postgres (tests/connect/pg_fixtures.py: Debian's
 postgresql, fsync off), runs each connector alone in a standalone worker, and reports records/s and MB/s
 from the moment the connector is created until the last record is visible at the other end (the topic's end
 offset, the sink file's line count, the table's row count). MB counts payload bytes (line / row text),
@@ -84,19 +84,23 @@ def fill_topic(bootstrap: str, topic: str, values: list[bytes], keys: list[bytes
 def measure(name: str, records: int, payload_bytes: int, run) -> dict:
     """records/s and MB/s from the connector's creation to the last record; `steady_records_per_s` is the
     rate between 10% and 90% of the records (without task start-up, group join, table creation and the
-    last offset flush), when the far end was watched often enough to tell."""
+    last offset flush), when the far end was watched often enough to tell. `worker_cpu_us_per_record` is the
+    CPU time of this process (the worker's task threads and librdkafka's, plus the light watching) per
+    record: unlike the rates, it barely depends on what else the machine is running."""
     PASSED.clear()
-    started = time.monotonic()
+    started, cpu_started = time.monotonic(), time.process_time()
     run()
     seconds = time.monotonic() - started
+    cpu_us = (time.process_time() - cpu_started) / records * 1e6
     result = {"name": name, "records": records, "seconds": round(seconds, 3),
-              "records_per_s": round(records / seconds), "mb_per_s": round(payload_bytes / seconds / 1e6, 2)}
+              "records_per_s": round(records / seconds), "mb_per_s": round(payload_bytes / seconds / 1e6, 2),
+              "worker_cpu_us_per_record": round(cpu_us, 1)}
     steady = ""
     if 10 in PASSED and 90 in PASSED and PASSED[90] - PASSED[10] >= 0.5:
         result["steady_records_per_s"] = round(records * 0.8 / (PASSED[90] - PASSED[10]))
         steady = f"  steady {result['steady_records_per_s']:>9,} rec/s"
-    print(f"{name:<34} {result['records_per_s']:>9,} rec/s {result['mb_per_s']:>8.2f} MB/s  ({seconds:.1f} s){steady}",
-          flush=True)
+    print(f"{name:<34} {result['records_per_s']:>9,} rec/s {result['mb_per_s']:>8.2f} MB/s  ({seconds:.1f} s)"
+          f"  worker CPU {cpu_us:5.1f} us/rec{steady}", flush=True)
     return result
 
 
