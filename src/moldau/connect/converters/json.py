@@ -140,7 +140,7 @@ _MID = re.compile(r'[ \t\n\r]*,[ \t\n\r]*"payload"[ \t\n\r]*:[ \t\n\r]*')
 _TAIL = re.compile(r'[ \t\n\r]*\}[ \t\n\r]*')
 _ENVELOPE_HEAD, _ENVELOPE_MID = b'{"schema":', b',"payload":'
 # The C scanner behind json.loads, called at a position: one JSON value parsed in place, no slicing.
-_scan_once = json.JSONDecoder().scan_once
+_scan_once = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 # json.dumps with arguments builds a new encoder per call; one is enough.
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 _SIMPLE_TYPES = frozenset(("int8", "int16", "int32", "int64", "float32", "float64", "boolean", "string"))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, cast
 
 import confluent_kafka
 
@@ -144,7 +144,9 @@ class WorkerSinkTask(WorkerTask):
         seen_topics: set[str] = set()
         fast = self._convert_fast
         for message in messages:
-            topic, partition, offset = message.topic(), message.partition(), message.offset()
+            # Never None on a message without error (the only ones here).
+            topic, partition, offset = cast(str, message.topic()), cast(int, message.partition()), \
+                cast(int, message.offset())
             current[TopicPartition(topic, partition)] = offset + 1
             if topic not in seen_topics:  # once per batch, not per record
                 seen_topics.add(topic)
@@ -171,14 +173,15 @@ class WorkerSinkTask(WorkerTask):
         headers = []
         if raw_headers:
             to_header = p.header_converter.to_connect_header
-            for name, data in raw_headers:
-                converted = to_header(topic, name, _as_bytes(data))
+            for header in raw_headers:
+                name = str(header[0])
+                converted = to_header(topic, name, _as_bytes(header[1]))
                 headers.append(Header(name, converted.value, converted.schema))
         ts_type, ts = message.timestamp()
         record = SinkRecord(topic, partition, key.schema, key.value, value.schema, value.value,
                             ts if ts_type != confluent_kafka.TIMESTAMP_NOT_AVAILABLE else None, headers, offset,
                             _TIMESTAMP_TYPES.get(ts_type, "NoTimestampType"), topic, partition, offset)
-        return p.chain.apply(record) if p.chain.stages else record
+        return p.chain.apply(record) if p.chain.stages else record  # type: ignore[return-value]
 
     def convert(self, message: confluent_kafka.Message) -> SinkRecord | None:
         p, retry = self.plumbing, self.plumbing.retry
