@@ -138,5 +138,8 @@ def distributed_props(bootstrap: str, group: str) -> dict[str, str]:
             "offset.storage.replication.factor": "1", "status.storage.replication.factor": "1",
             "offset.storage.partitions": "5", "status.storage.partitions": "2",
             "session.timeout.ms": "3000", "heartbeat.interval.ms": "300", "rebalance.timeout.ms": "20000",
+            # A killed worker's sink consumers hold their partitions until their group session expires:
+            # librdkafka's 45 s default would stall every failover test; 6 s is Kafka's minimum.
+            "consumer.session.timeout.ms": "6000", "consumer.heartbeat.interval.ms": "500",
             "key.converter": "org.apache.kafka.connect.storage.StringConverter",
             "value.converter": "org.apache.kafka.connect.storage.StringConverter", **FAST_WORKER}

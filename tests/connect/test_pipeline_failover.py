@@ -41,9 +41,6 @@ def test_cdc_pipeline_survives_a_killed_worker_exactly_once(group_broker, postgr
     topic = create_topic(group_broker.bootstrap_servers, f"cdc.{source}", partitions=3)
     props = {**distributed_props(group_broker.bootstrap_servers, unique_topic("pipeline")),
              "exactly.once.source.support": "enabled", "offset.flush.interval.ms": "500",
-             # The killed worker's sink consumer holds its partitions until its group session expires:
-             # librdkafka's 45 s default would be most of this test; 6 s is Kafka's minimum session timeout.
-             "consumer.session.timeout.ms": "6000", "consumer.heartbeat.interval.ms": "500",
              "key.converter": "org.apache.kafka.connect.json.JsonConverter",
              "value.converter": "org.apache.kafka.connect.json.JsonConverter"}
     workers = [WorkerProcess(tmp_path, f"w{i}", props).start() for i in range(2)]
