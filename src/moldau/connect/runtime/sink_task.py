@@ -21,7 +21,7 @@ from moldau.connect.runtime.errors import FAILED, ConsumedRecord, Stage
 from moldau.connect.runtime.worker_task import ConnectorTaskId, StatusListener, TaskPlumbing, WorkerTask
 
 log = logging.getLogger(__name__)
-MAX_POLL_RECORDS = 500  # Kafka consumer's max.poll.records default
+MAX_POLL_RECORDS = 500  # the Java consumer's max.poll.records default
 POLL_TIMEOUT_S = 0.5
 _TIMESTAMP_TYPES = {confluent_kafka.TIMESTAMP_CREATE_TIME: "CreateTime",
                     confluent_kafka.TIMESTAMP_LOG_APPEND_TIME: "LogAppendTime"}
@@ -40,7 +40,10 @@ class WorkerSinkTask(WorkerTask):
                  consumer_config: dict[str, Any], flush_interval_ms: int, start_paused: bool = False) -> None:
         super().__init__(task_id, plumbing, listener, start_paused)
         self.task = task
-        self.consumer_config = consumer_config
+        # max.poll.records is the Java consumer's cap on one poll, so on one put(); librdkafka's consume() takes
+        # the count as an argument instead, so the loop applies the setting itself.
+        self.consumer_config = dict(consumer_config)
+        self.max_poll_records = int(self.consumer_config.pop("max.poll.records", MAX_POLL_RECORDS))
         self.flush_interval_s = flush_interval_ms / 1000
         self.consumer: confluent_kafka.Consumer | None = None
         self.context = SinkTaskContext(plumbing.task_config)
@@ -104,7 +107,7 @@ class WorkerSinkTask(WorkerTask):
         last_commit = time.monotonic()
         while not self.stopping.is_set():
             self._sync_pause()
-            messages = self.consumer.consume(MAX_POLL_RECORDS, POLL_TIMEOUT_S)
+            messages = self.consumer.consume(self.max_poll_records, POLL_TIMEOUT_S)
             usable = [m for m in messages if m.error() is None]
             if len(usable) != len(messages):
                 for message in messages:
