@@ -3,10 +3,12 @@
     insert.mode=insert|upsert|update, pk.mode=none|kafka|record_key|record_value, pk.fields=...,
     auto.create, auto.evolve, delete.enabled (tombstones delete by key), table.name.format=${topic}
 
-Each `put` is one transaction. Runs of upserts are written with `executemany` in psycopg's pipeline mode,
-keeping only the last record per key within a run (what the database would end up with anyway); deletes
-are batched the same way, and the order of runs is preserved, so a key inserted, deleted and re-inserted in
-one batch ends up present. With `offsets.table.name` set, the task stores Kafka offsets in the same
+Each `put` is one transaction. A run of at least COPY_THRESHOLD inserts is COPYed straight into the table;
+a run of upserts is COPYed into a temporary staging table and merged with one INSERT ... ON CONFLICT,
+keeping only the last record per key within the run (what the database would end up with anyway); shorter
+runs and updates use `executemany`. A run of deletes is one `= ANY(array)` statement (single-column keys) or
+an `executemany`. The order of runs is preserved, so a key inserted, deleted and re-inserted in one batch
+ends up present. With `offsets.table.name` set, the task stores Kafka offsets in the same
 transaction and seeks to them on open: exactly-once delivery into Postgres.
 """
 
@@ -32,7 +34,7 @@ from moldau.connect.connectors.postgres import tables
 from moldau.connect.connectors.postgres.common import connect, connection_config, quote
 
 WRITES = "Writes"
-COPY_THRESHOLD = 64  # runs at least this long go through COPY and a staging table
+COPY_THRESHOLD = 64  # runs at least this long go through COPY
 # information_schema data types of a single-column key that a run of deletes may pass as one array.
 _ARRAY_KEY_TYPES = {"smallint", "integer", "bigint", "text", "character varying", "uuid"}
 KAFKA_PK = ["__connect_topic", "__connect_partition", "__connect_offset"]
