@@ -112,9 +112,11 @@ class WorkerSinkTask(WorkerTask):
             if len(usable) != len(messages):
                 for message in messages:
                     self._usable(message)  # logs (or raises) what went wrong
-            records = self.convert_messages(usable)
-            if records or messages:
-                self.deliver(records)
+            records, offsets = self.convert_messages(usable)
+            # Kafka's deliverMessages: the batch's offsets count as consumed only once put() took it. A stop
+            # that comes before (or during retries of) put() must not commit them on close.
+            if (records or messages) and self.deliver(records):
+                self.current_offsets.update(offsets)
             self._apply_requested_offsets()
             if self.context.commit_requested or time.monotonic() - last_commit >= self.flush_interval_s:
                 self.context.commit_requested = False
@@ -138,19 +140,20 @@ class WorkerSinkTask(WorkerTask):
                 raise confluent_kafka.KafkaException(error)
         return False
 
-    def convert_messages(self, messages: list[confluent_kafka.Message]) -> list[SinkRecord]:
+    def convert_messages(self, messages: list[confluent_kafka.Message]
+                         ) -> tuple[list[SinkRecord], dict[TopicPartition, int]]:
         """Each record through the lean path (`_convert_fast`); a record on which any stage raises goes again
         through `convert`, where the stages run under the retry / tolerance / DLQ operator one by one.
         Converters and transforms are functions of the record, so running a stage twice changes nothing."""
         records = []
-        current = self.current_offsets
+        offsets: dict[TopicPartition, int] = {}
         seen_topics: set[str] = set()
         fast = self._convert_fast
         for message in messages:
             # Never None on a message without error (the only ones here).
             topic, partition, offset = cast(str, message.topic()), cast(int, message.partition()), \
                 cast(int, message.offset())
-            current[TopicPartition(topic, partition)] = offset + 1
+            offsets[TopicPartition(topic, partition)] = offset + 1
             if topic not in seen_topics:  # once per batch, not per record
                 seen_topics.add(topic)
                 self.plumbing.track_topic(topic)
@@ -160,7 +163,7 @@ class WorkerSinkTask(WorkerTask):
                 record = self.convert(message)
             if record is not None:
                 records.append(record)
-        return records
+        return records, offsets
 
     def _convert_fast(self, message: confluent_kafka.Message, topic: str, partition: int,
                       offset: int) -> SinkRecord | None:
@@ -215,17 +218,19 @@ class WorkerSinkTask(WorkerTask):
                                     consumed)
         return None if transformed is FAILED else transformed  # type: ignore[return-value]
 
-    def deliver(self, records: list[SinkRecord]) -> None:
-        """SinkTask.put, retried on RetriableException (Kafka pauses the consumer and redelivers the batch)."""
+    def deliver(self, records: list[SinkRecord]) -> bool:
+        """SinkTask.put, retried on RetriableException (Kafka pauses the consumer and redelivers the batch).
+        False if the task stopped before put() took the batch."""
         while not self.stopping.is_set():
             try:
                 self.task.put(records)
                 self.records_put += len(records)
-                return
+                return True
             except RetriableException as exc:
                 backoff_ms = self.context.requested_timeout_ms or 1000
                 log.warning("%s: retriable error from put(), redelivering in %d ms: %r", self.id, backoff_ms, exc)
                 self.stopping.wait(backoff_ms / 1000)
+        return False
 
     def commit_offsets(self) -> None:
         if self.consumer is None or not self.current_offsets:
