@@ -38,6 +38,35 @@ def read_topic(bootstrap: str, topic: str, count: int, timeout: float = 30.0) ->
     return messages
 
 
+def read_to_end(bootstrap: str, topic: str, timeout: float = 60.0) -> list[confluent_kafka.Message]:
+    """Every committed record of every partition of `topic`, read until each partition's end (librdkafka's
+    partition EOF at the last stable offset): exact and quick, where asking `read_topic` for one record more
+    than exists waits out its whole timeout."""
+    consumer = confluent_kafka.Consumer({"bootstrap.servers": bootstrap, "group.id": "connect-test-reader",
+                                         "enable.auto.commit": False, "enable.partition.eof": True,
+                                         "isolation.level": "read_committed"})
+    messages: list[confluent_kafka.Message] = []
+    deadline = time.monotonic() + timeout
+    try:
+        partitions = wait_until(lambda: consumer.list_topics(topic, timeout=5).topics[topic].partitions,
+                                timeout, f"topic {topic}")
+        consumer.assign([confluent_kafka.TopicPartition(topic, p, confluent_kafka.OFFSET_BEGINNING)
+                         for p in sorted(partitions)])
+        unfinished = set(partitions)
+        while unfinished:
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"{topic}: partitions {sorted(unfinished)} not read to the end in {timeout} s")
+            for m in consumer.consume(10000, 0.2):
+                error = m.error()
+                if error is None:
+                    messages.append(m)
+                elif error.code() == confluent_kafka.KafkaError._PARTITION_EOF:
+                    unfinished.discard(m.partition())
+    finally:
+        consumer.close()
+    return messages
+
+
 def produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes | None]], **kwargs: Any) -> None:
     producer = confluent_kafka.Producer({"bootstrap.servers": bootstrap})
     for key, value in records:
@@ -111,5 +140,8 @@ def distributed_props(bootstrap: str, group: str) -> dict[str, str]:
             "session.timeout.ms": "3000", "heartbeat.interval.ms": "300", "rebalance.timeout.ms": "20000",
             # KIP-415 holds a departed worker's work this long before moving it (Kafka's default: 5 minutes).
             "scheduled.rebalance.max.delay.ms": "1000",
+            # A killed worker's sink consumers hold their partitions until their group session expires:
+            # librdkafka's 45 s default would stall every failover test; 6 s is Kafka's minimum.
+            "consumer.session.timeout.ms": "6000", "consumer.heartbeat.interval.ms": "500",
             "key.converter": "org.apache.kafka.connect.storage.StringConverter",
             "value.converter": "org.apache.kafka.connect.storage.StringConverter", **FAST_WORKER}

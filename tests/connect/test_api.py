@@ -64,6 +64,33 @@ def test_json_converter_without_schemas_and_bad_input():
         strict.to_connect_data("t", b'{"a":1}')
 
 
+def test_json_converter_reads_envelopes_in_any_json_layout_and_reports_bad_ones():
+    """The fast path (schema looked up by its text, payload parsed in place) must agree with a full parse
+    whatever the whitespace, and leave every malformed record to the generic path's errors."""
+    converter = JsonConverter()
+    converter.configure({}, is_key=False)
+    created = dt.datetime(2024, 1, 2, 3, 4, 5, 6000, tzinfo=dt.UTC)
+    value = Struct(USER, {"id": 7, "name": "é", "balance": decimal.Decimal("12.34"), "created": created})
+    tree = json.loads(converter.from_connect_data("t", USER, value))
+    for text in (json.dumps(tree), json.dumps(tree, indent=2), json.dumps(tree, separators=(",", ":")) + "\n",
+                 json.dumps({"payload": tree["payload"], "schema": tree["schema"]})):  # other key order
+        for _ in range(2):  # the second time the schema text is the cached one
+            back = converter.to_connect_data("t", text.encode())
+            assert back.value == value and back.schema == USER
+    schema_text = json.dumps(tree["schema"])
+    for bad, error in ((f'{{"schema": {schema_text}, "payload": {{"id": 1}}, "extra": 1}}', "may not contain"),
+                       (f'{{"schema": {schema_text}, "payload": {{"id": 1}}}} trailing', "serialization error"),
+                       (f'{{"schema": {schema_text}, "payload": ', "serialization error"),
+                       (f'{{"schema": {schema_text}, "payload": {{"name": "x"}}}}', "required INT32"),
+                       ('{"schema": {"type": "int32"}, "payload": 1', "serialization error")):
+        with pytest.raises(DataException, match=error):
+            converter.to_connect_data("t", bad.encode())
+    with pytest.raises(DataException, match="Invalid Java object for schema type INT32"):
+        converter.from_connect_data("t", USER, Struct(USER, {"id": "7", "created": created}))
+    assert json.loads(converter.from_connect_data("t", USER, Struct(USER, {"id": 1, "created": created})))[
+        "payload"] == {"id": 1, "name": None, "balance": None, "created": 1704164645006}
+
+
 def test_string_and_bytearray_converters():
     string = StringConverter()
     string.configure({}, False)

@@ -4,9 +4,18 @@ records carry the error context in `__connect.errors.*` headers."""
 from __future__ import annotations
 
 import json
+import threading
 
+import confluent_kafka
+
+from moldau.connect.api.connector import SinkTask
 from moldau.connect.api.errors import RetriableException
+from moldau.connect.converters.simple import StringConverter
+from moldau.connect.runtime.errors import RetryWithToleranceOperator
+from moldau.connect.runtime.sink_task import WorkerSinkTask, consumer_group_id
 from moldau.connect.runtime.standalone import standalone_herder
+from moldau.connect.runtime.transformation_chain import TransformationChain
+from moldau.connect.runtime.worker_task import ConnectorTaskId, TaskPlumbing
 from moldau.connect.transforms.base import Transformation
 from tests.connect.connect_fixtures import (
     FAST_WORKER,
@@ -90,3 +99,45 @@ def test_tolerance_none_fails_the_task_with_a_trace(broker, tmp_path):
     finally:
         herder.stop()
     assert json.loads(json.dumps(status))  # the status body is plain JSON
+
+
+class RefusingSinkTask(SinkTask):
+    """A sink whose database is away: every non-empty put() fails with a retriable error."""
+
+    def start(self, props):
+        self.refused = threading.Event()
+
+    def put(self, records):
+        if records:
+            self.refused.set()
+            raise RetriableException("database unavailable")
+
+    def stop(self):
+        pass
+
+
+def test_a_sink_stopped_while_put_is_retried_does_not_commit_the_batch(group_broker):
+    """Kafka's WorkerSinkTask counts a batch as consumed only once put() took it: a task stopped while its
+    put() keeps failing (a rebalance, a shutdown) must not commit the batch's offsets, or it is lost."""
+    bootstrap = group_broker.bootstrap_servers
+    topic = create_topic(bootstrap, unique_topic("refused"))
+    produce(bootstrap, topic, [(None, b"a"), (None, b"b")])
+    converter = StringConverter()
+    converter.configure({}, False)
+    plumbing = TaskPlumbing(converter, converter, converter, TransformationChain([]), RetryWithToleranceOperator(),
+                            {"topics": topic}, {})
+    sink = RefusingSinkTask()
+    task = WorkerSinkTask(ConnectorTaskId("refusing", 0), sink, plumbing, lambda state, trace: None,
+                          {"bootstrap.servers": bootstrap}, flush_interval_ms=100)
+    task.start()
+    try:
+        wait_until(lambda: getattr(sink, "refused", None) and sink.refused.is_set(), 60, "put() refused")
+    finally:
+        task.stop()
+        assert task.await_stop(30)
+    consumer = confluent_kafka.Consumer({"bootstrap.servers": bootstrap, "group.id": consumer_group_id("refusing")})
+    try:
+        committed = consumer.committed([confluent_kafka.TopicPartition(topic, 0)], timeout=10)
+    finally:
+        consumer.close()
+    assert committed[0].offset < 0  # nothing committed: the two records are delivered again on restart

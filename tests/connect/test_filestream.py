@@ -31,7 +31,9 @@ def test_file_source_to_topic_to_file_sink(broker, tmp_path):
                                                                            "task": 0}]
         herder.put_connector_config("local-file-sink", {
             "connector.class": "org.apache.kafka.connect.file.FileStreamSinkConnector", "tasks.max": "1",
-            "file": str(sink_file), "topics": topic}, allow_replace=False)
+            "file": str(sink_file), "topics": topic,
+            # The Java consumer's setting: small puts, every record still delivered once, in order.
+            "consumer.override.max.poll.records": "7"}, allow_replace=False)
         wait_until(lambda: len(lines_of(sink_file)) == 100, what="100 lines in the sink file")
         assert lines_of(sink_file) == [f"line {i}" for i in range(100)]
 

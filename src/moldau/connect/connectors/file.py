@@ -92,6 +92,7 @@ class FileStreamSourceTask(SourceTask):
                 self._stopped.wait(POLL_WAIT_S)
                 return None
         records: list[SourceRecord] = []
+        partition = {FILENAME_FIELD: self.filename or "stdin"}  # one dict for the batch, as Kafka's task does
         while len(records) < self.batch_size:
             line = self.stream.readline()
             if not line.endswith(b"\n"):
@@ -102,7 +103,7 @@ class FileStreamSourceTask(SourceTask):
             records.append(SourceRecord(
                 topic=self.topic, kafka_partition=None, key_schema=None, key=None,
                 value_schema=OPTIONAL_STRING, value=line.rstrip(b"\r\n").decode("utf-8", "replace"),
-                source_partition={FILENAME_FIELD: self.filename or "stdin"},
+                source_partition=partition,
                 source_offset={POSITION_FIELD: self.position}))
         if not records:
             self._stopped.wait(POLL_WAIT_S)

@@ -44,7 +44,7 @@ class ExactlyOnceWorkerSourceTask(WorkerSourceTask):
     def create_producer(self) -> confluent_kafka.Producer:
         producer = confluent_kafka.Producer({
             "acks": "all", "enable.idempotence": True, "linger.ms": 5, **self.producer_config,
-            "transactional.id": self.transactional_id, "client.id": f"connector-producer-{self.id}"})
+            **self.delivery_settings(), "transactional.id": self.transactional_id, "client.id": f"connector-producer-{self.id}"})
         producer.init_transactions(TRANSACTION_TIMEOUT_S)  # fences any previous owner of this task
         # The previous owner's last transaction is now committed or aborted: read the offsets to the end before
         # the task asks for them, or it could resume from an older offset and write records twice.

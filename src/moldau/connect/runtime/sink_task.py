@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, cast
 
 import confluent_kafka
 
@@ -21,7 +21,7 @@ from moldau.connect.runtime.errors import FAILED, ConsumedRecord, Stage
 from moldau.connect.runtime.worker_task import ConnectorTaskId, StatusListener, TaskPlumbing, WorkerTask
 
 log = logging.getLogger(__name__)
-MAX_POLL_RECORDS = 500  # Kafka consumer's max.poll.records default
+MAX_POLL_RECORDS = 500  # the Java consumer's max.poll.records default
 POLL_TIMEOUT_S = 0.5
 _TIMESTAMP_TYPES = {confluent_kafka.TIMESTAMP_CREATE_TIME: "CreateTime",
                     confluent_kafka.TIMESTAMP_LOG_APPEND_TIME: "LogAppendTime"}
@@ -40,7 +40,10 @@ class WorkerSinkTask(WorkerTask):
                  consumer_config: dict[str, Any], flush_interval_ms: int, start_paused: bool = False) -> None:
         super().__init__(task_id, plumbing, listener, start_paused)
         self.task = task
-        self.consumer_config = consumer_config
+        # max.poll.records is the Java consumer's cap on one poll, so on one put(); librdkafka's consume() takes
+        # the count as an argument instead, so the loop applies the setting itself.
+        self.consumer_config = dict(consumer_config)
+        self.max_poll_records = int(self.consumer_config.pop("max.poll.records", MAX_POLL_RECORDS))
         self.flush_interval_s = flush_interval_ms / 1000
         self.consumer: confluent_kafka.Consumer | None = None
         self.context = SinkTaskContext(plumbing.task_config)
@@ -104,10 +107,16 @@ class WorkerSinkTask(WorkerTask):
         last_commit = time.monotonic()
         while not self.stopping.is_set():
             self._sync_pause()
-            messages = self.consumer.consume(MAX_POLL_RECORDS, POLL_TIMEOUT_S)
-            records = self.convert_messages([m for m in messages if self._usable(m)])
-            if records or messages:
-                self.deliver(records)
+            messages = self.consumer.consume(self.max_poll_records, POLL_TIMEOUT_S)
+            usable = [m for m in messages if m.error() is None]
+            if len(usable) != len(messages):
+                for message in messages:
+                    self._usable(message)  # logs (or raises) what went wrong
+            records, offsets = self.convert_messages(usable)
+            # Kafka's deliverMessages: the batch's offsets count as consumed only once put() took it. A stop
+            # that comes before (or during retries of) put() must not commit them on close.
+            if (records or messages) and self.deliver(records):
+                self.current_offsets.update(offsets)
             self._apply_requested_offsets()
             if self.context.commit_requested or time.monotonic() - last_commit >= self.flush_interval_s:
                 self.context.commit_requested = False
@@ -131,20 +140,58 @@ class WorkerSinkTask(WorkerTask):
                 raise confluent_kafka.KafkaException(error)
         return False
 
-    def convert_messages(self, messages: list[confluent_kafka.Message]) -> list[SinkRecord]:
+    def convert_messages(self, messages: list[confluent_kafka.Message]
+                         ) -> tuple[list[SinkRecord], dict[TopicPartition, int]]:
+        """Each record through the lean path (`_convert_fast`); a record on which any stage raises goes again
+        through `convert`, where the stages run under the retry / tolerance / DLQ operator one by one.
+        Converters and transforms are functions of the record, so running a stage twice changes nothing."""
         records = []
+        offsets: dict[TopicPartition, int] = {}
+        seen_topics: set[str] = set()
+        fast = self._convert_fast
         for message in messages:
-            tp = TopicPartition(str(message.topic()), int(message.partition() or 0))
-            self.current_offsets[tp] = int(message.offset() or 0) + 1
-            record = self.convert(message)
+            # Never None on a message without error (the only ones here).
+            topic, partition, offset = cast(str, message.topic()), cast(int, message.partition()), \
+                cast(int, message.offset())
+            offsets[TopicPartition(topic, partition)] = offset + 1
+            if topic not in seen_topics:  # once per batch, not per record
+                seen_topics.add(topic)
+                self.plumbing.track_topic(topic)
+            try:
+                record = fast(message, topic, partition, offset)
+            except Exception:  # noqa: BLE001 - judged by the slow path, with Kafka's error handling
+                record = self.convert(message)
             if record is not None:
                 records.append(record)
-        return records
+        return records, offsets
+
+    def _convert_fast(self, message: confluent_kafka.Message, topic: str, partition: int,
+                      offset: int) -> SinkRecord | None:
+        p = self.plumbing
+        key_bytes, value_bytes = message.key(), message.value()
+        if key_bytes.__class__ is str:
+            key_bytes = key_bytes.encode()
+        if value_bytes.__class__ is str:
+            value_bytes = value_bytes.encode()
+        key = p.key_converter.to_connect_data(topic, key_bytes)
+        value = p.value_converter.to_connect_data(topic, value_bytes)
+        raw_headers = message.headers()
+        headers = []
+        if raw_headers:
+            to_header = p.header_converter.to_connect_header
+            for header in raw_headers:
+                name = str(header[0])
+                converted = to_header(topic, name, _as_bytes(header[1]))
+                headers.append(Header(name, converted.value, converted.schema))
+        ts_type, ts = message.timestamp()
+        record = SinkRecord(topic, partition, key.schema, key.value, value.schema, value.value,
+                            ts if ts_type != confluent_kafka.TIMESTAMP_NOT_AVAILABLE else None, headers, offset,
+                            _TIMESTAMP_TYPES.get(ts_type, "NoTimestampType"), topic, partition, offset)
+        return p.chain.apply(record) if p.chain.stages else record  # type: ignore[return-value]
 
     def convert(self, message: confluent_kafka.Message) -> SinkRecord | None:
         p, retry = self.plumbing, self.plumbing.retry
         topic, partition, offset = str(message.topic()), int(message.partition() or 0), int(message.offset() or 0)
-        p.track_topic(topic)
         ts_type, ts = message.timestamp()
         raw_headers: list[tuple[str, bytes | None]] = [(str(h[0]), _as_bytes(h[1])) for h in message.headers() or []]
         key_bytes, value_bytes = _as_bytes(message.key()), _as_bytes(message.value())
@@ -171,17 +218,19 @@ class WorkerSinkTask(WorkerTask):
                                     consumed)
         return None if transformed is FAILED else transformed  # type: ignore[return-value]
 
-    def deliver(self, records: list[SinkRecord]) -> None:
-        """SinkTask.put, retried on RetriableException (Kafka pauses the consumer and redelivers the batch)."""
+    def deliver(self, records: list[SinkRecord]) -> bool:
+        """SinkTask.put, retried on RetriableException (Kafka pauses the consumer and redelivers the batch).
+        False if the task stopped before put() took the batch."""
         while not self.stopping.is_set():
             try:
                 self.task.put(records)
                 self.records_put += len(records)
-                return
+                return True
             except RetriableException as exc:
                 backoff_ms = self.context.requested_timeout_ms or 1000
                 log.warning("%s: retriable error from put(), redelivering in %d ms: %r", self.id, backoff_ms, exc)
                 self.stopping.wait(backoff_ms / 1000)
+        return False
 
     def commit_offsets(self) -> None:
         if self.consumer is None or not self.current_offsets:

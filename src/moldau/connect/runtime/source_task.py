@@ -40,6 +40,10 @@ class WorkerSourceTask(WorkerTask):
         self.delivery_error: confluent_kafka.KafkaError | None = None
         self.records_sent = 0
         self.topic_creator: TopicCreator | None = None  # KIP-158, set by the worker when the connector asks
+        # SourceTask.commit_record is a no-op unless the task overrides it: then the producer need not call
+        # back into Python for every record, only for failed ones (librdkafka's delivery.report.only.error).
+        self.wants_commit_record = type(task).commit_record is not SourceTask.commit_record
+        self._partition_keys: tuple[Any, str] | None = None  # the last source partition and its offset key
 
     def initialize_and_start(self) -> None:
         self.producer = self.create_producer()
@@ -49,8 +53,17 @@ class WorkerSourceTask(WorkerTask):
 
     def create_producer(self) -> confluent_kafka.Producer:
         settings = {"acks": "all", "enable.idempotence": True, "linger.ms": 5,
-                    "client.id": f"connector-producer-{self.id}", **self.producer_config}
+                    "client.id": f"connector-producer-{self.id}", **self.producer_config, **self.delivery_settings()}
         return confluent_kafka.Producer(settings)
+
+    def delivery_settings(self) -> dict[str, Any]:
+        if self.wants_commit_record:
+            return {}
+        return {"delivery.report.only.error": True, "on_delivery": self._delivery_failed}
+
+    def _delivery_failed(self, err: confluent_kafka.KafkaError | None, msg: confluent_kafka.Message) -> None:
+        if err is not None:
+            self.delivery_error = err
 
     def execute(self) -> None:
         last_commit = time.monotonic()
@@ -98,31 +111,58 @@ class WorkerSourceTask(WorkerTask):
         return topic, transformed, (key, value), headers
 
     def send_records(self, records: list[SourceRecord]) -> None:
+        """Each record through the lean path (`_send_fast`); a record on which a transform or converter raises
+        goes again through `convert`, where the stages run under the retry / tolerance operator one by one."""
         assert self.producer is not None
+        pending = self.pending_offsets
+        connector = self.id.connector
+        seen_topics: set[str] = set()
         for record in records:
-            converted = self.convert(record)
+            try:
+                converted = self._convert_fast(record)
+            except Exception:  # noqa: BLE001 - judged by the slow path, with Kafka's error handling
+                converted = self.convert(record)
             if converted is not None:
                 topic, transformed, (key, value), headers = converted
-                self.plumbing.track_topic(topic)
-                if self.topic_creator is not None:
-                    self.topic_creator.maybe_create(topic)  # before the first record to it
+                if topic not in seen_topics:  # once per batch, not per record
+                    seen_topics.add(topic)
+                    self.plumbing.track_topic(topic)
+                    if self.topic_creator is not None:
+                        self.topic_creator.maybe_create(topic)  # before the first record to it
                 self.produce(topic, transformed, key, value, headers, record)
             else:
                 self.task.commit_record(record, None)
-            if record.source_partition is not None:
-                self.pending_offsets[offset_key(self.id.connector, record.source_partition)] = record.source_offset
+            partition = record.source_partition
+            if partition is not None:
+                last = self._partition_keys  # records of one poll mostly share their source partition
+                if last is None or last[0] != partition:  # a copy: a task may reuse and change its dict
+                    last = self._partition_keys = (dict(partition), offset_key(connector, partition))
+                pending[last[1]] = record.source_offset
+
+    def _convert_fast(self, record: SourceRecord) -> tuple[str, Any, Any, list[tuple[str, bytes | None]]] | None:
+        p = self.plumbing
+        transformed = p.chain.apply(record) if p.chain.stages else record
+        if transformed is None:
+            return None
+        topic = transformed.topic
+        key = p.key_converter.from_connect_data(topic, transformed.key_schema, transformed.key)
+        value = p.value_converter.from_connect_data(topic, transformed.value_schema, transformed.value)
+        headers = [(h.key, p.header_converter.from_connect_header(topic, h.key, h.schema, h.value))
+                   for h in transformed.headers] if transformed.headers else []
+        return topic, transformed, (key, value), headers
 
     def produce(self, topic: str, transformed: Any, key: Any, value: Any, headers: Any,
                 original: SourceRecord) -> None:
         assert self.producer is not None
+        kwargs: dict[str, Any] = {"key": key, "value": value}
+        if self.wants_commit_record:
+            def delivered(err: confluent_kafka.KafkaError | None, msg: confluent_kafka.Message) -> None:
+                if err is not None:
+                    self.delivery_error = err
+                else:
+                    self.task.commit_record(original, (msg.topic(), msg.partition(), msg.offset()))
 
-        def delivered(err: confluent_kafka.KafkaError | None, msg: confluent_kafka.Message) -> None:
-            if err is not None:
-                self.delivery_error = err
-            else:
-                self.task.commit_record(original, (msg.topic(), msg.partition(), msg.offset()))
-
-        kwargs: dict[str, Any] = {"key": key, "value": value, "on_delivery": delivered}
+            kwargs["on_delivery"] = delivered
         if headers:
             kwargs["headers"] = headers
         if transformed.kafka_partition is not None:

@@ -3,10 +3,12 @@
     insert.mode=insert|upsert|update, pk.mode=none|kafka|record_key|record_value, pk.fields=...,
     auto.create, auto.evolve, delete.enabled (tombstones delete by key), table.name.format=${topic}
 
-Each `put` is one transaction. Runs of upserts are written with `executemany` in psycopg's pipeline mode,
-keeping only the last record per key within a run (what the database would end up with anyway); deletes
-are batched the same way, and the order of runs is preserved, so a key inserted, deleted and re-inserted in
-one batch ends up present. With `offsets.table.name` set, the task stores Kafka offsets in the same
+Each `put` is one transaction. A run of at least COPY_THRESHOLD inserts is COPYed straight into the table;
+a run of upserts is COPYed into a temporary staging table and merged with one INSERT ... ON CONFLICT,
+keeping only the last record per key within the run (what the database would end up with anyway); shorter
+runs and updates use `executemany`. A run of deletes is one `= ANY(array)` statement (single-column keys) or
+an `executemany`. The order of runs is preserved, so a key inserted, deleted and re-inserted in one batch
+ends up present. With `offsets.table.name` set, the task stores Kafka offsets in the same
 transaction and seeks to them on open: exactly-once delivery into Postgres.
 """
 
@@ -32,7 +34,9 @@ from moldau.connect.connectors.postgres import tables
 from moldau.connect.connectors.postgres.common import connect, connection_config, quote
 
 WRITES = "Writes"
-COPY_THRESHOLD = 64  # runs at least this long go through COPY and a staging table
+COPY_THRESHOLD = 64  # runs at least this long go through COPY
+# information_schema data types of a single-column key that a run of deletes may pass as one array.
+_ARRAY_KEY_TYPES = {"smallint", "integer", "bigint", "text", "character varying", "uuid"}
 KAFKA_PK = ["__connect_topic", "__connect_partition", "__connect_offset"]
 
 CONFIG_DEF = (connection_config(ConfigDef())
@@ -86,8 +90,28 @@ def _fields_of(schema: Schema | None, value: Any) -> list[tuple[str, Schema]]:
     raise DataException(f"Sink records need a struct or map value, got {type(value).__name__}")
 
 
+_FLAT_TYPES = frozenset(("int8", "int16", "int32", "int64", "float32", "float64", "boolean", "string", "bytes"))
+_flat_schemas: dict[int, tuple[Schema, bool]] = {}  # id -> (schema, has only primitive fields)
+
+
+def _is_flat(schema: Schema) -> bool:
+    cached = _flat_schemas.get(id(schema))
+    if cached is None or cached[0] is not schema:
+        if len(_flat_schemas) > 1000:
+            _flat_schemas.clear()
+        cached = (schema, all(f.schema.type in _FLAT_TYPES for f in schema.fields))
+        _flat_schemas[id(schema)] = cached
+    return cached[1]
+
+
 def _row(value: Any) -> dict[str, Any]:
-    data = value.to_dict() if isinstance(value, Struct) else dict(value)
+    if isinstance(value, Struct):
+        values = value._values
+        if len(values) == len(value.schema.fields) and _is_flat(value.schema):
+            return dict(values)  # every field set, none nested: what to_dict() would return
+        data = value.to_dict()
+    else:
+        data = dict(value)
     for key, v in data.items():
         if isinstance(v, (dict, list)):
             data[key] = json.dumps(plain(v), default=str)
@@ -147,7 +171,7 @@ class PostgresSinkTask(SinkTask):
                                     f"{record.kafka_partition}@{record.kafka_offset} has no key")
             if len(names) != 1:
                 raise ConnectException("pk.mode=record_key with a primitive key needs exactly one pk.fields name")
-            return names, {names[0]: record.key}
+            return names, {names[0]: _db_value(record.key)}
         if mode == "record_value":
             data = _row(record.value)
             names = names or list(data)
@@ -198,31 +222,54 @@ class PostgresSinkTask(SinkTask):
     def _write(self, table: str, batch: list[SinkRecord]) -> None:
         rows: dict[Any, dict[str, Any]] = {}
         fields: dict[str, Schema] = {}
+        struct_schemas: set[int] = set()  # ids of the value schemas whose fields are already in `fields`
         pk: list[str] = []
+        by_key = self.settings["insert.mode"] != "insert"
+        key_fields = self.key_fields
         for i, record in enumerate(batch):
-            pk, key = self.key_fields(record)
-            row = {**_row(record.value), **key}
-            for name, schema in _fields_of(record.value_schema, record.value):
-                fields.setdefault(name, schema)
-            for name in key:
-                fields.setdefault(name, (infer_schema(key[name]) or Schema("string")))
-            identity = tuple(key.values()) if pk and self.settings["insert.mode"] != "insert" else i
-            rows[identity] = row  # the last write to a key in a run wins
+            pk, key = key_fields(record)
+            value, schema = record.value, record.value_schema
+            row = _row(value)
+            if schema is not None and schema.type == "struct":
+                if id(schema) not in struct_schemas:  # the records of a batch share a few Schema objects
+                    struct_schemas.add(id(schema))
+                    for f in schema.fields:
+                        fields.setdefault(f.name, f.schema)
+            else:
+                for name, field_schema in _fields_of(schema, value):
+                    fields.setdefault(name, field_schema)
+            if key:
+                for name, v in key.items():
+                    if name not in fields:
+                        fields[name] = infer_schema(v) or Schema("string")
+                row.update(key)
+            rows[tuple(key.values()) if pk and by_key else i] = row  # the last write to a key in a run wins
         whitelist = set(self.settings["fields.whitelist"])
         columns = [c for c in fields if not whitelist or c in whitelist or c in pk]
         definition = self.ensure_table(table, [(c, fields[c]) for c in columns], pk)
         pk = pk or definition.primary_key
-        values = [tuple(_db_value(r.get(c)) for c in columns) for r in rows.values()]
+        values = [tuple(map(r.get, columns)) for r in rows.values()]
         if self.settings["insert.mode"] == "update" or len(values) < COPY_THRESHOLD:
             with self.conn.cursor() as cur:
                 cur.executemany(self._statement(table, columns, pk), values)
+        elif self.settings["insert.mode"] == "insert":
+            self._copy(table, columns, values)  # straight into the table: a duplicate key fails as INSERT would
         else:
-            self._copy_write(table, definition, columns, pk, values)
+            self._copy_upsert(table, definition, columns, pk, values)
 
-    def _copy_write(self, table: str, definition: tables.TableDefinition, columns: list[str], pk: list[str],
-                    values: list[tuple[Any, ...]]) -> None:
-        """COPY the run into a session-local staging table, then one INSERT ... SELECT (ON CONFLICT for upserts):
+    def _copy(self, table: str, columns: list[str], values: list[tuple[Any, ...]]) -> None:
+        with self.conn.cursor() as cur, \
+                cur.copy(f"COPY {quote(table)} ({', '.join(quote(c) for c in columns)}) FROM STDIN") as copy:
+            write_row = copy.write_row
+            for row in values:
+                write_row(row)
+
+    def _copy_upsert(self, table: str, definition: tables.TableDefinition, columns: list[str], pk: list[str],
+                     values: list[tuple[Any, ...]]) -> None:
+        """COPY the run into a session-local staging table, then one INSERT ... SELECT ... ON CONFLICT:
         COPY is Postgres's fastest way in, and one statement replaces a round trip per row."""
+        if not pk:
+            raise ConnectException("insert.mode=upsert needs a primary key (pk.mode)")
         staging = self._staging.get(table)
         if staging is None or staging[1] != set(definition.columns):
             name = f"moldau_staging_{len(self._staging)}_{abs(hash(table)) % 10**8}"
@@ -232,20 +279,13 @@ class PostgresSinkTask(SinkTask):
                             "ON COMMIT DELETE ROWS")
             staging = (name, set(definition.columns))
             self._staging[table] = staging
+        self._copy(staging[0], columns, values)
         cols = ", ".join(quote(c) for c in columns)
+        updates = ", ".join(f"{quote(c)} = EXCLUDED.{quote(c)}" for c in columns if c not in pk)
         with self.conn.cursor() as cur:
-            with cur.copy(f"COPY {quote(staging[0])} ({cols}) FROM STDIN") as copy:
-                for row in values:
-                    copy.write_row(row)
-            insert = f"INSERT INTO {quote(table)} ({cols}) SELECT {cols} FROM {quote(staging[0])}"
-            if self.settings["insert.mode"] == "upsert":
-                if not pk:
-                    raise ConnectException("insert.mode=upsert needs a primary key (pk.mode)")
-                non_key = [c for c in columns if c not in pk]
-                updates = ", ".join(f"{quote(c)} = EXCLUDED.{quote(c)}" for c in non_key)
-                insert += f" ON CONFLICT ({', '.join(quote(c) for c in pk)}) " + (
-                    f"DO UPDATE SET {updates}" if updates else "DO NOTHING")
-            cur.execute(insert)
+            cur.execute(f"INSERT INTO {quote(table)} ({cols}) SELECT {cols} FROM {quote(staging[0])} "
+                        f"ON CONFLICT ({', '.join(quote(c) for c in pk)}) "
+                        + (f"DO UPDATE SET {updates}" if updates else "DO NOTHING"))
             cur.execute(f"DELETE FROM {quote(staging[0])}")  # the next run of this put starts empty
 
     def _statement(self, table: str, columns: list[str], pk: list[str]) -> str:
@@ -275,8 +315,13 @@ class PostgresSinkTask(SinkTask):
         definition = self.tables.get(table) or tables.describe(self.conn, table)
         if definition is None:
             return  # nothing was ever written: nothing to delete
-        match = " AND ".join(f"{quote(c)} = %s" for c in pk)
         with self.conn.cursor() as cur:
+            column_type = definition.columns.get(pk[0]) if len(pk) == 1 else None
+            if column_type in _ARRAY_KEY_TYPES:  # one statement for the run: the keys as one typed array
+                cur.execute(f"DELETE FROM {quote(table)} WHERE {quote(pk[0])} = ANY(%s::{column_type}[])",
+                            ([k[pk[0]] for k in keys.values()],))
+                return
+            match = " AND ".join(f"{quote(c)} = %s" for c in pk)
             cur.executemany(f"DELETE FROM {quote(table)} WHERE {match}",
                             [tuple(k[c] for c in pk) for k in keys.values()])
 
