@@ -4,6 +4,15 @@ Like Kafka's SocketServer, a connection has at most one request being handled at
 responses leave in request order; further pipelined requests wait in a bounded queue (reading is
 paused while it is full). Malformed frames, unknown APIs and unsupported versions close the
 connection with a log line, as Kafka does (ApiVersions excepted, KIP-511).
+
+One exception, for throughput: an acks=all Produce in a cluster answers with a :class:`DeferredResponse`
+once its batches are appended, and while it waits for the ISR the connection handles the next Produce
+(Redpanda's two-phase handlers: `process_result_stages`, dispatched then responded). Kafka mutes the
+channel until the response is sent, so each connection replicates one request at a time and a producer's
+throughput is one request per replication round trip. Appends stay in request order and responses still
+leave in request order; any other request (or an acks=0 Produce, whose failure closes the connection) first
+waits until every earlier response is sent, so it sees the state Kafka would show it. Not done while
+client quotas are active: a throttle must mute the channel before the next request is appended.
 """
 
 from __future__ import annotations
@@ -14,7 +23,8 @@ import logging
 import os
 import struct
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from moldau.broker.log_limiter import RateLimitedLog
 from moldau.broker.memory import release_memory_soon
@@ -34,6 +44,29 @@ API_VERSIONS = 18
 MAX_QUEUED_REQUESTS = 64
 MAX_QUEUED_BYTES = 64 << 20  # with 100 MiB frames allowed, 64 queued frames could otherwise hold 6 GiB
 SHRINK_BUFFER_ABOVE = 1 << 20
+PRODUCE = 0
+# Deferred responses a connection may owe before it stops handling requests: the produced bytes a producer
+# can have appended ahead of its ISR on one connection (librdkafka keeps up to 1M requests in flight).
+MAX_DEFERRED_RESPONSES = 16
+
+
+class DeferredResponse:
+    """A handler's response that is decided later: the request's work is done (an acks=all Produce's
+    appends) and only its answer waits (for the ISR), so the connection may handle the next Produce."""
+
+    __slots__ = ("task",)
+
+    def __init__(self, response: Awaitable[Any]) -> None:
+        self.task: asyncio.Future[Any] = asyncio.ensure_future(response)
+
+
+class _Owed(NamedTuple):
+    """A response still to send, in request order."""
+
+    header: Any
+    frame_size: int
+    started: float
+    response: Any  # the response, None (no response), or a DeferredResponse
 
 
 class CloseConnection(Exception):
@@ -55,6 +88,9 @@ class KafkaConnection(asyncio.Protocol):
         self._closed = False
         self._reading_paused = False
         self.task: asyncio.Task[None] | None = None
+        self._owed: deque[_Owed] = deque()  # responses behind a DeferredResponse, in request order
+        self._owed_changed = asyncio.Event()
+        self._responder: asyncio.Task[None] | None = None
         self._max_request = broker.config["socket.request.max.bytes"]
         self.last_active = 0.0
         self.sendfile_ok = False
@@ -125,6 +161,12 @@ class KafkaConnection(asyncio.Protocol):
         if self.task is not None and not self.task.done():
             # A request parked in a long poll has nobody left to answer.
             self.task.cancel()
+        self._owed_changed.set()
+        if self._responder is not None:
+            self._responder.cancel()
+        for owed in self._owed:
+            if isinstance(owed.response, DeferredResponse):
+                owed.response.task.cancel()  # an ISR wait nobody will hear the end of
 
     def pause_writing(self) -> None:
         self._can_write.clear()
@@ -182,6 +224,8 @@ class KafkaConnection(asyncio.Protocol):
         except ProtocolError as exc:
             bad_requests.warning("closing connection from %s: unreadable request header: %s", self.peer, exc)
             raise CloseConnection from None
+        if self._owed and header.api_key != PRODUCE:
+            await self._wait_owed(0)  # it sees (and is answered after) everything before it, as in Kafka
         if not self.session.permits(header.api_key):
             self.session.refuse(header.api_key, self.peer)
             raise CloseConnection
@@ -205,12 +249,59 @@ class KafkaConnection(asyncio.Protocol):
                                  self.peer, header.client_id, api.APIS[header.api_key].name, header.api_version,
                                  exc)
             raise CloseConnection from None
+        if self._owed and request.acks == 0:
+            await self._wait_owed(0)  # a failed acks=0 Produce closes the connection: answer the others first
         started = self.broker.loop.time()
         response = self.session.refused_response(header.api_key, header.api_version, request)  # ACLs
         if response is None:
             response = await handler(self, header, request)
+        if self._owed or isinstance(response, DeferredResponse):
+            self._owe(_Owed(header, len(frame), started, response))
+            await self._wait_owed(MAX_DEFERRED_RESPONSES - 1)
+            return
+        await self._answer(header, len(frame), started, response)
+
+    # -- deferred responses (acks=all Produce) ---------------------------------------------------
+
+    def can_defer_response(self) -> bool:
+        """May a handler answer with a DeferredResponse? Not while client quotas are active (see above)."""
+        return not self._closed and not self.session.quotas.active
+
+    def _owe(self, owed: _Owed) -> None:
+        self._owed.append(owed)
+        if self._responder is None:
+            self._responder = self.broker.loop.create_task(self._respond_in_order())
+
+    async def _wait_owed(self, at_most: int) -> None:
+        """Until at most `at_most` responses are owed (0: every earlier response is sent)."""
+        while len(self._owed) > at_most:
+            if self._closed:
+                raise ConnectionError("connection closed")
+            self._owed_changed.clear()
+            await self._owed_changed.wait()
+
+    async def _respond_in_order(self) -> None:
+        try:
+            while self._owed:
+                owed = self._owed[0]
+                response = owed.response
+                if isinstance(response, DeferredResponse):
+                    response = await response.task
+                await self._answer(owed.header, owed.frame_size, owed.started, response)
+                self._owed.popleft()
+                self._owed_changed.set()
+        except (CloseConnection, ConnectionError, asyncio.CancelledError):
+            self.close()
+        except Exception:
+            log.exception("closing connection from %s after an unexpected error", self.peer)
+            self.close()
+        finally:
+            self._responder = None
+            self._owed_changed.set()
+
+    async def _answer(self, header: Any, frame_size: int, started: float, response: Any) -> None:
         now = self.broker.loop.time()
-        self.session.throttle(header.client_id, header.api_key, len(frame), response, now - started, now)
+        self.session.throttle(header.client_id, header.api_key, frame_size, response, now - started, now)
         if response is None:
             return
         parts = api.encode_response(header.api_key, header.api_version, header.correlation_id, response)
