@@ -44,6 +44,10 @@ API_VERSIONS = 18
 MAX_QUEUED_REQUESTS = 64
 MAX_QUEUED_BYTES = 64 << 20  # with 100 MiB frames allowed, 64 queued frames could otherwise hold 6 GiB
 SHRINK_BUFFER_ABOVE = 1 << 20
+# One read takes up to this many bytes of small requests at once; a frame that does not fit is read into a
+# buffer of its own size, so a produced batch is copied once from the socket and not again (the scratch is
+# allocated only while data is in it: an idle connection holds none).
+SCRATCH_BYTES = 64 * 1024
 PRODUCE = 0
 # Deferred responses a connection may owe before it stops handling requests: the produced bytes a producer
 # can have appended ahead of its ISR on one connection (librdkafka keeps up to 1M requests in flight).
@@ -73,13 +77,19 @@ class CloseConnection(Exception):
     """Raised by a handler to drop the connection (e.g. an acks=0 produce that failed)."""
 
 
-class KafkaConnection(asyncio.Protocol):
+class KafkaConnection(asyncio.BufferedProtocol):
     def __init__(self, broker: Broker, listener_name: str) -> None:
         self.broker = broker
         self.listener_name = listener_name
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
-        self._buffer = bytearray()
+        # Reads land in the scratch buffer (allocated while a partial frame is in it), or a big frame's own.
+        self._scratch: bytearray | None = None
+        self._scratch_view: memoryview | None = None
+        self._scratch_end = 0
+        self._big: bytearray | None = None
+        self._big_view: memoryview | None = None
+        self._big_filled = 0
         self._frames: deque[bytearray] = deque()
         self._queued_bytes = 0
         self._wakeup = asyncio.Event()
@@ -97,7 +107,7 @@ class KafkaConnection(asyncio.Protocol):
         self._socket_fd = -1
         self.session = Session(broker, listener_name)
 
-    # -- asyncio.Protocol ------------------------------------------------------------------------
+    # -- asyncio.BufferedProtocol ----------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's transports are not subclasses
@@ -114,12 +124,32 @@ class KafkaConnection(asyncio.Protocol):
             return
         self.task = self.broker.loop.create_task(self._process())
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        """Where the next read lands: a frame too big for the scratch buffer is read into its own bytearray
+        (it is copied once, from the socket, and handed on as is); everything else into the scratch."""
+        if self._big_view is not None:
+            return self._big_view[self._big_filled:]
+        if self._scratch_view is None:
+            self._scratch = bytearray(SCRATCH_BYTES)
+            self._scratch_view = memoryview(self._scratch)
+        return self._scratch_view[self._scratch_end:]
+
+    def buffer_updated(self, nbytes: int) -> None:
         self.last_active = self.broker.loop.time()
-        buffer = self._buffer
-        buffer += data
-        start = 0
-        end = len(buffer)
+        if self._big is not None:
+            self._big_filled += nbytes
+            if self._big_filled == len(self._big):
+                self._queue_frame(self._big)
+                self._big = self._big_view = None
+                self._frames_queued()
+            return
+        self._scratch_end += nbytes
+        self._split_scratch()
+
+    def _split_scratch(self) -> None:
+        buffer = self._scratch
+        assert buffer is not None
+        start, end = 0, self._scratch_end
         while end - start >= 4:
             (size,) = _SIZE.unpack_from(buffer, start)
             limit = self._max_request if self.session.authenticated else self.session.max_receive_size
@@ -129,19 +159,33 @@ class KafkaConnection(asyncio.Protocol):
                                      self.peer, size, limit)
                 self.close()
                 return
-            if end - start - 4 < size:
-                break
-            # Slicing a bytearray copies once; the frame stays a bytearray, so records decoded from it
-            # are writable views (no second copy through bytes()).
-            self._frames.append(buffer[start + 4 : start + 4 + size])
-            self._queued_bytes += size
-            start += 4 + size
-        if start:
-            del buffer[:start]
-            if buffer.__sizeof__() > SHRINK_BUFFER_ABOVE and len(buffer) < buffer.__sizeof__() // 4:
-                # A bytearray keeps its largest allocation: after a big frame, copy what is left into a
-                # right-sized buffer, so an idle connection does not hold megabytes.
-                self._buffer = bytearray(buffer)
+            if end - start - 4 >= size:
+                # Slicing a bytearray copies once; the frame stays a bytearray, so records decoded from it
+                # are writable views (no second copy through bytes()).
+                self._queue_frame(buffer[start + 4 : start + 4 + size])
+                start += 4 + size
+                continue
+            if 4 + size > len(buffer):  # the rest of this frame goes straight into its own buffer
+                self._big = bytearray(size)
+                self._big_view = memoryview(self._big)
+                self._big_filled = end - start - 4
+                self._big[: self._big_filled] = buffer[start + 4 : end]
+                start = end
+            break
+        if start == end:
+            # Nothing partial left: drop the scratch, so an idle connection holds no buffer.
+            self._scratch = self._scratch_view = None
+            self._scratch_end = 0
+        elif start:
+            buffer[: end - start] = buffer[start:end]  # a partial frame moves to the front
+            self._scratch_end = end - start
+        self._frames_queued()
+
+    def _queue_frame(self, frame: bytearray) -> None:
+        self._frames.append(frame)
+        self._queued_bytes += len(frame)
+
+    def _frames_queued(self) -> None:
         if self._frames:
             self._wakeup.set()
             full = len(self._frames) >= MAX_QUEUED_REQUESTS or self._queued_bytes >= MAX_QUEUED_BYTES
