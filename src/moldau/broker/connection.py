@@ -26,6 +26,7 @@ from collections import deque
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from moldau.broker.frame_reader import frame_pool
 from moldau.broker.log_limiter import RateLimitedLog
 from moldau.broker.memory import release_memory_soon
 from moldau.broker.session import Session
@@ -166,7 +167,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
                 start += 4 + size
                 continue
             if 4 + size > len(buffer):  # the rest of this frame goes straight into its own buffer
-                self._big = bytearray(size)
+                self._big = frame_pool().take(size)
                 self._big_view = memoryview(self._big)
                 self._big_filled = end - start - 4
                 self._big[: self._big_filled] = buffer[start + 4 : end]

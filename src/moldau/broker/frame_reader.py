@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import struct
+import sys
+import threading
 from collections import deque
 
 _SIZE = struct.Struct(">i")
@@ -51,7 +53,7 @@ class FrameReader(asyncio.BufferedProtocol):
             if size < 0:
                 self._fail(ConnectionError(f"a frame of size {size}"))
                 return
-            self._frame = bytearray(size)
+            self._frame = frame_pool().take(size)
             self._frame_view = memoryview(self._frame)
             self._filled = 0
             if size:
@@ -105,3 +107,47 @@ class FrameReader(asyncio.BufferedProtocol):
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
+
+
+class FramePool:
+    """Big frame buffers kept for reuse, one pool per thread (one per broker event loop).
+
+    A fresh 1 MB bytearray costs a memset and a page fault per 4 KiB page when glibc hands back memory it
+    had returned to the system (perf: ~5% of broker CPU in an rf=3 acks=all run). A buffer is reused only
+    when nothing but the pool refers to it any more: no queued frame, no handler, no memoryview of it
+    (each holds a reference), so a frame is never overwritten while something may still read it.
+    """
+
+    MIN_BYTES = 256 * 1024  # smaller frames: malloc is cheap enough
+    MAX_BYTES = 2 * 1024 * 1024  # bigger ones are rare; keeping them would hold memory
+    KEEP = 8
+
+    def __init__(self) -> None:
+        self._buffers: list[bytearray] = []
+
+    def take(self, size: int) -> bytearray:
+        if not self.MIN_BYTES <= size <= self.MAX_BYTES:
+            return bytearray(size)
+        for buffer in self._buffers:
+            # References: the list, `buffer`, getrefcount's argument. Anything more is a user.
+            if sys.getrefcount(buffer) == 3:
+                if len(buffer) > size:
+                    del buffer[size:]  # a shrink keeps the allocation (CPython reallocs below half)
+                elif len(buffer) < size:
+                    buffer.extend(bytes(size - len(buffer)))
+                return buffer
+        buffer = bytearray(size)
+        if len(self._buffers) < self.KEEP:
+            self._buffers.append(buffer)
+        return buffer
+
+
+_pools = threading.local()
+
+
+def frame_pool() -> FramePool:
+    """This thread's pool (each broker's event loop runs in one thread)."""
+    pool: FramePool | None = getattr(_pools, "pool", None)
+    if pool is None:
+        pool = _pools.pool = FramePool()
+    return pool
