@@ -29,7 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from clients import rdkafka_performance  # noqa: E402
 
-from moldau.client.client import Client  # noqa: E402
+from moldau.client.client import Client, ClientError  # noqa: E402
+from moldau.protocol.errors import ErrorCode  # noqa: E402
 from moldau.testing_cluster import running_cluster  # noqa: E402
 
 PRODUCED = re.compile(r"% (\d+) messages produced \((\d+) bytes\), (\d+) delivered .* in (\d+)ms")
@@ -49,8 +50,17 @@ def produce_mb_s(bootstrap: str, topic: str, count: int, size: int, acks: int) -
 
 
 def create(bootstrap: str, topic: str, partitions: int, rf: int) -> None:
+    deadline = time.monotonic() + 30
     with Client(bootstrap.split(",")[0]) as client:
-        client.create_topic(topic, partitions, rf)
+        while True:
+            try:
+                client.create_topic(topic, partitions, rf)
+                break
+            except ClientError as exc:
+                # A broker that is listening may not see every registration yet (a loaded machine).
+                if exc.error_code != ErrorCode.INVALID_REPLICATION_FACTOR or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
     time.sleep(0.5)  # leaders elected and followers connected (rdkafka retries anyway)
 
 

@@ -4,6 +4,15 @@ Like Kafka's SocketServer, a connection has at most one request being handled at
 responses leave in request order; further pipelined requests wait in a bounded queue (reading is
 paused while it is full). Malformed frames, unknown APIs and unsupported versions close the
 connection with a log line, as Kafka does (ApiVersions excepted, KIP-511).
+
+One exception, for throughput: an acks=all Produce in a cluster answers with a :class:`DeferredResponse`
+once its batches are appended, and while it waits for the ISR the connection handles the next Produce
+(Redpanda's two-phase handlers: `process_result_stages`, dispatched then responded). Kafka mutes the
+channel until the response is sent, so each connection replicates one request at a time and a producer's
+throughput is one request per replication round trip. Appends stay in request order and responses still
+leave in request order; any other request (or an acks=0 Produce, whose failure closes the connection) first
+waits until every earlier response is sent, so it sees the state Kafka would show it. Not done while
+client quotas are active: a throttle must mute the channel before the next request is appended.
 """
 
 from __future__ import annotations
@@ -14,8 +23,10 @@ import logging
 import os
 import struct
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any, NamedTuple
 
+from moldau.broker.frame_reader import frame_pool
 from moldau.broker.log_limiter import RateLimitedLog
 from moldau.broker.memory import release_memory_soon
 from moldau.broker.session import Session
@@ -34,19 +45,52 @@ API_VERSIONS = 18
 MAX_QUEUED_REQUESTS = 64
 MAX_QUEUED_BYTES = 64 << 20  # with 100 MiB frames allowed, 64 queued frames could otherwise hold 6 GiB
 SHRINK_BUFFER_ABOVE = 1 << 20
+# One read takes up to this many bytes of small requests at once; a frame that does not fit is read into a
+# buffer of its own size, so a produced batch is copied once from the socket and not again (the scratch is
+# allocated only while data is in it: an idle connection holds none).
+SCRATCH_BYTES = 64 * 1024
+PRODUCE = 0
+# Deferred responses a connection may owe before it stops handling requests: the produced bytes a producer
+# can have appended ahead of its ISR on one connection (librdkafka keeps up to 1M requests in flight).
+MAX_DEFERRED_RESPONSES = 16
+
+
+class DeferredResponse:
+    """A handler's response that is decided later: the request's work is done (an acks=all Produce's
+    appends) and only its answer waits (for the ISR), so the connection may handle the next Produce."""
+
+    __slots__ = ("task",)
+
+    def __init__(self, response: Awaitable[Any]) -> None:
+        self.task: asyncio.Future[Any] = asyncio.ensure_future(response)
+
+
+class _Owed(NamedTuple):
+    """A response still to send, in request order."""
+
+    header: Any
+    frame_size: int
+    started: float
+    response: Any  # the response, None (no response), or a DeferredResponse
 
 
 class CloseConnection(Exception):
     """Raised by a handler to drop the connection (e.g. an acks=0 produce that failed)."""
 
 
-class KafkaConnection(asyncio.Protocol):
+class KafkaConnection(asyncio.BufferedProtocol):
     def __init__(self, broker: Broker, listener_name: str) -> None:
         self.broker = broker
         self.listener_name = listener_name
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
-        self._buffer = bytearray()
+        # Reads land in the scratch buffer (allocated while a partial frame is in it), or a big frame's own.
+        self._scratch: bytearray | None = None
+        self._scratch_view: memoryview | None = None
+        self._scratch_end = 0
+        self._big: bytearray | None = None
+        self._big_view: memoryview | None = None
+        self._big_filled = 0
         self._frames: deque[bytearray] = deque()
         self._queued_bytes = 0
         self._wakeup = asyncio.Event()
@@ -55,13 +99,16 @@ class KafkaConnection(asyncio.Protocol):
         self._closed = False
         self._reading_paused = False
         self.task: asyncio.Task[None] | None = None
+        self._owed: deque[_Owed] = deque()  # responses behind a DeferredResponse, in request order
+        self._owed_changed = asyncio.Event()
+        self._responder: asyncio.Task[None] | None = None
         self._max_request = broker.config["socket.request.max.bytes"]
         self.last_active = 0.0
         self.sendfile_ok = False
         self._socket_fd = -1
         self.session = Session(broker, listener_name)
 
-    # -- asyncio.Protocol ------------------------------------------------------------------------
+    # -- asyncio.BufferedProtocol ----------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's transports are not subclasses
@@ -78,12 +125,32 @@ class KafkaConnection(asyncio.Protocol):
             return
         self.task = self.broker.loop.create_task(self._process())
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        """Where the next read lands: a frame too big for the scratch buffer is read into its own bytearray
+        (it is copied once, from the socket, and handed on as is); everything else into the scratch."""
+        if self._big_view is not None:
+            return self._big_view[self._big_filled:]
+        if self._scratch_view is None:
+            self._scratch = bytearray(SCRATCH_BYTES)
+            self._scratch_view = memoryview(self._scratch)
+        return self._scratch_view[self._scratch_end:]
+
+    def buffer_updated(self, nbytes: int) -> None:
         self.last_active = self.broker.loop.time()
-        buffer = self._buffer
-        buffer += data
-        start = 0
-        end = len(buffer)
+        if self._big is not None:
+            self._big_filled += nbytes
+            if self._big_filled == len(self._big):
+                self._queue_frame(self._big)
+                self._big = self._big_view = None
+                self._frames_queued()
+            return
+        self._scratch_end += nbytes
+        self._split_scratch()
+
+    def _split_scratch(self) -> None:
+        buffer = self._scratch
+        assert buffer is not None
+        start, end = 0, self._scratch_end
         while end - start >= 4:
             (size,) = _SIZE.unpack_from(buffer, start)
             limit = self._max_request if self.session.authenticated else self.session.max_receive_size
@@ -93,19 +160,33 @@ class KafkaConnection(asyncio.Protocol):
                                      self.peer, size, limit)
                 self.close()
                 return
-            if end - start - 4 < size:
-                break
-            # Slicing a bytearray copies once; the frame stays a bytearray, so records decoded from it
-            # are writable views (no second copy through bytes()).
-            self._frames.append(buffer[start + 4 : start + 4 + size])
-            self._queued_bytes += size
-            start += 4 + size
-        if start:
-            del buffer[:start]
-            if buffer.__sizeof__() > SHRINK_BUFFER_ABOVE and len(buffer) < buffer.__sizeof__() // 4:
-                # A bytearray keeps its largest allocation: after a big frame, copy what is left into a
-                # right-sized buffer, so an idle connection does not hold megabytes.
-                self._buffer = bytearray(buffer)
+            if end - start - 4 >= size:
+                # Slicing a bytearray copies once; the frame stays a bytearray, so records decoded from it
+                # are writable views (no second copy through bytes()).
+                self._queue_frame(buffer[start + 4 : start + 4 + size])
+                start += 4 + size
+                continue
+            if 4 + size > len(buffer):  # the rest of this frame goes straight into its own buffer
+                self._big = frame_pool().take(size)
+                self._big_view = memoryview(self._big)
+                self._big_filled = end - start - 4
+                self._big[: self._big_filled] = buffer[start + 4 : end]
+                start = end
+            break
+        if start == end:
+            # Nothing partial left: drop the scratch, so an idle connection holds no buffer.
+            self._scratch = self._scratch_view = None
+            self._scratch_end = 0
+        elif start:
+            buffer[: end - start] = buffer[start:end]  # a partial frame moves to the front
+            self._scratch_end = end - start
+        self._frames_queued()
+
+    def _queue_frame(self, frame: bytearray) -> None:
+        self._frames.append(frame)
+        self._queued_bytes += len(frame)
+
+    def _frames_queued(self) -> None:
         if self._frames:
             self._wakeup.set()
             full = len(self._frames) >= MAX_QUEUED_REQUESTS or self._queued_bytes >= MAX_QUEUED_BYTES
@@ -125,6 +206,12 @@ class KafkaConnection(asyncio.Protocol):
         if self.task is not None and not self.task.done():
             # A request parked in a long poll has nobody left to answer.
             self.task.cancel()
+        self._owed_changed.set()
+        if self._responder is not None:
+            self._responder.cancel()
+        for owed in self._owed:
+            if isinstance(owed.response, DeferredResponse):
+                owed.response.task.cancel()  # an ISR wait nobody will hear the end of
 
     def pause_writing(self) -> None:
         self._can_write.clear()
@@ -182,6 +269,8 @@ class KafkaConnection(asyncio.Protocol):
         except ProtocolError as exc:
             bad_requests.warning("closing connection from %s: unreadable request header: %s", self.peer, exc)
             raise CloseConnection from None
+        if self._owed and header.api_key != PRODUCE:
+            await self._wait_owed(0)  # it sees (and is answered after) everything before it, as in Kafka
         if not self.session.permits(header.api_key):
             self.session.refuse(header.api_key, self.peer)
             raise CloseConnection
@@ -205,12 +294,59 @@ class KafkaConnection(asyncio.Protocol):
                                  self.peer, header.client_id, api.APIS[header.api_key].name, header.api_version,
                                  exc)
             raise CloseConnection from None
+        if self._owed and request.acks == 0:
+            await self._wait_owed(0)  # a failed acks=0 Produce closes the connection: answer the others first
         started = self.broker.loop.time()
         response = self.session.refused_response(header.api_key, header.api_version, request)  # ACLs
         if response is None:
             response = await handler(self, header, request)
+        if self._owed or isinstance(response, DeferredResponse):
+            self._owe(_Owed(header, len(frame), started, response))
+            await self._wait_owed(MAX_DEFERRED_RESPONSES - 1)
+            return
+        await self._answer(header, len(frame), started, response)
+
+    # -- deferred responses (acks=all Produce) ---------------------------------------------------
+
+    def can_defer_response(self) -> bool:
+        """May a handler answer with a DeferredResponse? Not while client quotas are active (see above)."""
+        return not self._closed and not self.session.quotas.active
+
+    def _owe(self, owed: _Owed) -> None:
+        self._owed.append(owed)
+        if self._responder is None:
+            self._responder = self.broker.loop.create_task(self._respond_in_order())
+
+    async def _wait_owed(self, at_most: int) -> None:
+        """Until at most `at_most` responses are owed (0: every earlier response is sent)."""
+        while len(self._owed) > at_most:
+            if self._closed:
+                raise ConnectionError("connection closed")
+            self._owed_changed.clear()
+            await self._owed_changed.wait()
+
+    async def _respond_in_order(self) -> None:
+        try:
+            while self._owed:
+                owed = self._owed[0]
+                response = owed.response
+                if isinstance(response, DeferredResponse):
+                    response = await response.task
+                await self._answer(owed.header, owed.frame_size, owed.started, response)
+                self._owed.popleft()
+                self._owed_changed.set()
+        except (CloseConnection, ConnectionError, asyncio.CancelledError):
+            self.close()
+        except Exception:
+            log.exception("closing connection from %s after an unexpected error", self.peer)
+            self.close()
+        finally:
+            self._responder = None
+            self._owed_changed.set()
+
+    async def _answer(self, header: Any, frame_size: int, started: float, response: Any) -> None:
         now = self.broker.loop.time()
-        self.session.throttle(header.client_id, header.api_key, len(frame), response, now - started, now)
+        self.session.throttle(header.client_id, header.api_key, frame_size, response, now - started, now)
         if response is None:
             return
         parts = api.encode_response(header.api_key, header.api_version, header.correlation_id, response)

@@ -22,11 +22,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-import struct
 from dataclasses import dataclass
 from typing import Any
 
 from moldau.broker.config import BrokerConfig
+from moldau.broker.frame_reader import FrameReader
 from moldau.cluster.state import BrokerRegistration
 from moldau.protocol import api
 from moldau.security.config import ListenerConfig
@@ -37,8 +37,6 @@ from moldau.security.sasl.jaas import parse_jaas_options
 from moldau.security.ssl_context import client_context
 
 log = logging.getLogger(__name__)
-
-_SIZE = struct.Struct(">i")
 
 
 class BrokerUnavailable(Exception):
@@ -111,22 +109,21 @@ class BrokerConnection:
         self.broker_id, self.host, self.port, self.client_id, self.timeout_s = broker_id, host, port, client_id, \
             timeout_s
         self.security = security or InterBrokerSecurity()
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
+        self._protocol: FrameReader | None = None
         self._correlation_id = 0
         self._refused: str | None = None  # the first authentication failure since the last success, logged
 
     async def send(self, api_key: int, version: int, body: Any, extra_timeout_s: float = 0.0) -> Any:
-        if self._writer is None:
+        if self._protocol is None:
             await self._connect()
         return await self._round_trip(api_key, version, body, extra_timeout_s)
 
     async def _connect(self) -> None:
         context = self.security.ssl_context
         try:
-            self._reader, self._writer = await asyncio.wait_for(asyncio.open_connection(
-                self.host, self.port, ssl=context, server_hostname=self.host if context is not None else None),
-                self.timeout_s)
+            _, self._protocol = await asyncio.wait_for(asyncio.get_running_loop().create_connection(
+                FrameReader, self.host, self.port, ssl=context,
+                server_hostname=self.host if context is not None else None), self.timeout_s)
         except ssl.SSLError as exc:
             self.close()
             self._authentication_failed(f"TLS handshake failed: {exc}")
@@ -165,16 +162,16 @@ class BrokerConnection:
         raise InterBrokerAuthenticationError(f"broker {self.broker_id}: {reason}")
 
     async def _round_trip(self, api_key: int, version: int, body: Any, extra_timeout_s: float = 0.0) -> Any:
-        reader, writer = self._reader, self._writer
-        if reader is None or writer is None:
+        protocol = self._protocol
+        if protocol is None or protocol.transport is None:
             raise BrokerUnavailable(f"{self.host}:{self.port}: not connected")
         try:
             self._correlation_id += 1
-            writer.write(api.encode_request(api_key, version, self._correlation_id, self.client_id, body))
-            await writer.drain()
-            size_bytes = await asyncio.wait_for(reader.readexactly(4), self.timeout_s + extra_timeout_s)
-            frame = await asyncio.wait_for(reader.readexactly(_SIZE.unpack(size_bytes)[0]), self.timeout_s)
-        except (OSError, asyncio.IncompleteReadError, TimeoutError) as exc:
+            protocol.transport.write(api.encode_request(api_key, version, self._correlation_id, self.client_id,
+                                                        body))
+            await protocol.drain()
+            frame = await asyncio.wait_for(protocol.read_frame(), self.timeout_s + extra_timeout_s)
+        except (OSError, TimeoutError) as exc:
             self.close()
             raise BrokerUnavailable(f"{self.host}:{self.port}: {exc!r}") from None
         correlation_id, response = api.decode_response(api_key, version, frame)
@@ -185,6 +182,6 @@ class BrokerConnection:
         return response
 
     def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-        self._reader = self._writer = None
+        if self._protocol is not None and self._protocol.transport is not None:
+            self._protocol.transport.close()
+        self._protocol = None

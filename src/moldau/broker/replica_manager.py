@@ -342,9 +342,21 @@ class ReplicaManager:
         if entry is None or not 0 <= index < len(entry.partitions):
             return None
         state = entry.partitions[index].state
-        if state is None or state.leader == NO_LEADER or (self.brokers and state.leader not in self.brokers):
+        leader = self.live_leader(state)
+        if state is None or leader == NO_LEADER:
             return None  # no hint toward a broker that is gone (its node endpoint could not be given either)
-        return state.leader, state.leader_epoch
+        return leader, state.leader_epoch
+
+    def live_leader(self, state: PartitionState | None) -> int:
+        """The leader clients may be sent to (Metadata, KIP-951 hints): the state's leader while it is a
+        registered, live broker, else NO_LEADER. A client must never be told of a leader missing from the
+        brokers list: kafka-python fails every send to such a partition until its metadata changes, and no
+        endpoint could be given for it. Kafka answers LEADER_NOT_AVAILABLE from when the leader's broker is
+        gone until the controller has moved its partitions. With no broker registered (tests that play the
+        controller) every leader counts as live."""
+        if state is None or state.leader == NO_LEADER or (self.brokers and state.leader not in self.brokers):
+            return NO_LEADER
+        return state.leader
 
     # -- produce ---------------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from moldau.broker.errors import ApiError
 from moldau.broker.partition import Partition
-from moldau.broker.replica_manager import Topic
+from moldau.broker.replica_manager import ReplicaManager, Topic
 from moldau.broker.topic_config import validate_topic_name
 from moldau.protocol import messages
 from moldau.protocol.errors import ErrorCode
@@ -25,24 +25,22 @@ UNSET_OPERATIONS = -(2**31)
 Response = messages.MetadataResponse
 
 
-def partition_entry(p: Partition, live: frozenset[int]) -> Response.MetadataResponsePartition:
+def partition_entry(p: Partition, manager: ReplicaManager, live: frozenset[int]) -> Response.MetadataResponsePartition:
     state = p.state
     if state is None:
         return Response.MetadataResponsePartition(
             error_code=ErrorCode.NONE, partition_index=p.index, leader_id=p.node_id, leader_epoch=p.leader_epoch,
             replica_nodes=[p.node_id], isr_nodes=[p.node_id], offline_replicas=[])
-    # Kafka: LEADER_NOT_AVAILABLE while no ISR member is alive to lead, and also while the leader's broker is
-    # gone but the controller has not moved its partitions yet: clients must never be told of a leader that is
-    # not in the brokers list (kafka-python fails every send to such a partition until metadata changes).
-    leader = state.leader if state.online and (not live or state.leader in live) else -1
+    # Kafka: LEADER_NOT_AVAILABLE while no ISR member is alive to lead, and while the leader's broker is gone.
+    leader = manager.live_leader(state)
     return Response.MetadataResponsePartition(
         error_code=ErrorCode.NONE if leader >= 0 else ErrorCode.LEADER_NOT_AVAILABLE,
         partition_index=p.index, leader_id=leader, leader_epoch=state.leader_epoch,
         replica_nodes=list(state.replicas), isr_nodes=list(state.isr), offline_replicas=p.offline_replicas(live))
 
 
-def topic_entry(topic: Topic, node_id: int, include_operations: bool, session=None,
-                live: frozenset[int] = frozenset()) -> Response.MetadataResponseTopic:
+def topic_entry(topic: Topic, node_id: int, include_operations: bool, session, manager: ReplicaManager,
+                live: frozenset[int]) -> Response.MetadataResponseTopic:
     operations = UNSET_OPERATIONS
     if include_operations:
         operations = TOPIC_OPERATIONS
@@ -53,7 +51,7 @@ def topic_entry(topic: Topic, node_id: int, include_operations: bool, session=No
         name=topic.name,
         topic_id=topic.topic_id,
         is_internal=topic.metadata.is_internal,
-        partitions=[partition_entry(p, live) for p in topic.partitions],
+        partitions=[partition_entry(p, manager, live) for p in topic.partitions],
         topic_authorized_operations=operations,
     )
 
@@ -76,7 +74,8 @@ async def handle(conn, header, request: messages.MetadataRequest) -> Response:
     if request.topics is None or (version == 0 and not request.topics):
         # Topics the principal may not DESCRIBE are left out of "all topics", as in Kafka.
         live = frozenset(manager.brokers)
-        topics = [topic_entry(t, broker.node_id, include_operations, session, live) for t in manager.topics.values()
+        topics = [topic_entry(t, broker.node_id, include_operations, session, manager, live)
+                  for t in manager.topics.values()
                   if session.allowed(AclOperation.DESCRIBE, ResourceType.TOPIC, t.name)]
     else:
         allow_auto_create = version < 4 or request.allow_auto_topic_creation
@@ -109,7 +108,7 @@ async def _lookup(broker, wanted, allow_auto_create: bool, include_operations: b
             return error_entry(None, ErrorCode.UNKNOWN_TOPIC_ID, wanted.topic_id)
         if not session.allowed(AclOperation.DESCRIBE, ResourceType.TOPIC, topic.name):
             return error_entry(None, ErrorCode.TOPIC_AUTHORIZATION_FAILED, wanted.topic_id)
-        return topic_entry(topic, node_id, include_operations, session, frozenset(manager.brokers))
+        return topic_entry(topic, node_id, include_operations, session, manager, frozenset(manager.brokers))
     if not session.allowed(AclOperation.DESCRIBE, ResourceType.TOPIC, name):
         return error_entry(name, ErrorCode.TOPIC_AUTHORIZATION_FAILED)
     topic = manager.topics.get(name)
@@ -127,4 +126,4 @@ async def _lookup(broker, wanted, allow_auto_create: bool, include_operations: b
             return error_entry(name, exc.error_code)
         if topic is None:
             return error_entry(name, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
-    return topic_entry(topic, node_id, include_operations, session, frozenset(manager.brokers))
+    return topic_entry(topic, node_id, include_operations, session, manager, frozenset(manager.brokers))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from moldau.broker.connection import CloseConnection
+from moldau.broker.connection import CloseConnection, DeferredResponse
 from moldau.broker.errors import ApiError
 from moldau.protocol import messages
 from moldau.protocol.errors import ErrorCode
@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 Response = messages.ProduceResponse
 
 
-async def handle(conn, header, request: messages.ProduceRequest) -> Response | None:
+async def handle(conn, header, request: messages.ProduceRequest) -> Response | DeferredResponse | None:
     manager = conn.broker.replica_manager
     version = header.api_version
     acks = request.acks
@@ -91,8 +91,22 @@ async def handle(conn, header, request: messages.ProduceRequest) -> Response | N
         return None
     if replicating:
         deadline = conn.broker.loop.time() + max(request.timeout_ms, 0) / 1000
-        await asyncio.gather(*(_replicated(manager, r, p, offset, deadline, version)
-                               for r, p, offset in replicating))
+        replicated = _replicated_response(conn, manager, responses, replicating, deadline, version)
+        if conn.can_defer_response():
+            # Appended: the connection may append the producer's next request while this one waits for the
+            # ISR (connection.py); responses still leave in request order.
+            return DeferredResponse(replicated)
+        return await replicated
+    return _response(conn, responses, version)
+
+
+async def _replicated_response(conn, manager, responses, replicating, deadline: float, version: int) -> Response:
+    """Kafka's DelayedProduce: the response once the high watermark passes every acks=all batch."""
+    await asyncio.gather(*(_replicated(manager, r, p, offset, deadline, version) for r, p, offset in replicating))
+    return _response(conn, responses, version)
+
+
+def _response(conn, responses, version: int) -> Response:
     response = Response(responses=responses, throttle_time_ms=0)
     if version >= 10:
         leaders = {p.current_leader.leader_id for t in responses for p in t.partition_responses
