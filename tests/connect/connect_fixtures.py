@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,23 +20,30 @@ def lines_of(path: Path) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
 
 
-def read_topic(bootstrap: str, topic: str, count: int, timeout: float = 30.0) -> list[confluent_kafka.Message]:
-    """Up to `count` records from every partition of `topic`, by assignment (no group join delay)."""
+@contextmanager
+def _reading(bootstrap: str, topic: str, timeout: float, **settings: Any) -> Iterator[tuple[Any, list[int]]]:
+    """A consumer assigned every partition of `topic` from the beginning (no group join delay)."""
     consumer = confluent_kafka.Consumer({"bootstrap.servers": bootstrap, "group.id": "connect-test-reader",
-                                         "enable.auto.commit": False, "enable.partition.eof": False})
-    messages: list[confluent_kafka.Message] = []
-    deadline = time.monotonic() + timeout
+                                         "enable.auto.commit": False, **settings})
     try:
         partitions = wait_until(lambda: consumer.list_topics(topic, timeout=5).topics[topic].partitions,
                                 timeout, f"topic {topic}")
         consumer.assign([confluent_kafka.TopicPartition(topic, p, confluent_kafka.OFFSET_BEGINNING)
                          for p in sorted(partitions)])
+        yield consumer, sorted(partitions)
+    finally:
+        consumer.close()
+
+
+def read_topic(bootstrap: str, topic: str, count: int, timeout: float = 30.0) -> list[confluent_kafka.Message]:
+    """Up to `count` records from every partition of `topic`."""
+    messages: list[confluent_kafka.Message] = []
+    deadline = time.monotonic() + timeout
+    with _reading(bootstrap, topic, timeout, **{"enable.partition.eof": False}) as (consumer, _):
         while len(messages) < count and time.monotonic() < deadline:
             for m in consumer.consume(count - len(messages), 0.2):
                 if m.error() is None:
                     messages.append(m)
-    finally:
-        consumer.close()
     return messages
 
 
@@ -42,16 +51,10 @@ def read_to_end(bootstrap: str, topic: str, timeout: float = 60.0) -> list[confl
     """Every committed record of every partition of `topic`, read until each partition's end (librdkafka's
     partition EOF at the last stable offset): exact and quick, where asking `read_topic` for one record more
     than exists waits out its whole timeout."""
-    consumer = confluent_kafka.Consumer({"bootstrap.servers": bootstrap, "group.id": "connect-test-reader",
-                                         "enable.auto.commit": False, "enable.partition.eof": True,
-                                         "isolation.level": "read_committed"})
     messages: list[confluent_kafka.Message] = []
     deadline = time.monotonic() + timeout
-    try:
-        partitions = wait_until(lambda: consumer.list_topics(topic, timeout=5).topics[topic].partitions,
-                                timeout, f"topic {topic}")
-        consumer.assign([confluent_kafka.TopicPartition(topic, p, confluent_kafka.OFFSET_BEGINNING)
-                         for p in sorted(partitions)])
+    with _reading(bootstrap, topic, timeout, **{"enable.partition.eof": True,
+                                                "isolation.level": "read_committed"}) as (consumer, partitions):
         unfinished = set(partitions)
         while unfinished:
             if time.monotonic() >= deadline:
@@ -62,8 +65,6 @@ def read_to_end(bootstrap: str, topic: str, timeout: float = 60.0) -> list[confl
                     messages.append(m)
                 elif error.code() == confluent_kafka.KafkaError._PARTITION_EOF:
                     unfinished.discard(m.partition())
-    finally:
-        consumer.close()
     return messages
 
 

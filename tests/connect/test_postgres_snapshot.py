@@ -21,6 +21,16 @@ JSON_NO_SCHEMAS = {"key.converter": "org.apache.kafka.connect.json.JsonConverter
                    "value.converter.schemas.enable": "false"}
 
 
+def change_capture(url: str, table: str, offset):
+    """The CDC source's reader of `table`, through slot `s_<table>` and publication `p_<table>`."""
+    import psycopg
+
+    from moldau.connect.connectors.postgres.cdc import ChangeCapture
+
+    return ChangeCapture(psycopg.connect(url), [table], "x.", f"s_{table}", f"p_{table}", True, 100, offset,
+                         {"connection.url": url}, "initial")
+
+
 def fold(messages) -> dict[int, dict]:
     """The table a compacted topic stands for: the last value per key (partition order is key order)."""
     state: dict[int, dict] = {}
@@ -81,18 +91,12 @@ def test_initial_snapshot_then_streaming_without_gap_or_duplicate(broker, postgr
 
 
 def test_a_restart_before_the_snapshot_finished_takes_it_again(postgres):  # noqa: F811
-    import psycopg
-
-    from moldau.connect.connectors.postgres.cdc import ChangeCapture
-
     table = unique_topic("resnap").replace("-", "_")
     sql(postgres.url, f"CREATE TABLE {table} (id BIGINT PRIMARY KEY, name TEXT)")
     sql(postgres.url, f"INSERT INTO {table} VALUES (1, 'a'), (2, 'b'), (3, 'c')")
-    slot, publication, settings = f"s_{table}", f"p_{table}", {"connection.url": postgres.url}
 
     def capture(offset):
-        return ChangeCapture(psycopg.connect(postgres.url), [table], "x.", slot, publication, True, 100, offset,
-                             settings, "initial")
+        return change_capture(postgres.url, table, offset)
 
     first = capture(None)
     records = first.poll()
@@ -123,25 +127,19 @@ def test_a_restart_before_the_snapshot_finished_takes_it_again(postgres):  # noq
     assert [(r.key.get("id"), r.value.get("name")) for r in streamed] == [(2, "b2")]
     assert streamed[0].source_offset["lsn"] > 0 and "snapshot" not in streamed[0].source_offset
     done.conn.close()
-    sql(postgres.url, "SELECT pg_drop_replication_slot(%s)", (slot,))
+    sql(postgres.url, "SELECT pg_drop_replication_slot(%s)", (f"s_{table}",))
 
 
 def test_a_slot_without_any_committed_offset_is_snapshotted(postgres):  # noqa: F811
     """The task created the slot and died before its first offset was committed: no offset, but a slot. The rows
     are read again (the old code only streamed, losing them), the deletes the slot holds come first, and the
     changes the new snapshot covers are not streamed again."""
-    import psycopg
-
-    from moldau.connect.connectors.postgres.cdc import ChangeCapture
-
     table = unique_topic("noofs").replace("-", "_")
     sql(postgres.url, f"CREATE TABLE {table} (id BIGINT PRIMARY KEY, name TEXT)")
     sql(postgres.url, f"INSERT INTO {table} VALUES (1, 'a'), (2, 'b'), (3, 'c')")
-    slot, publication, settings = f"s_{table}", f"p_{table}", {"connection.url": postgres.url}
 
     def capture(offset):
-        return ChangeCapture(psycopg.connect(postgres.url), [table], "x.", slot, publication, True, 100, offset,
-                             settings, "initial")
+        return change_capture(postgres.url, table, offset)
 
     first = capture(None)  # the slot exists from here on; nothing is polled or committed
     first.snapshot.close()
@@ -162,23 +160,17 @@ def test_a_slot_without_any_committed_offset_is_snapshotted(postgres):  # noqa: 
     streamed = wait_until(again.poll, 30, "the update streamed")
     assert [(r.key.get("id"), r.value.get("name")) for r in streamed] == [(4, "d2")]
     again.conn.close()
-    sql(postgres.url, "SELECT pg_drop_replication_slot(%s)", (slot,))
+    sql(postgres.url, "SELECT pg_drop_replication_slot(%s)", (f"s_{table}",))
 
 
 def test_a_slot_created_on_empty_tables_streams_every_change_from_its_start(postgres):  # noqa: F811
     """No committed offset, but the tables were empty when the slot was created (the first snapshot had nothing
     to commit): the slot holds every row's whole history, so it streams it change by change, no snapshot."""
-    import psycopg
-
-    from moldau.connect.connectors.postgres.cdc import ChangeCapture
-
     table = unique_topic("emptyslot").replace("-", "_")
     sql(postgres.url, f"CREATE TABLE {table} (id BIGINT PRIMARY KEY, name TEXT)")
-    slot, publication, settings = f"s_{table}", f"p_{table}", {"connection.url": postgres.url}
 
     def capture(offset):
-        return ChangeCapture(psycopg.connect(postgres.url), [table], "x.", slot, publication, True, 100, offset,
-                             settings, "initial")
+        return change_capture(postgres.url, table, offset)
 
     first = capture(None)
     assert first.poll() == [] and first.snapshot is None  # an empty snapshot: no record, so no offset
@@ -193,7 +185,7 @@ def test_a_slot_created_on_empty_tables_streams_every_change_from_its_start(post
         (1, "a"), (2, "b"), (1, "a2"), (2, None)]
     assert all(r.source_offset["lsn"] > 0 and "snapshot" not in r.source_offset for r in records)
     again.conn.close()
-    sql(postgres.url, "SELECT pg_drop_replication_slot(%s)", (slot,))
+    sql(postgres.url, "SELECT pg_drop_replication_slot(%s)", (f"s_{table}",))
 
 
 @pytest.mark.timeout(300)
