@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import select
 import socket
-import struct
 
 import pytest
 from confluent_kafka import Producer
@@ -16,11 +15,11 @@ from kafka import TopicPartition as KafkaTopicPartition
 from moldau.protocol import api, messages
 from moldau.protocol.errors import ErrorCode
 from moldau.protocol.records import Record, build_batch
+from tests.broker.test_api import read_frame
 from tests.fixtures import DEADLINE_S, clients, unique_topic, wait_until
 from tests.replication.controller_for_tests import ControllerForTests
 
 PRODUCE, LIST_OFFSETS = 0, 2
-_SIZE = struct.Struct(">i")
 
 
 @pytest.fixture
@@ -38,18 +37,6 @@ def _produce(topic: str, value: bytes, acks: int) -> messages.ProduceRequest:
     return messages.ProduceRequest(acks=acks, timeout_ms=DEADLINE_S * 1000, topic_data=[
         messages.ProduceRequest.TopicProduceData(name=topic, partition_data=[
             messages.ProduceRequest.PartitionProduceData(index=0, records=build_batch([Record(0, 0, None, value)]))])])
-
-
-def _recv_frame(sock: socket.socket) -> bytes:
-    def exactly(n: int) -> bytes:
-        data = bytearray()
-        while len(data) < n:
-            chunk = sock.recv(n - len(data))
-            if not chunk:
-                raise ConnectionError("the broker closed the connection")
-            data += chunk
-        return bytes(data)
-    return exactly(_SIZE.unpack(exactly(4))[0])
 
 
 def test_acks_all_produces_are_appended_while_earlier_ones_wait_and_answered_in_order(cluster):
@@ -78,7 +65,7 @@ def test_acks_all_produces_are_appended_while_earlier_ones_wait_and_answered_in_
         cluster.start(3)
         answers = []
         for correlation_id, (key, version, _) in enumerate(requests, 1):
-            got_id, response = api.decode_response(key, version, _recv_frame(sock))
+            got_id, response = api.decode_response(key, version, read_frame(sock))
             assert got_id == correlation_id
             answers.append(response)
     produced = [r.responses[0].partition_responses[0] for r in answers[:3]]
@@ -104,7 +91,7 @@ def test_a_failed_acks_all_produce_does_not_reorder_or_lose_later_answers(cluste
         second.topic_data[0].partition_data[0].index = 7
         sock.sendall(api.encode_request(PRODUCE, 9, 1, "pipelining-test", first)
                      + api.encode_request(PRODUCE, 9, 2, "pipelining-test", second))
-        answers = [api.decode_response(PRODUCE, 9, _recv_frame(sock)) for _ in range(2)]
+        answers = [api.decode_response(PRODUCE, 9, read_frame(sock)) for _ in range(2)]
     assert [correlation_id for correlation_id, _ in answers] == [1, 2]
     assert answers[0][1].responses[0].partition_responses[0].error_code == ErrorCode.REQUEST_TIMED_OUT
     assert answers[1][1].responses[0].partition_responses[0].error_code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
