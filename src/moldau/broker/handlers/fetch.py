@@ -203,6 +203,7 @@ def _read_all(broker, wanted, by_id: bool, max_bytes: int, isolation: int, denie
     and a leader with a replica selector may name a closer replica instead of reading (KIP-392)."""
     manager = broker.replica_manager
     selecting = bool(client_rack) and broker.config["replica.selector.class"] == RACK_AWARE
+    racks = {b: registration.rack for b, registration in manager.brokers.items()} if selecting else {}
     reads: list[PartitionRead] = []
     total = 0
     has_error = False
@@ -229,7 +230,6 @@ def _read_all(broker, wanted, by_id: bool, max_bytes: int, isolation: int, denie
             data.log_start_offset = log.log_start_offset
             if selecting and partition.is_leader:
                 assert client_rack is not None
-                racks = {b: registration.rack for b, registration in manager.brokers.items()}
                 preferred = preferred_read_replica(partition, cached.fetch_offset, client_rack, racks,
                                                    broker.clock.time_ms())
                 if preferred is not None:  # Kafka's readFromLog: no records, the client goes there next
