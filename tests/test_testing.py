@@ -60,6 +60,17 @@ def test_a_blocked_loop_still_stops_listening(tmp_path):
     finally:
         release.set()
         embedded._thread.join(10)
+        finish(embedded._loop)
+
+
+def finish(loop: asyncio.AbstractEventLoop) -> None:
+    """Let the tasks a blocked loop never ran see their cancellation, then close it, so that none is left
+    pending for the interpreter to report at exit."""
+    tasks = asyncio.all_tasks(loop)
+    for task in tasks:
+        task.cancel()
+    loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+    loop.close()
 
 
 def test_a_clean_stop_closes_the_loop(tmp_path):
