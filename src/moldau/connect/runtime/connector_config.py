@@ -8,6 +8,7 @@ from typing import Any
 from moldau.connect.api.config import (
     ConfigDef,
     ConfigException,
+    ConfigKey,
     ConfigValue,
     Importance,
     Range,
@@ -19,7 +20,8 @@ from moldau.connect.api.config import (
 from moldau.connect.api.connector import Connector, SinkConnector
 from moldau.connect.api.errors import ConnectException
 from moldau.connect.plugins import Plugins
-from moldau.connect.runtime import topic_creation
+from moldau.connect.runtime import override_policy, topic_creation
+from moldau.connect.runtime.override_policy import OverridePolicy
 
 COMMON, TRANSFORMS, PREDICATES, ERRORS, EOS = "Common", "Transforms", "Predicates", "Error Handling", "Exactly Once Support"
 
@@ -124,8 +126,10 @@ def _plugin_defs(plugins: Plugins, config: dict[str, str], kind: str, prefix: st
     return definition, extra_errors
 
 
-def validate_connector_config(plugins: Plugins, config: dict[str, str]) -> dict[str, Any]:
-    """Kafka's ConfigInfos for a connector config: `{name, error_count, groups, configs}`."""
+def validate_connector_config(plugins: Plugins, config: dict[str, str],
+                              policy: OverridePolicy = override_policy.ALL) -> dict[str, Any]:
+    """Kafka's ConfigInfos for a connector config: `{name, error_count, groups, configs}`, including the
+    client overrides the worker's override `policy` refuses."""
     class_name = config.get("connector.class")
     if not class_name:
         raise ConnectException("Connector config " + str(config) + " contains no connector type")
@@ -149,10 +153,18 @@ def validate_connector_config(plugins: Plugins, config: dict[str, str]) -> dict[
     infos = [(framework.keys[name], value) for name, value in results.items()]
     infos += [(own_def.keys[name], value) for name, value in own_results.items()
               if name in own_def.keys and name not in framework.keys]
+    infos += [(_override_key(name), value) for name, value in policy.validate(config, is_sink(connector)).items()
+              if name not in framework.keys]
     groups = framework.groups() + [g for g in own_def.groups() if g not in framework.groups()]
     configs = [{"definition": key.to_json(), "value": value.to_json(key.type)} for key, value in infos]
     return {"name": desc.class_name, "error_count": sum(len(v.errors) for _, v in infos),
             "groups": groups, "configs": configs}
+
+
+def _override_key(name: str) -> ConfigKey:
+    """A definition for a `<client>.override.<setting>` key: the client's own settings are librdkafka's."""
+    return ConfigKey(name, Type.STRING, None, importance=Importance.LOW,
+                     documentation="A setting of the connector's own client, over the worker's (KIP-458).")
 
 
 def _validate_sink_topics(config: dict[str, str], results: dict[str, ConfigValue]) -> None:
@@ -178,9 +190,10 @@ def error_messages(infos: dict[str, Any]) -> list[str]:
     return [e for c in infos["configs"] for e in c["value"]["errors"]]
 
 
-def check_connector_config(plugins: Plugins, config: dict[str, str]) -> dict[str, Any]:
+def check_connector_config(plugins: Plugins, config: dict[str, str],
+                           policy: OverridePolicy = override_policy.ALL) -> dict[str, Any]:
     """Validate, and raise Kafka's BadRequest text when there are errors (AbstractHerder.maybeAddConfigErrors)."""
-    infos = validate_connector_config(plugins, config)
+    infos = validate_connector_config(plugins, config, policy)
     if infos["error_count"]:
         lines = "\n".join(error_messages(infos))
         raise ConfigException("config", message=(

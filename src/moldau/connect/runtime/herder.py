@@ -165,7 +165,7 @@ class Herder:
                 "type": self.connector_type(name)}
 
     def validate(self, config: dict[str, str]) -> dict[str, Any]:
-        return validate_connector_config(self.plugins, config)
+        return validate_connector_config(self.plugins, config, self.worker.config.override_policy)
 
     def put_connector_config(self, name: str, config: dict[str, str], allow_replace: bool,
                              initial_state: TargetState | None = None) -> tuple[bool, dict[str, Any]]:
@@ -178,7 +178,7 @@ class Herder:
             exists = name in self.config_store.snapshot().connectors
             if exists and not allow_replace:
                 raise AlreadyExistsException(f"Connector {name} already exists")
-            check_connector_config(self.plugins, config)
+            check_connector_config(self.plugins, config, self.worker.config.override_policy)
             self.config_store.put_connector_config(name, config, None if exists else
                                                    (initial_state or TargetState.STARTED))
             self.config_store.refresh()

@@ -214,17 +214,15 @@ class Worker:
         paused = target is not TargetState.STARTED
         flush_ms = int(self.config.get("offset.flush.interval.ms"))
         if isinstance(task, SourceTask):
-            producer_config = {**self.config.client_config("producer"),
-                               **librdkafka_settings(_prefixed(connector_config, "producer.override."))}
+            producer_config = self._client_config("producer", connector_config)
             source_task = self.source_task_factory(task_id, task, plumbing, listener, producer_config, flush_ms,
                                                    paused)
             creation = TopicCreation.from_config(bool(self.config.get("topic.creation.enable")), connector_config)
             if creation is not None and isinstance(source_task, WorkerSourceTask):
-                source_task.topic_creator = TopicCreator(creation, self.config.client_config("admin"))
+                source_task.topic_creator = TopicCreator(creation, self._client_config("admin", connector_config))
             return source_task
         if is_sink:
-            consumer_config = {**self.config.client_config("consumer"),
-                               **librdkafka_settings(_prefixed(connector_config, "consumer.override."))}
+            consumer_config = self._client_config("consumer", connector_config)
             worker_task = WorkerSinkTask(task_id, task, plumbing, listener, consumer_config, flush_ms, paused)
             worker_task.dlq_producer = dlq_producer  # type: ignore[attr-defined]
             return worker_task
@@ -247,7 +245,7 @@ class Worker:
 
     def _dlq_producer(self, topic: str, connector_config: dict[str, str]) -> confluent_kafka.Producer:
         """Create the DLQ topic when missing (DeadLetterQueueReporter.createAndSetup), then a producer for it."""
-        admin = AdminClient(self.config.client_config("admin"))
+        admin = AdminClient(self._client_config("admin", connector_config))
         if topic not in admin.list_topics(timeout=10).topics:
             rf = int(connector_config.get("errors.deadletterqueue.topic.replication.factor", 3))
             futures = admin.create_topics([NewTopic(topic, 1, rf)])
@@ -256,7 +254,20 @@ class Worker:
             except confluent_kafka.KafkaException as exc:
                 if exc.args[0].code() != confluent_kafka.KafkaError.TOPIC_ALREADY_EXISTS:
                     raise ConnectException(f"Could not create dead letter queue topic {topic}: {exc}") from exc
-        return confluent_kafka.Producer({**self.config.client_config("producer"), "acks": "all"})
+        return confluent_kafka.Producer({**self._client_config("producer", connector_config), "acks": "all"})
+
+    def _client_config(self, kind: str, connector_config: dict[str, str]) -> dict[str, Any]:
+        """The worker's settings for a `kind` client of a connector, with the connector's `<kind>.override.*`
+        on top (Worker.connectorClientConfigOverrides). Overrides the worker's policy refuses stop the task,
+        as in Kafka, in case the policy changed since the connector was validated."""
+        prefix = f"{kind}.override."
+        overrides = _prefixed(connector_config, prefix)
+        policy = self.config.override_policy
+        refused = sorted(prefix + key for key in overrides if not policy.allows(key))
+        if refused:
+            raise ConnectException(f"Client Config Overrides not allowed by the '{policy.name}' policy: "
+                                   f"{', '.join(refused)}")
+        return {**self.config.client_config(kind), **librdkafka_settings(overrides)}
 
     def stop_tasks(self, task_ids: list[ConnectorTaskId]) -> None:
         with self._lock:

@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from moldau.connect.api.config import AbstractConfig, ConfigDef, Importance, Range, Type, ValidString
+from moldau.connect.runtime.override_policy import OverridePolicy
+from moldau.security.sasl.jaas import parse_jaas_options
 
 JSON_CONVERTER = "org.apache.kafka.connect.json.JsonConverter"
 
@@ -57,9 +59,16 @@ def worker_config_def() -> ConfigDef:
             .define("topic.creation.enable", Type.BOOLEAN, True, importance=Importance.LOW,
                     documentation="Whether source connectors may create their topics (KIP-158), as their "
                                   "topic.creation.* configs say.")
-            .define("connector.client.config.override.policy", Type.STRING, "All", importance=Importance.MEDIUM)
+            .define("connector.client.config.override.policy", Type.STRING, "All", importance=Importance.MEDIUM,
+                    validator=_valid_policy,
+                    documentation="Which client settings connector configs may override (KIP-458): All, "
+                                  "Principal or None.")
             .define("plugin.path", Type.LIST, "", importance=Importance.LOW,
                     documentation="Accepted for compatibility; Python plugins are found through entry points."))
+
+
+def _valid_policy(_name: str, value: Any) -> None:
+    OverridePolicy.named(str(value))
 
 
 class WorkerConfig(AbstractConfig):
@@ -74,13 +83,19 @@ class WorkerConfig(AbstractConfig):
     def bootstrap_servers(self) -> str:
         return ",".join(self.get("bootstrap.servers"))
 
+    @property
+    def override_policy(self) -> OverridePolicy:
+        return OverridePolicy.named(str(self.get("connector.client.config.override.policy")))
+
     def client_config(self, kind: str) -> dict[str, Any]:
         """Settings for the worker's producers/consumers/admin: bootstrap plus `producer.`-style overrides,
         restricted to names librdkafka knows (Java-only names are dropped)."""
         settings: dict[str, Any] = {"bootstrap.servers": self.bootstrap_servers}
-        for key in ("security.protocol", "sasl.mechanism", "sasl.username", "sasl.password", "ssl.ca.location"):
+        for key in ("security.protocol", "sasl.mechanism", "sasl.username", "sasl.password", "ssl.ca.location",
+                    "sasl.jaas.config"):
             if key in self.originals:
                 settings[key] = self.originals[key]
+        settings = librdkafka_settings(settings)
         settings.update(librdkafka_settings(self.originals_with_prefix(f"{kind}.")))
         return settings
 
@@ -92,7 +107,15 @@ _JAVA_ONLY = {"key.serializer", "value.serializer", "key.deserializer", "value.d
 
 
 def librdkafka_settings(props: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in props.items() if k not in _JAVA_ONLY}
+    """`props` without the Java-only names; a `sasl.jaas.config` with a username and password becomes
+    librdkafka's `sasl.username` and `sasl.password` (unless those are set too)."""
+    settings = {k: v for k, v in props.items() if k not in _JAVA_ONLY}
+    if props.get("sasl.jaas.config"):
+        options = parse_jaas_options(str(props["sasl.jaas.config"]))
+        for option in ("username", "password"):
+            if option in options:
+                settings.setdefault(f"sasl.{option}", options[option])
+    return settings
 
 
 def read_properties(path: str | Path) -> dict[str, str]:
