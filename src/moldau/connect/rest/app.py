@@ -69,6 +69,7 @@ class ConnectRestApp:
             Route("/connectors/{name}/stop", self.stop, methods=["PUT"]),
             Route("/connectors/{name}/tasks", self.tasks, methods=["GET"]),
             Route("/connectors/{name}/tasks", self.put_task_configs, methods=["POST"]),  # internal (KIP-507)
+            Route("/connectors/{name}/fence", self.fence_zombies, methods=["PUT"]),  # internal (KIP-618)
             Route("/connectors/{name}/tasks/{task:int}/status", self.task_status, methods=["GET"]),
             Route("/connectors/{name}/tasks/{task:int}/restart", self.restart_task, methods=["POST"]),
             Route("/connectors/{name}/topics", self.topics, methods=["GET"]),
@@ -229,6 +230,16 @@ class ConnectRestApp:
         if put is None:
             raise ConnectRestException(404, "HTTP 404 Not Found")  # standalone: no internal endpoints
         await self.call(put, request.path_params["name"], configs, request.headers, raw)
+        return Response(status_code=204)
+
+    async def fence_zombies(self, request: Request) -> Response:
+        """Kafka's InternalClusterResource: a follower's exactly-once source task asks the leader for a round
+        of zombie fencing before it starts."""
+        raw = await request.body()
+        fence = getattr(self.herder, "fence_zombies_internal", None)
+        if fence is None:
+            raise ConnectRestException(404, "HTTP 404 Not Found")  # standalone: no internal endpoints
+        await self.call(fence, request.path_params["name"], request.headers, raw)
         return Response(status_code=204)
 
     async def task_status(self, request: Request) -> JSONResponse:

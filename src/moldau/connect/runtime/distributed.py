@@ -16,7 +16,12 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from moldau.connect.api.errors import ConnectException, ConnectRestException, NotFoundException
+from moldau.connect.api.errors import (
+    BadRequestException,
+    ConnectException,
+    ConnectRestException,
+    NotFoundException,
+)
 from moldau.connect.plugins import Plugins
 from moldau.connect.runtime.connect_protocol import (
     ConnectAssignment,
@@ -24,6 +29,7 @@ from moldau.connect.runtime.connect_protocol import (
     WorkerState,
     round_robin,
 )
+from moldau.connect.runtime.eos_source_task import transactional_id
 from moldau.connect.runtime.group_member import WorkerGroupMember
 from moldau.connect.runtime.herder import Assignment, Herder
 from moldau.connect.runtime.incremental_assignor import ConnectorsAndTasks, IncrementalCooperativeAssignor
@@ -32,6 +38,7 @@ from moldau.connect.runtime.status import State, Status
 from moldau.connect.runtime.worker import Worker
 from moldau.connect.runtime.worker_config import WorkerConfig
 from moldau.connect.runtime.worker_task import ConnectorTaskId
+from moldau.connect.runtime.zombie_fencing import FENCING_TIMEOUT_S, fence_producers
 from moldau.connect.storage.configs import ClusterConfigState
 from moldau.connect.storage.kafka_log import ensure_topic
 from moldau.connect.storage.kafka_stores import (
@@ -75,6 +82,8 @@ class DistributedHerder(Herder):
             assignor=self._assign, on_revoke=self._revoke, on_assign=self._on_assign, protocol=self.protocol)
         config_store.listeners.append(self._wake.set)
         config_store.restart_listeners.append(self._restart_requested)
+        self._fencing = threading.Lock()  # one fencing round at a time (tasks start on several threads)
+        worker.zombie_fencer = self
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -228,6 +237,92 @@ class DistributedHerder(Herder):
             raise NotFoundException(f"Connector {name} not found")
         self.config_store.put_task_configs(name, [{str(k): str(v) for k, v in c.items()} for c in configs])
         self.request_reconcile()
+
+    # -- KIP-618: zombie fencing before a new generation of exactly-once source tasks ---------------
+
+    def task_generation(self, connector: str) -> int:
+        return self.config_store.snapshot().task_generations.get(connector, 0)
+
+    def fence_zombies(self, task_id: ConnectorTaskId, stopping: threading.Event) -> None:
+        """On a task's thread, before its producer starts: the leader fences, a follower asks the leader with
+        `PUT /connectors/{c}/fence`. Leader changes are retried for up to FENCING_TIMEOUT_S."""
+        deadline = time.monotonic() + FENCING_TIMEOUT_S
+        while True:
+            self.config_store.refresh()
+            if task_id.connector not in self.config_store.snapshot().pending_fencing:
+                return
+            if self.member.is_leader:
+                self.fence_zombie_source_tasks(task_id.connector)
+                return
+            failure = self._forward_fencing(task_id.connector)
+            if failure is None:
+                return
+            if time.monotonic() >= deadline:
+                raise ConnectException(f"Zombie fencing for {task_id.connector} failed: {failure}")
+            log.warning("connect herder: zombie fencing for %s through the leader failed (%s); retrying",
+                        task_id.connector, failure)
+            if stopping.wait(1.0):
+                raise ConnectException(f"Task {task_id} stopped while waiting for zombie fencing")
+
+    def _forward_fencing(self, connector: str) -> str | None:
+        """Ask the leader for a fencing round; the failure's text, or None once it is done."""
+        leader = self.member.snapshot
+        if leader is None or not leader.leader_url:
+            return "no group leader known yet"
+        headers: dict[str, str] = {}
+        if self.request_validation_enabled:
+            key = self.config_store.session_key
+            if key is None:
+                return "no session key yet"
+            headers.update(sign(key, b"", str(self.worker.config.get("inter.worker.signature.algorithm"))))
+        request = urllib.request.Request(f"{leader.leader_url}/connectors/{connector}/fence?forward=false",
+                                         data=b"", headers=headers, method="PUT")
+        try:
+            with urllib.request.urlopen(request, timeout=FENCING_TIMEOUT_S):
+                return None
+        except (urllib.error.URLError, OSError) as exc:
+            return exc.read().decode(errors="replace") if isinstance(exc, urllib.error.HTTPError) else str(exc)
+
+    def fence_zombies_internal(self, connector: str, headers: Any, body: bytes) -> None:
+        """`PUT /connectors/{c}/fence` (InternalClusterResource.fenceZombies), from a follower's task."""
+        if self.request_validation_enabled:
+            check(headers, body, self.config_store.session_key,
+                  [str(a) for a in self.worker.config.get("inter.worker.verification.algorithms")])
+        if not self.member.is_leader:
+            raise ConnectRestException(409, "Only the leader may perform zombie fencing.")
+        self.fence_zombie_source_tasks(connector)
+
+    def fence_zombie_source_tasks(self, connector: str) -> None:
+        """The leader's fencing round (doFenceZombieSourceTasks): while the connector's task configs are newer
+        than its task count record, fence the transactional ids of the previous count's tasks, then record
+        the current count. Nothing needs fencing the first time, or when one task follows one task (the new
+        task's own init_transactions fences the old one)."""
+        with self._fencing:
+            self.config_store.refresh()
+            state = self.config_store.snapshot()
+            if connector not in state.connectors:
+                raise NotFoundException(f"Connector {connector} not found")
+            if self.connector_type(connector) != "source":
+                raise BadRequestException(f"Connector {connector} is not a source connector")
+            if connector not in state.pending_fencing:
+                return
+            count = len(state.tasks.get(connector, []))
+            previous = state.task_count_records.get(connector)
+            if previous is not None and (previous, count) != (1, 1):
+                group = str(self.worker.config.get("group.id"))
+                fence_producers(self.worker.connector_client_config("admin", state.connectors[connector]),
+                                [transactional_id(group, connector, task) for task in range(previous)])
+            self.config_store.put_task_count_record(connector, count)
+            log.info("connect herder: %s may start its %d exactly-once task(s) (previous generation: %s)",
+                     connector, count, previous)
+
+    def verify_task(self, task_id: ConnectorTaskId, generation: int) -> None:
+        """verifyTaskGenerationAndOwnership: a task that started while its configs were replaced, or while it
+        was moved to another worker, must not run."""
+        if self.task_generation(task_id.connector) != generation:
+            raise ConnectException(f"Task {task_id} was started with task configs that have since been replaced")
+        if task_id not in self.current.tasks:
+            raise ConnectException(f"Task {task_id} is no longer assigned to this worker")
 
     # -- restarts (KIP-745 requests travel through the config topic) -------------------------------
 

@@ -4,7 +4,9 @@ an aborted transaction are invisible to read_committed consumers, and the next o
 committed offsets.
 
 The transactional id is `<group.id>-<connector>-<task>` (Kafka's), so a task's new owner fences the old one
-(`init_transactions` bumps the epoch) and a zombie worker can no longer commit.
+(`init_transactions` bumps the epoch) and a zombie worker can no longer commit. Tasks of an earlier
+generation of task configs are fenced by the leader before the first task of a new one starts
+(`runtime/zombie_fencing.py`).
 `transaction.boundary`: `poll` (default, one transaction per poll) or `interval`
 (`transaction.boundary.interval.ms`, default offset.flush.interval.ms).
 """
@@ -20,6 +22,7 @@ import confluent_kafka
 
 from moldau.connect.api.errors import ConnectException
 from moldau.connect.runtime.source_task import WorkerSourceTask
+from moldau.connect.runtime.zombie_fencing import ZombieFencer
 
 log = logging.getLogger(__name__)
 TRANSACTION_TIMEOUT_S = 60.0
@@ -30,10 +33,13 @@ def transactional_id(group_id: str, connector: str, task: int) -> str:
 
 
 class ExactlyOnceWorkerSourceTask(WorkerSourceTask):
-    def __init__(self, *args: Any, offsets_topic: str, transactional_id: str, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, offsets_topic: str, transactional_id: str, fencer: ZombieFencer | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.offsets_topic = offsets_topic
         self.transactional_id = transactional_id
+        self.fencer = fencer
+        self.generation = fencer.task_generation(self.id.connector) if fencer is not None else 0
         config = self.plumbing.connector_config
         self.boundary = str(config.get("transaction.boundary", "poll")).lower()
         interval = config.get("transaction.boundary.interval.ms")
@@ -42,10 +48,14 @@ class ExactlyOnceWorkerSourceTask(WorkerSourceTask):
         self.transaction_started = 0.0
 
     def create_producer(self) -> confluent_kafka.Producer:
+        if self.fencer is not None:  # no task of an earlier generation may commit once this one starts
+            self.fencer.fence_zombies(self.id, self.stopping)
         producer = confluent_kafka.Producer({
             "acks": "all", "enable.idempotence": True, "linger.ms": 5, **self.producer_config,
             **self.delivery_settings(), "transactional.id": self.transactional_id, "client.id": f"connector-producer-{self.id}"})
         producer.init_transactions(TRANSACTION_TIMEOUT_S)  # fences any previous owner of this task
+        if self.fencer is not None:  # a rebalance or new task configs while this one started: it must not run
+            self.fencer.verify_task(self.id, self.generation)
         # The previous owner's last transaction is now committed or aborted: read the offsets to the end before
         # the task asks for them, or it could resume from an older offset and write records twice.
         self.offset_store.refresh()

@@ -23,6 +23,7 @@ from moldau.connect.runtime.topic_creation import TopicCreation, TopicCreator
 from moldau.connect.runtime.transformation_chain import build_chain
 from moldau.connect.runtime.worker_config import WorkerConfig, librdkafka_settings
 from moldau.connect.runtime.worker_task import ConnectorTaskId, TaskPlumbing, WorkerTask
+from moldau.connect.runtime.zombie_fencing import ZombieFencer
 from moldau.connect.storage.offsets import OffsetBackingStore
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,7 @@ class Worker:
         self.reconfiguration_requested: set[str] = set()
         self.generation = 0
         self.on_reconfiguration_request: Any = None  # herder callback(name)
+        self.zombie_fencer: ZombieFencer | None = None  # the distributed herder (KIP-618 fencing rounds)
         self.active_topics: dict[str, set[str]] = {}  # KIP-558: topics each connector used since reset
 
     # -- connectors -----------------------------------------------------------------------------------
@@ -214,15 +216,15 @@ class Worker:
         paused = target is not TargetState.STARTED
         flush_ms = int(self.config.get("offset.flush.interval.ms"))
         if isinstance(task, SourceTask):
-            producer_config = self._client_config("producer", connector_config)
+            producer_config = self.connector_client_config("producer", connector_config)
             source_task = self.source_task_factory(task_id, task, plumbing, listener, producer_config, flush_ms,
                                                    paused)
             creation = TopicCreation.from_config(bool(self.config.get("topic.creation.enable")), connector_config)
             if creation is not None and isinstance(source_task, WorkerSourceTask):
-                source_task.topic_creator = TopicCreator(creation, self._client_config("admin", connector_config))
+                source_task.topic_creator = TopicCreator(creation, self.connector_client_config("admin", connector_config))
             return source_task
         if is_sink:
-            consumer_config = self._client_config("consumer", connector_config)
+            consumer_config = self.connector_client_config("consumer", connector_config)
             worker_task = WorkerSinkTask(task_id, task, plumbing, listener, consumer_config, flush_ms, paused)
             worker_task.dlq_producer = dlq_producer  # type: ignore[attr-defined]
             return worker_task
@@ -239,13 +241,14 @@ class Worker:
             return ExactlyOnceWorkerSourceTask(
                 task_id, task, plumbing, listener, producer_config, self.offset_store, flush_ms,
                 int(self.config.get("offset.flush.timeout.ms")), paused, offsets_topic=offsets_topic,
-                transactional_id=transactional_id(self.config.get("group.id"), task_id.connector, task_id.task))
+                transactional_id=transactional_id(self.config.get("group.id"), task_id.connector, task_id.task),
+                fencer=self.zombie_fencer)
         return WorkerSourceTask(task_id, task, plumbing, listener, producer_config, self.offset_store, flush_ms,
                                 int(self.config.get("offset.flush.timeout.ms")), paused)
 
     def _dlq_producer(self, topic: str, connector_config: dict[str, str]) -> confluent_kafka.Producer:
         """Create the DLQ topic when missing (DeadLetterQueueReporter.createAndSetup), then a producer for it."""
-        admin = AdminClient(self._client_config("admin", connector_config))
+        admin = AdminClient(self.connector_client_config("admin", connector_config))
         if topic not in admin.list_topics(timeout=10).topics:
             rf = int(connector_config.get("errors.deadletterqueue.topic.replication.factor", 3))
             futures = admin.create_topics([NewTopic(topic, 1, rf)])
@@ -254,9 +257,9 @@ class Worker:
             except confluent_kafka.KafkaException as exc:
                 if exc.args[0].code() != confluent_kafka.KafkaError.TOPIC_ALREADY_EXISTS:
                     raise ConnectException(f"Could not create dead letter queue topic {topic}: {exc}") from exc
-        return confluent_kafka.Producer({**self._client_config("producer", connector_config), "acks": "all"})
+        return confluent_kafka.Producer({**self.connector_client_config("producer", connector_config), "acks": "all"})
 
-    def _client_config(self, kind: str, connector_config: dict[str, str]) -> dict[str, Any]:
+    def connector_client_config(self, kind: str, connector_config: dict[str, str]) -> dict[str, Any]:
         """The worker's settings for a `kind` client of a connector, with the connector's `<kind>.override.*`
         on top (Worker.connectorClientConfigOverrides). Overrides the worker's policy refuses stop the task,
         as in Kafka, in case the policy changed since the connector was validated."""

@@ -1,7 +1,12 @@
 """Connector configs, task configs and target states (ConfigBackingStore / ClusterConfigState).
 
 The topic-backed store (`storage.kafka_stores`) writes the same records Kafka's KafkaConfigBackingStore
-does — `connector-<c>`, `task-<c>-<n>`, `commit-<c>`, `target-state-<c>` — and folds them into this state.
+does — `connector-<c>`, `task-<c>-<n>`, `commit-<c>`, `target-state-<c>`, `tasks-fencing-<c>` — and folds
+them into this state.
+
+Exactly-once sources (KIP-618): every commit of task configs puts the connector in `pending_fencing`, and a
+task count record (`tasks-fencing-<c>`, written by the leader after it fenced the producers of the earlier
+generation's tasks) takes it out. No exactly-once task starts while its connector is pending.
 """
 
 from __future__ import annotations
@@ -19,13 +24,27 @@ class ClusterConfigState:
     connectors: dict[str, dict[str, str]] = field(default_factory=dict)
     tasks: dict[str, list[dict[str, str]]] = field(default_factory=dict)
     targets: dict[str, TargetState] = field(default_factory=dict)
+    task_count_records: dict[str, int] = field(default_factory=dict)  # the last `tasks-fencing-<c>` record
+    pending_fencing: set[str] = field(default_factory=set)  # task configs newer than the task count record
+    task_generations: dict[str, int] = field(default_factory=dict)  # commits of task configs seen
 
     def target(self, connector: str) -> TargetState:
         return self.targets.get(connector, TargetState.STARTED)
 
+    def commit_tasks(self, connector: str, configs: list[dict[str, str]]) -> None:
+        self.tasks[connector] = configs
+        self.task_generations[connector] = self.task_generations.get(connector, 0) + 1
+        self.pending_fencing.add(connector)
+
+    def record_task_count(self, connector: str, count: int) -> None:
+        self.task_count_records[connector] = count
+        self.pending_fencing.discard(connector)
+
     def copy(self) -> ClusterConfigState:
         return ClusterConfigState(self.offset, {k: dict(v) for k, v in self.connectors.items()},
-                                  {k: [dict(t) for t in v] for k, v in self.tasks.items()}, dict(self.targets))
+                                  {k: [dict(t) for t in v] for k, v in self.tasks.items()}, dict(self.targets),
+                                  dict(self.task_count_records), set(self.pending_fencing),
+                                  dict(self.task_generations))
 
 
 class ConfigBackingStore:
@@ -66,7 +85,12 @@ class ConfigBackingStore:
 
     def put_task_configs(self, connector: str, configs: list[dict[str, str]]) -> None:
         with self._lock:
-            self.state.tasks[connector] = [dict(c) for c in configs]
+            self.state.commit_tasks(connector, [dict(c) for c in configs])
+        self._changed()
+
+    def put_task_count_record(self, connector: str, count: int) -> None:
+        with self._lock:
+            self.state.record_task_count(connector, count)
         self._changed()
 
     def put_target_state(self, connector: str, target: TargetState) -> None:

@@ -9,6 +9,7 @@ KafkaStatusBackingStore write (values: JSON without schemas, Kafka's internal co
                            commit-<c>           {"tasks": n}        (task configs apply only once committed)
                            target-state-<c>     {"state": "PAUSED", "state.v2": "STOPPED"}
                            restart-connector-<c> {"include-tasks": b, "only-failed": b}   (KIP-745)
+                           tasks-fencing-<c>    {"task-count": n}   (KIP-618, after a fencing round)
                            session-key          {"key": base64, "algorithm": ..., "creation-timestamp": ms} (KIP-507)
     offset.storage.topic   ["<c>", {partition}]  {offset}
     status.storage.topic   status-connector-<c> / status-task-<c>-<n>
@@ -27,6 +28,8 @@ from moldau.connect.runtime.status import State, Status, StatusBackingStore, Tar
 from moldau.connect.storage.configs import ConfigBackingStore
 from moldau.connect.storage.kafka_log import KafkaBasedLog
 from moldau.connect.storage.offsets import OffsetBackingStore
+
+TASK_COUNT_RECORD = "tasks-fencing-"  # KIP-618: `tasks-fencing-<c>` {"task-count": n}
 
 
 def _json(value: bytes | None) -> Any:
@@ -85,7 +88,9 @@ class KafkaConfigBackingStore(ConfigBackingStore):
                 deferred = self._deferred_tasks.pop(connector, {})
                 count = int(body.get("tasks", 0))
                 if all(i in deferred for i in range(count)):
-                    self.state.tasks[connector] = [deferred[i] for i in range(count)]
+                    self.state.commit_tasks(connector, [deferred[i] for i in range(count)])
+            elif name.startswith(TASK_COUNT_RECORD) and body is not None:
+                self.state.record_task_count(name[len(TASK_COUNT_RECORD):], int(body.get("task-count", 0)))
             elif name.startswith("target-state-"):
                 connector = name[len("target-state-"):]
                 if body is None:
@@ -116,6 +121,10 @@ class KafkaConfigBackingStore(ConfigBackingStore):
         for i, config in enumerate(configs):
             self.log.send(f"task-{connector}-{i}".encode(), _dump({"properties": config}), flush=False)
         self.log.send(f"commit-{connector}".encode(), _dump({"tasks": len(configs)}))
+        self.refresh()
+
+    def put_task_count_record(self, connector: str, count: int) -> None:
+        self.log.send(f"{TASK_COUNT_RECORD}{connector}".encode(), _dump({"task-count": count}))
         self.refresh()
 
     def put_session_key(self, key: SessionKey) -> None:
