@@ -95,15 +95,23 @@ class EmbeddedBroker:
             return
         error: BaseException | None = None
         if self._thread.is_alive():
-            stopping = asyncio.run_coroutine_threadsafe(self.broker.stop(), self._loop)
+            stop_task: list[asyncio.Task[None]] = []
+
+            async def stop_broker() -> None:
+                stop_task.append(asyncio.current_task())  # type: ignore[arg-type]
+                await self.broker.stop()
+
+            stopping = asyncio.run_coroutine_threadsafe(stop_broker(), self._loop)
             try:
                 stopping.result(timeout)
             except concurrent.futures.TimeoutError:
                 stuck = self._loop_stack()
+                awaiting = awaited_by(stop_task[0]) if stop_task else "(the stop never started)"
                 stopping.cancel()
                 self._abort()
                 error = TimeoutError(f"broker on {self._address()} did not stop within {timeout} s; "
-                                     f"aborted it. The loop thread was at:\n{stuck}")
+                                     f"aborted it. The stop was awaiting:\n{awaiting}\n"
+                                     f"The loop thread was at:\n{stuck}")
             except BaseException as exc:  # noqa: BLE001 (re-raised below, after the loop is down)
                 self._abort()
                 error = exc
@@ -145,6 +153,7 @@ class EmbeddedBroker:
 
         self._loop.call_soon_threadsafe(abort)
         aborted.wait(ABORT_TIMEOUT_S)  # if the loop is blocked, stop() shuts the listeners from outside
+        self.broker.log_cleaner.shutdown(ABORT_TIMEOUT_S)  # not the loop's threads: no test inherits them
 
     def _shutdown_listeners(self) -> None:
         for server in self.broker.servers:
@@ -155,6 +164,22 @@ class EmbeddedBroker:
                         listener.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
+
+
+def awaited_by(task: asyncio.Task[Any]) -> str:
+    """Where a suspended task is, coroutine by coroutine down its await chain, and what the innermost awaits
+    (Task.print_stack shows only the outermost coroutine)."""
+    lines = []
+    awaitable: Any = task.get_coro()
+    while awaitable is not None:
+        frame = getattr(awaitable, "cr_frame", None) or getattr(awaitable, "gi_frame", None)
+        if frame is None:
+            break
+        lines.append(f'  File "{frame.f_code.co_filename}", line {frame.f_lineno}, in {frame.f_code.co_name}')
+        awaitable = getattr(awaitable, "cr_await", None) or getattr(awaitable, "gi_yieldfrom", None)
+    # The future the task sleeps on (a gather, an executor job, an event's waiter) names what it waits for.
+    lines.append(f"  awaiting {getattr(task, '_fut_waiter', None)!r}"[:400])
+    return "\n".join(lines)
 
 
 @contextmanager
