@@ -49,6 +49,7 @@ from moldau.connect.storage.kafka_stores import (
 
 log = logging.getLogger(__name__)
 Shape = tuple[tuple[str, int], ...]
+NO_SESSION_KEY = "no session key yet"
 
 
 def shape_of(state: ClusterConfigState) -> Shape:
@@ -203,23 +204,12 @@ class DistributedHerder(Herder):
         if self.member.is_leader or leader is None or not leader.leader_url:
             self.config_store.put_task_configs(name, configs)
             return True
-        body = json.dumps(configs).encode()
-        headers = {"Content-Type": "application/json"}
-        if self.request_validation_enabled:
-            key = self.config_store.session_key
-            if key is None:
-                log.info("connect herder: no session key yet; task configs of %s wait", name)
-                return False
-            headers.update(sign(key, body, str(self.worker.config.get("inter.worker.signature.algorithm"))))
-        request = urllib.request.Request(f"{leader.leader_url}/connectors/{name}/tasks?forward=false", data=body,
-                                         headers=headers, method="POST")
-        try:  # bounded: the herder lock is held meanwhile
-            with urllib.request.urlopen(request, timeout=10):
-                pass
-        except (urllib.error.URLError, OSError) as exc:
-            detail = exc.read().decode(errors="replace") if isinstance(exc, urllib.error.HTTPError) else str(exc)
-            log.warning("connect herder: forwarding task configs of %s to the leader %s failed (%s); retrying",
-                        name, leader.leader_url, detail)
+        failure = self._forward_to_leader(leader.leader_url, "POST", f"/connectors/{name}/tasks",
+                                          json.dumps(configs).encode(), timeout_s=10)  # the herder lock is held
+        if failure is not None:
+            report = log.info if failure == NO_SESSION_KEY else log.warning
+            report("connect herder: forwarding task configs of %s to the leader %s failed (%s); retrying",
+                   name, leader.leader_url, failure)
             return False
         log.info("connect herder: forwarded %d task configs of %s to the leader %s", len(configs), name,
                  leader.leader_url)
@@ -269,16 +259,23 @@ class DistributedHerder(Herder):
         leader = self.member.snapshot
         if leader is None or not leader.leader_url:
             return "no group leader known yet"
-        headers: dict[str, str] = {}
+        return self._forward_to_leader(leader.leader_url, "PUT", f"/connectors/{connector}/fence", b"",
+                                       timeout_s=FENCING_TIMEOUT_S)
+
+    def _forward_to_leader(self, leader_url: str, method: str, path: str, body: bytes,
+                           timeout_s: float) -> str | None:
+        """One internal request to the leader's REST API, signed with the session key under `sessioned`
+        (KIP-507); the failure's text, or None once the leader answered with success."""
+        headers = {"Content-Type": "application/json"}
         if self.request_validation_enabled:
             key = self.config_store.session_key
             if key is None:
-                return "no session key yet"
-            headers.update(sign(key, b"", str(self.worker.config.get("inter.worker.signature.algorithm"))))
-        request = urllib.request.Request(f"{leader.leader_url}/connectors/{connector}/fence?forward=false",
-                                         data=b"", headers=headers, method="PUT")
+                return NO_SESSION_KEY
+            headers.update(sign(key, body, str(self.worker.config.get("inter.worker.signature.algorithm"))))
+        request = urllib.request.Request(f"{leader_url}{path}?forward=false", data=body, headers=headers,
+                                         method=method)
         try:
-            with urllib.request.urlopen(request, timeout=FENCING_TIMEOUT_S):
+            with urllib.request.urlopen(request, timeout=timeout_s):
                 return None
         except (urllib.error.URLError, OSError) as exc:
             return exc.read().decode(errors="replace") if isinstance(exc, urllib.error.HTTPError) else str(exc)
