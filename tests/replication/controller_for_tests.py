@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,17 @@ TopicPartition = tuple[str, int]
 
 async def _running_loop() -> asyncio.AbstractEventLoop:
     return asyncio.get_running_loop()
+
+
+@contextmanager
+def running_controller(root: Path, **overrides: Any) -> Iterator[ControllerForTests]:
+    """Brokers 1, 2 and 3 started, with followers that fetch every 100 ms; all stopped afterwards."""
+    controller = ControllerForTests(root, **{"replica_fetch_wait_max_ms": 100, "replica_fetch_backoff_ms": 100,
+                                             **overrides}).start_all()
+    try:
+        yield controller
+    finally:
+        controller.stop_all()
 
 
 class ControllerForTests:

@@ -11,16 +11,13 @@ from moldau.protocol import messages
 from moldau.protocol.errors import ErrorCode
 from moldau.protocol.records import Record, build_batch
 from tests.fixtures import unique_topic
-from tests.replication.controller_for_tests import ControllerForTests
+from tests.replication.controller_for_tests import running_controller
 
 
 @pytest.fixture
 def cluster(tmp_path):
-    controller = ControllerForTests(tmp_path, replica_fetch_wait_max_ms=100, replica_fetch_backoff_ms=100).start_all()
-    try:
+    with running_controller(tmp_path) as controller:
         yield controller
-    finally:
-        controller.stop_all()
 
 
 def _produce_error(client: Client, topic: str) -> tuple[int, int, int]:

@@ -17,7 +17,7 @@ from moldau.protocol.errors import ErrorCode
 from moldau.protocol.records import Record, build_batch
 from tests.broker.test_api import read_frame
 from tests.fixtures import DEADLINE_S, clients, unique_topic, wait_until
-from tests.replication.controller_for_tests import ControllerForTests
+from tests.replication.controller_for_tests import ControllerForTests, running_controller
 
 PRODUCE, LIST_OFFSETS = 0, 2
 
@@ -25,12 +25,8 @@ PRODUCE, LIST_OFFSETS = 0, 2
 @pytest.fixture
 def cluster(tmp_path):
     # A long replica.lag.time.max.ms: a stopped follower stays in the ISR, so acks=all waits for it.
-    controller = ControllerForTests(tmp_path, replica_lag_time_max_ms=120000, replica_fetch_wait_max_ms=100,
-                                    replica_fetch_backoff_ms=100).start_all()
-    try:
+    with running_controller(tmp_path, replica_lag_time_max_ms=120000) as controller:
         yield controller
-    finally:
-        controller.stop_all()
 
 
 def _produce(topic: str, value: bytes, acks: int) -> messages.ProduceRequest:
@@ -39,12 +35,18 @@ def _produce(topic: str, value: bytes, acks: int) -> messages.ProduceRequest:
             messages.ProduceRequest.PartitionProduceData(index=0, records=build_batch([Record(0, 0, None, value)]))])])
 
 
-def test_acks_all_produces_are_appended_while_earlier_ones_wait_and_answered_in_order(cluster):
-    topic = unique_topic("pipeline")
+def _follower_3_down(cluster: ControllerForTests, name: str) -> str:
+    """A new topic with min.insync.replicas=2 and the full ISR, then broker 3 stopped (still in the ISR)."""
+    topic = unique_topic(name)
     cluster.create_topic(topic, configs={"min.insync.replicas": "2"})
     wait_until(lambda: cluster.state(topic).isr == (1, 2, 3), what="the full ISR")
-    # Given follower 3 down but still in the ISR: the high watermark cannot pass what it lacks.
     cluster.stop(3)
+    return topic
+
+
+def test_acks_all_produces_are_appended_while_earlier_ones_wait_and_answered_in_order(cluster):
+    # Given follower 3 down but still in the ISR: the high watermark cannot pass what it lacks.
+    topic = _follower_3_down(cluster, "pipeline")
     with socket.create_connection(("127.0.0.1", cluster.brokers[1].port), timeout=DEADLINE_S) as sock:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         # When two acks=all Produce requests, an acks=1 Produce and a ListOffsets go out back to back on one
@@ -78,10 +80,7 @@ def test_acks_all_produces_are_appended_while_earlier_ones_wait_and_answered_in_
 
 
 def test_a_failed_acks_all_produce_does_not_reorder_or_lose_later_answers(cluster):
-    topic = unique_topic("pipeline-timeout")
-    cluster.create_topic(topic, configs={"min.insync.replicas": "2"})
-    wait_until(lambda: cluster.state(topic).isr == (1, 2, 3), what="the full ISR")
-    cluster.stop(3)
+    topic = _follower_3_down(cluster, "pipeline-timeout")
     with socket.create_connection(("127.0.0.1", cluster.brokers[1].port), timeout=DEADLINE_S) as sock:
         # A first produce that times out waiting for broker 3, then one to an unknown partition (refused at
         # once): the refusal is still answered second.

@@ -14,19 +14,15 @@ from moldau.protocol import messages
 from moldau.protocol.errors import ErrorCode
 from moldau.protocol.records import Record, build_batch
 from tests.fixtures import DEADLINE_S, clients, unique_topic, wait_until
-from tests.replication.controller_for_tests import ControllerForTests
+from tests.replication.controller_for_tests import ControllerForTests, running_controller
 
 MIN_ISR_2 = {"min.insync.replicas": "2"}
 
 
 @pytest.fixture
 def cluster(tmp_path):
-    controller = ControllerForTests(tmp_path, replica_lag_time_max_ms=3000, replica_fetch_wait_max_ms=100,
-                                    replica_fetch_backoff_ms=100).start_all()
-    try:
+    with running_controller(tmp_path, replica_lag_time_max_ms=3000) as controller:
         yield controller
-    finally:
-        controller.stop_all()
 
 
 def _confluent_producer(bootstrap: str, **extra) -> Producer:
