@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -98,12 +99,18 @@ class ClusterBroker:
             self.process = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, env=dict(os.environ))
 
     def wait_listening(self, timeout: float = START_TIMEOUT_S) -> None:
+        """Until every listener accepts: the broker binds them one after another, so the first one
+        accepting does not mean that a second (`{sasl_port}`) does yet."""
+        ports = [int(port) for port in re.findall(r":(\d+)(?:,|$)", str(self.settings["listeners"]))]
+
         def listening() -> bool:
             if self.process is None or self.process.poll() is not None:
                 raise RuntimeError(f"broker {self.broker_id} exited before listening; see {self.log_path}")
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return True
+                for port in ports:
+                    with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                        pass
+                return True
             except OSError:
                 return False
 
