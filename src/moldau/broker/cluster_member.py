@@ -141,7 +141,8 @@ class ClusterMember:
     async def wait_for(self, predicate: Callable[[], Any], timeout: float) -> Any:
         """Until `predicate()` is truthy after some applied change (or now), within `timeout` seconds."""
         async with self._changed:
-            return await asyncio.wait_for(self._changed.wait_for(predicate), timeout)
+            async with asyncio.timeout(timeout):
+                return await self._changed.wait_for(predicate)
 
     async def _notify(self) -> None:
         async with self._changed:
@@ -284,7 +285,8 @@ class ClusterMember:
         if self.controller is not None:
             await self.controller.stop()
         try:
-            await asyncio.wait_for(self.store.unregister_broker(), 5)
+            async with asyncio.timeout(5):
+                await self.store.unregister_broker()
         except Exception as exc:  # noqa: BLE001 - etcd gone: the lease expires on its own
             log.warning("could not unregister broker %d from etcd: %s", self.node_id, exc)
         if self.marker_channel is not None:

@@ -121,9 +121,10 @@ class BrokerConnection:
     async def _connect(self) -> None:
         context = self.security.ssl_context
         try:
-            _, self._protocol = await asyncio.wait_for(asyncio.get_running_loop().create_connection(
-                FrameReader, self.host, self.port, ssl=context,
-                server_hostname=self.host if context is not None else None), self.timeout_s)
+            async with asyncio.timeout(self.timeout_s):
+                _, self._protocol = await asyncio.get_running_loop().create_connection(
+                    FrameReader, self.host, self.port, ssl=context,
+                    server_hostname=self.host if context is not None else None)
         except ssl.SSLError as exc:
             self.close()
             self._authentication_failed(f"TLS handshake failed: {exc}")
@@ -170,7 +171,8 @@ class BrokerConnection:
             protocol.transport.write(api.encode_request(api_key, version, self._correlation_id, self.client_id,
                                                         body))
             await protocol.drain()
-            frame = await asyncio.wait_for(protocol.read_frame(), self.timeout_s + extra_timeout_s)
+            async with asyncio.timeout(self.timeout_s + extra_timeout_s):
+                frame = await protocol.read_frame()
         except (OSError, TimeoutError) as exc:
             self.close()
             raise BrokerUnavailable(f"{self.host}:{self.port}: {exc!r}") from None

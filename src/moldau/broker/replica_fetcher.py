@@ -172,7 +172,8 @@ class ReplicaFetcher:
                 if not await self._fetch(connection):
                     self._changed.clear()
                     try:
-                        await asyncio.wait_for(self._changed.wait(), self.backoff_s)
+                        async with asyncio.timeout(self.backoff_s):
+                            await self._changed.wait()
                     except TimeoutError:
                         pass
             except InterBrokerAuthenticationError as exc:

@@ -421,7 +421,8 @@ class ReplicaManager:
             waiter: asyncio.Future[None] = loop.create_future()
             partition.hw_waiters.add(waiter)
             try:
-                await asyncio.wait_for(waiter, remaining)
+                async with asyncio.timeout(remaining):
+                    await waiter
             except TimeoutError:
                 pass
             finally:
@@ -482,7 +483,8 @@ class ReplicaManager:
         for partition in watched:
             partition.waiters.add(waiter)
         try:
-            await asyncio.wait_for(waiter, timeout_s)
+            async with asyncio.timeout(timeout_s):
+                await waiter
         except TimeoutError:
             pass
         finally:

@@ -93,7 +93,8 @@ class EtcdClusterStore:
             try:
                 await store._load()
                 store._watch_task = store.loop.create_task(store._watch_loop(), name="etcd-watch")
-                await asyncio.wait_for(store._watching.wait(), RPC_TIMEOUT_S)
+                async with asyncio.timeout(RPC_TIMEOUT_S):
+                    await store._watching.wait()
                 return store
             except (aetcd.ClientError, TimeoutError) as exc:
                 error = exc
@@ -195,7 +196,8 @@ class EtcdClusterStore:
         future: asyncio.Future[None] = self.loop.create_future()
         self._waiters.append((revision, future))
         try:
-            await asyncio.wait_for(future, WRITE_VISIBLE_TIMEOUT_S)
+            async with asyncio.timeout(WRITE_VISIBLE_TIMEOUT_S):
+                await future
         except TimeoutError:
             log.warning("etcd write at revision %d not seen by the watch within %.0f s", revision,
                         WRITE_VISIBLE_TIMEOUT_S)

@@ -38,7 +38,8 @@ class KeptLease:
         while True:
             await asyncio.sleep(interval)
             try:
-                reply = await asyncio.wait_for(self.client.refresh_lease(self.id), timeout=interval)
+                async with asyncio.timeout(interval):
+                    reply = await self.client.refresh_lease(self.id)
             except (TimeoutError, aetcd.ClientError) as exc:
                 if time.monotonic() < self._expires:
                     continue
@@ -65,7 +66,8 @@ class KeptLease:
         self._task.cancel()
         self.lost.set()  # on purpose: not reported to on_lost
         try:
-            await asyncio.wait_for(self.client.revoke_lease(self.id), timeout=max(1, self.ttl))
+            async with asyncio.timeout(max(1, self.ttl)):
+                await self.client.revoke_lease(self.id)
         except (TimeoutError, aetcd.ClientError) as exc:
             log.warning("could not revoke etcd lease %x (it expires in %d s): %s", self.id, self.ttl, exc)
 
